@@ -1,0 +1,367 @@
+"""Numba CPU kernels: the reference ops fused into single passes over NumPy arrays.
+
+Each public function has exactly the signature and side effects of its twin in ``reference.py``
+and falls back to it for anything but C-contiguous float32/float64 NumPy arrays. The per-element
+maths is written once (``_*_elem`` helpers, inlined); serial and parallel loops wrap it, and the
+parallel one is used above ``PARALLEL_MIN_ELEMENTS`` (measured in ``bench/kernels.py``).
+Compiled code is cached on disk (``cache=True``), so a second process pays no compile time.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import njit, prange
+from numba.extending import overload
+
+from . import reference
+
+# No nnan/ninf: -inf logits and NaN divergence must propagate exactly as in the reference.
+_FAST = {"contract", "arcp", "reassoc", "nsz"}
+_JIT = dict(cache=True, error_model="numpy", fastmath=_FAST)
+_INLINE = dict(_JIT, inline="always")
+_FLOATS = (np.float32, np.float64)
+
+# Serial below this many elements: a parallel launch costs more than it saves on 2 cores.
+PARALLEL_MIN_ELEMENTS = 1 << 17
+
+_ACT_CODES = {name: i for i, name in enumerate(reference.ACTIVATIONS)}
+IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH, ELU, SELU = (_ACT_CODES[a] for a in reference.ACTIVATIONS)
+SELU_ALPHA, SELU_SCALE = reference.SELU_ALPHA, reference.SELU_SCALE
+
+
+# -- a vectorisable exp ------------------------------------------------------------------------
+def fast_exp(x):  # pragma: no cover - replaced by the overload inside compiled code
+    return math.exp(x)
+
+
+@overload(fast_exp, jit_options=_INLINE)
+def _fast_exp_impl(x):
+    """float32: range reduction + degree-7 polynomial + exponent bits (LLVM vectorises it; libm's
+    exp does not vectorise without SVML); max relative error ~1e-7. float64: libm exp, exact."""
+    if isinstance(x, numba.types.Float) and x.bitwidth == 32:
+        def impl(x):
+            if x != x:
+                return x
+            if x > np.float32(88.0):
+                return np.float32(np.inf)
+            x = max(x, np.float32(-87.0))  # below this exp underflows float32 anyway
+            k = np.float32(math.floor(x * np.float32(1.4426950408889634) + np.float32(0.5)))
+            r = x - k * np.float32(0.693145751953125) - k * np.float32(1.428606765330187e-06)
+            p = np.float32(1.0 / 5040)
+            p = p * r + np.float32(1.0 / 720)
+            p = p * r + np.float32(1.0 / 120)
+            p = p * r + np.float32(1.0 / 24)
+            p = p * r + np.float32(1.0 / 6)
+            p = p * r + np.float32(0.5)
+            p = p * r + np.float32(1.0)
+            p = p * r + np.float32(1.0)
+            return p * np.int32((np.int32(k) + np.int32(127)) << np.int32(23)).view(np.float32)
+        return impl
+    return lambda x: math.exp(x)
+
+
+# -- support checks ----------------------------------------------------------------------------
+def _fusable(*arrays) -> bool:
+    """True when every array is a C-contiguous NumPy array of the first one's float dtype."""
+    first = arrays[0]
+    if not isinstance(first, np.ndarray) or first.dtype.type not in _FLOATS:
+        return False
+    return all(isinstance(a, np.ndarray) and a.dtype == first.dtype and a.flags.c_contiguous for a in arrays)
+
+
+def _labels_ok(labels, n) -> bool:
+    return (isinstance(labels, np.ndarray) and labels.ndim == 1 and labels.shape[0] == n
+            and labels.dtype.kind in "iu" and labels.flags.c_contiguous)
+
+
+# -- softmax cross-entropy ---------------------------------------------------------------------
+@njit(**_INLINE)
+def _xent_row(z, y, smoothing, inv_n, grad, i):
+    c = z.shape[1]
+    m = z[i, 0]
+    total = 0.0
+    for j in range(c):
+        m = max(m, z[i, j])
+        total += z[i, j]
+    zy = z[i, y]  # read before grad (which may alias z) is written
+    s = 0.0
+    for j in range(c):
+        e = fast_exp(z[i, j] - m)
+        grad[i, j] = e
+        s += e
+    lse = m + math.log(s)
+    loss = lse - (1.0 - smoothing) * zy
+    if smoothing > 0:
+        loss -= smoothing / c * total
+    scale = inv_n / s
+    off = smoothing / c * inv_n
+    for j in range(c):
+        grad[i, j] = grad[i, j] * scale - off
+    grad[i, y] -= (1.0 - smoothing) * inv_n
+    return loss
+
+
+@njit(**_JIT)
+def _xent_serial(z, labels, smoothing, grad):
+    n = z.shape[0]
+    total = 0.0
+    for i in range(n):
+        total += _xent_row(z, labels[i], smoothing, 1.0 / n, grad, i)
+    return total / n
+
+
+@njit(parallel=True, **_JIT)
+def _xent_parallel(z, labels, smoothing, grad):
+    n = z.shape[0]
+    rows = np.empty(n)
+    for i in prange(n):
+        rows[i] = _xent_row(z, labels[i], smoothing, 1.0 / n, grad, i)
+    return rows.sum() / n  # summed in row order: the same for any thread count
+
+
+def softmax_cross_entropy(xp, logits, labels, label_smoothing=0.0, out=None):
+    if not (_fusable(logits, *(() if out is None else (out,))) and logits.ndim == 2
+            and _labels_ok(labels, logits.shape[0]) and (out is None or out.shape == logits.shape)):
+        return reference.softmax_cross_entropy(xp, logits, labels, label_smoothing, out)
+    n, c = logits.shape
+    if labels.size and (labels.min() < 0 or labels.max() >= c):
+        raise ValueError(f"labels must be in [0, {c - 1}]")
+    grad = np.empty_like(logits) if out is None else out
+    kernel = _xent_parallel if logits.size >= PARALLEL_MIN_ELEMENTS else _xent_serial
+    loss = kernel(logits, labels, float(label_smoothing), grad)
+    return np.asarray(loss, dtype=logits.dtype), grad
+
+
+# -- binary cross-entropy with logits ----------------------------------------------------------
+@njit(**_JIT)
+def _bce(z, t, grad):
+    total = 0.0
+    inv = 1.0 / z.size
+    for i in range(z.size):
+        x = z[i]
+        e = fast_exp(-abs(x))
+        total += max(x, 0.0) - x * t[i] + math.log1p(e)
+        sig = 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e)
+        grad[i] = (sig - t[i]) * inv
+    return total * inv
+
+
+def sigmoid_binary_cross_entropy(xp, logits, targets, out=None):
+    if not (_fusable(logits, targets, *(() if out is None else (out,)))
+            and targets.shape == logits.shape and (out is None or out.shape == logits.shape)):
+        return reference.sigmoid_binary_cross_entropy(xp, logits, targets, out)
+    grad = np.empty_like(logits) if out is None else out
+    loss = _bce(logits.reshape(-1), targets.reshape(-1), grad.reshape(-1))
+    return np.asarray(loss, dtype=logits.dtype), grad
+
+
+# -- activations -------------------------------------------------------------------------------
+@njit(**_INLINE)
+def _act_elem(z, act, alpha):
+    if act == RELU:
+        return max(z, 0.0)
+    if act == LEAKY_RELU:
+        return z if z > 0 else alpha * z
+    if act == SIGMOID:
+        e = fast_exp(-abs(z))
+        return 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
+    if act == TANH:
+        return math.tanh(z)
+    if act == ELU:
+        return z if z > 0 else alpha * math.expm1(min(z, 0.0))
+    if act == SELU:
+        return SELU_SCALE * (z if z > 0 else SELU_ALPHA * math.expm1(min(z, 0.0)))
+    return z
+
+
+@njit(**_INLINE)
+def _act_grad_elem(dy, y, act, alpha):
+    if act == RELU:
+        return dy if y > 0 else 0.0
+    if act == LEAKY_RELU:
+        return dy if y > 0 else alpha * dy
+    if act == SIGMOID:
+        return dy * y * (1.0 - y)
+    if act == TANH:
+        return dy * (1.0 - y * y)
+    if act == ELU:
+        return dy if y > 0 else dy * (y + alpha)
+    if act == SELU:
+        return SELU_SCALE * dy if y > 0 else dy * (y + SELU_SCALE * SELU_ALPHA)
+    return dy
+
+
+@njit(**_INLINE)
+def _bias_act_row(z, b, has_bias, act, alpha, i):
+    for j in range(z.shape[1]):
+        v = z[i, j] + b[j] if has_bias else z[i, j]
+        z[i, j] = _act_elem(v, act, alpha)
+
+
+@njit(**_JIT)
+def _bias_act_serial(z, b, has_bias, act, alpha):
+    for i in range(z.shape[0]):
+        _bias_act_row(z, b, has_bias, act, alpha, i)
+
+
+@njit(parallel=True, **_JIT)
+def _bias_act_parallel(z, b, has_bias, act, alpha):
+    for i in prange(z.shape[0]):
+        _bias_act_row(z, b, has_bias, act, alpha, i)
+
+
+def bias_act(xp, z, b, act, alpha=0.0):
+    if act not in _ACT_CODES:
+        return reference.bias_act(xp, z, b, act, alpha)  # raises the reference's error
+    if not (_fusable(z, *(() if b is None else (b,))) and z.flags.writeable and z.size
+            and (b is None or (z.ndim == 2 and b.shape == (z.shape[1],)))):
+        return reference.bias_act(xp, z, b, act, alpha)
+    z2 = z if b is not None else z.reshape(1, -1)
+    kernel = _bias_act_parallel if z.size >= PARALLEL_MIN_ELEMENTS else _bias_act_serial
+    kernel(z2, z2[0] if b is None else b, b is not None, _ACT_CODES[act], float(alpha))
+    return z
+
+
+@njit(**_JIT)
+def _act_backward_serial(dy, y, act, alpha, out):
+    for i in range(dy.size):
+        out[i] = _act_grad_elem(dy[i], y[i], act, alpha)
+
+
+@njit(parallel=True, **_JIT)
+def _act_backward_parallel(dy, y, act, alpha, out):
+    for i in prange(dy.size):
+        out[i] = _act_grad_elem(dy[i], y[i], act, alpha)
+
+
+def act_backward(xp, dy, y, act, alpha=0.0, out=None):
+    if act not in _ACT_CODES:
+        return reference.act_backward(xp, dy, y, act, alpha, out)
+    if not (_fusable(dy, y, *(() if out is None else (out,))) and dy.shape == y.shape
+            and (out is None or (out.shape == dy.shape and out.flags.writeable))):
+        return reference.act_backward(xp, dy, y, act, alpha, out)
+    result = np.empty_like(dy) if out is None else out
+    kernel = _act_backward_parallel if dy.size >= PARALLEL_MIN_ELEMENTS else _act_backward_serial
+    kernel(dy.reshape(-1), y.reshape(-1), _ACT_CODES[act], float(alpha), result.reshape(-1))
+    return result
+
+
+# -- optimizer updates -------------------------------------------------------------------------
+@njit(**_INLINE)
+def _grad_elem(g, p, scale, clip, do_clip, l2):
+    g = g * scale
+    if do_clip:
+        g = min(max(g, -clip), clip)
+    return g + l2 * p
+
+
+@njit(**_INLINE)
+def _sgd_elem(p, g, v, i, lr, mom, nesterov, has_v, l2, scale, clip, do_clip):
+    gi = _grad_elem(g[i], p[i], scale, clip, do_clip, l2)
+    if not has_v:
+        p[i] -= lr * gi
+        return
+    vi = mom * v[i] - lr * gi
+    v[i] = vi
+    p[i] += (mom * vi - lr * gi) if nesterov else vi
+
+
+@njit(**_JIT)
+def _sgd_serial(p, g, v, lr, mom, nesterov, has_v, l2, scale, clip, do_clip):
+    for i in range(p.size):
+        _sgd_elem(p, g, v, i, lr, mom, nesterov, has_v, l2, scale, clip, do_clip)
+
+
+@njit(parallel=True, **_JIT)
+def _sgd_parallel(p, g, v, lr, mom, nesterov, has_v, l2, scale, clip, do_clip):
+    for i in prange(p.size):
+        _sgd_elem(p, g, v, i, lr, mom, nesterov, has_v, l2, scale, clip, do_clip)
+
+
+@njit(**_INLINE)
+def _rmsprop_elem(p, g, s, i, lr, rho, eps, l2, scale, clip, do_clip):
+    gi = _grad_elem(g[i], p[i], scale, clip, do_clip, l2)
+    si = rho * s[i] + (1 - rho) * gi * gi
+    s[i] = si
+    p[i] -= lr * gi / (math.sqrt(si) + eps)
+
+
+@njit(**_JIT)
+def _rmsprop_serial(p, g, s, lr, rho, eps, l2, scale, clip, do_clip):
+    for i in range(p.size):
+        _rmsprop_elem(p, g, s, i, lr, rho, eps, l2, scale, clip, do_clip)
+
+
+@njit(parallel=True, **_JIT)
+def _rmsprop_parallel(p, g, s, lr, rho, eps, l2, scale, clip, do_clip):
+    for i in prange(p.size):
+        _rmsprop_elem(p, g, s, i, lr, rho, eps, l2, scale, clip, do_clip)
+
+
+@njit(**_INLINE)
+def _adam_elem(p, g, m, v, i, b1, b2, eps, step_size, inv_sqrt_bias2, decay, l2, scale, clip, do_clip):
+    gi = _grad_elem(g[i], p[i], scale, clip, do_clip, l2)
+    mi = b1 * m[i] + (1 - b1) * gi
+    vi = b2 * v[i] + (1 - b2) * gi * gi
+    m[i] = mi
+    v[i] = vi
+    p[i] = p[i] * decay - step_size * mi / (math.sqrt(vi) * inv_sqrt_bias2 + eps)
+
+
+@njit(**_JIT)
+def _adam_serial(p, g, m, v, b1, b2, eps, step_size, inv_sqrt_bias2, decay, l2, scale, clip, do_clip):
+    for i in range(p.size):
+        _adam_elem(p, g, m, v, i, b1, b2, eps, step_size, inv_sqrt_bias2, decay, l2, scale, clip, do_clip)
+
+
+@njit(parallel=True, **_JIT)
+def _adam_parallel(p, g, m, v, b1, b2, eps, step_size, inv_sqrt_bias2, decay, l2, scale, clip, do_clip):
+    for i in prange(p.size):
+        _adam_elem(p, g, m, v, i, b1, b2, eps, step_size, inv_sqrt_bias2, decay, l2, scale, clip, do_clip)
+
+
+def _flat_ok(p, *others) -> bool:
+    return _fusable(p, *others) and p.ndim == 1 and all(o.shape == p.shape for o in others)
+
+
+def _scalars(p, *values):
+    """Hyper-parameters in the parameters' dtype, so float32 updates stay in float32 SIMD lanes."""
+    t = p.dtype.type
+    return tuple(t(v) for v in values)
+
+
+def sgd_update(xp, p, g, v, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0,
+               grad_scale=1.0, clip_value=math.inf):
+    has_v = momentum != 0.0
+    if not (_flat_ok(p, g, *((v,) if has_v else ())) and p.flags.writeable):
+        return reference.sgd_update(xp, p, g, v, lr=lr, momentum=momentum, nesterov=nesterov,
+                                    weight_decay=weight_decay, grad_scale=grad_scale, clip_value=clip_value)
+    kernel = _sgd_parallel if p.size >= PARALLEL_MIN_ELEMENTS else _sgd_serial
+    lr_, mom, l2, scale, clip = _scalars(p, lr, momentum, weight_decay, grad_scale, clip_value)
+    kernel(p, g, v if has_v else p[:0], lr_, mom, bool(nesterov), has_v, l2, scale, clip, math.isfinite(clip_value))
+
+
+def rmsprop_update(xp, p, g, s, *, lr, rho=0.9, eps=1e-8, weight_decay=0.0,
+                   grad_scale=1.0, clip_value=math.inf):
+    if not (_flat_ok(p, g, s) and p.flags.writeable):
+        return reference.rmsprop_update(xp, p, g, s, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
+                                        grad_scale=grad_scale, clip_value=clip_value)
+    kernel = _rmsprop_parallel if p.size >= PARALLEL_MIN_ELEMENTS else _rmsprop_serial
+    kernel(p, g, s, *_scalars(p, lr, rho, eps, weight_decay, grad_scale, clip_value), math.isfinite(clip_value))
+
+
+def adam_update(xp, p, g, m, v, *, lr, step, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                decoupled=False, grad_scale=1.0, clip_value=math.inf):
+    if not (_flat_ok(p, g, m, v) and p.flags.writeable):
+        return reference.adam_update(xp, p, g, m, v, lr=lr, step=step, beta1=beta1, beta2=beta2, eps=eps,
+                                     weight_decay=weight_decay, decoupled=decoupled, grad_scale=grad_scale,
+                                     clip_value=clip_value)
+    kernel = _adam_parallel if p.size >= PARALLEL_MIN_ELEMENTS else _adam_serial
+    decay = 1.0 - lr * weight_decay if decoupled else 1.0
+    l2 = 0.0 if decoupled else weight_decay
+    step_size = lr / (1.0 - beta1**step)
+    inv_sqrt_bias2 = 1.0 / math.sqrt(1.0 - beta2**step)
+    kernel(p, g, m, v, *_scalars(p, beta1, beta2, eps, step_size, inv_sqrt_bias2, decay, l2, grad_scale, clip_value),
+           math.isfinite(clip_value))

@@ -1,0 +1,16 @@
+"""mlp-backend: multi-layer perceptrons written once against the Python Array API.
+
+Importing this package imports neither CuPy, torch nor numba.cuda: backends and kernels load on use.
+"""
+from .backend import BACKENDS, Backend, available_backends, get_backend, to_numpy
+from .gradcheck import check_layer_gradients, check_loss_gradients, check_model_gradients
+from .layers import (ELU, LAYERS, SELU, Activation, BatchNorm1d, Dense, Dropout, Identity, LayerNorm, LeakyReLU,
+                     ReLU, Sequential, Sigmoid, Softmax, Tanh, build_mlp)
+from .losses import (L1, L2, LOSSES, BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy,
+                     SoftmaxMeanSquaredError, get_loss)
+from .metrics import accuracy, classification_report, confusion_matrix, regression_scores
+from .optim import (SGD, Adam, AdamW, CosineDecay, ExponentialDecay, Momentum, Nesterov, RMSProp, StepDecay,
+                    get_optimizer)
+from .train import Callback, EarlyStopping, History, ReduceLROnPlateau, evaluate, fit, predict, predict_proba
+
+__version__ = "0.1.0"

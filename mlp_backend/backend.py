@@ -1,0 +1,210 @@
+"""The one place that knows array libraries: names, namespaces, devices, random numbers, transfers.
+
+Everything else in mlp_backend receives a :class:`Backend` (or its ``xp``) and calls the Array API
+standard through it. Importing this module imports neither CuPy nor torch: libraries are imported
+when a backend of that name is first asked for.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+BACKENDS = ("numpy", "array_api_strict", "torch", "cupy")
+
+# Backend name -> the module that provides its Array API namespace.
+_NAMESPACE_MODULES = {
+    "numpy": "array_api_compat.numpy",
+    "array_api_strict": "array_api_strict",
+    "torch": "array_api_compat.torch",
+    "cupy": "array_api_compat.cupy",
+}
+_DTYPES = ("float32", "float64")
+
+
+def library_name(x) -> str:
+    """Backend name of an array ('numpy', 'torch', ...); raises TypeError for anything else."""
+    if array_api_compat.is_numpy_array(x):
+        return "numpy"
+    if array_api_compat.is_torch_array(x):
+        return "torch"
+    if array_api_compat.is_cupy_array(x):
+        return "cupy"
+    if array_api_compat.is_array_api_strict_namespace(getattr(x, "__array_namespace__", lambda: None)()):
+        return "array_api_strict"
+    raise TypeError(f"expected an array of one of {BACKENDS}, got {type(x).__name__}")
+
+
+def available_backends() -> list[str]:
+    """Backends whose library imports here (CuPy also needs a working CUDA device)."""
+    found = []
+    for name in BACKENDS:
+        try:
+            get_backend(name)
+        except (ImportError, RuntimeError):
+            continue
+        found.append(name)
+    return found
+
+
+def to_numpy(x) -> np.ndarray:
+    """A host NumPy copy (or view, for NumPy input) of any supported array, from any device."""
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, (list, tuple, int, float, np.generic)):
+        return np.asarray(x)
+    name = library_name(x)
+    if name == "torch":
+        return x.detach().cpu().numpy()
+    if name == "cupy":
+        return x.get()
+    if name == "array_api_strict":
+        import array_api_strict
+
+        return np.asarray(x.to_device(array_api_strict.Device("CPU_DEVICE")))
+    return np.asarray(x)
+
+
+@dataclass
+class Backend:
+    """An array library bound to a device, a default dtype and a seeded random generator.
+
+    Random numbers are drawn on the host from one NumPy generator and moved to the device, so a
+    seed gives the same initial weights, shuffles and dropout masks on numpy, array_api_strict and
+    torch. CuPy draws dropout masks on the GPU from its own generator (seeded from the same seed).
+    """
+
+    name: str
+    device: Any = None
+    dtype: str = "float32"
+    seed: int | None = 0
+    xp: Any = field(init=False, repr=False)
+    rng: np.random.Generator = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if self.name not in BACKENDS:
+            raise ValueError(f"unknown backend {self.name!r}; choose one of {', '.join(BACKENDS)}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        try:
+            self.xp = importlib.import_module(_NAMESPACE_MODULES[self.name])
+        except ImportError as e:
+            raise ImportError(f"backend {self.name!r} needs its library installed: {e}") from e
+        self.device = self._resolve_device(self.device)
+        self.reseed(self.seed)
+
+    def _resolve_device(self, device):
+        if self.name == "array_api_strict":
+            import array_api_strict
+
+            if device is None or isinstance(device, str):
+                return array_api_strict.Device(device or "CPU_DEVICE")
+            return device
+        if self.name == "torch":
+            import torch
+
+            return torch.device(device or "cpu")
+        if self.name == "cupy":
+            import cupy
+
+            try:
+                return cupy.cuda.Device(device or 0)
+            except cupy.cuda.runtime.CUDARuntimeError as e:  # pragma: no cover - needs a GPU box
+                raise RuntimeError(f"CuPy found no usable CUDA device: {e}") from e
+        if device not in (None, "cpu"):
+            raise ValueError(f"numpy arrays live on the CPU only, got device {device!r}")
+        return "cpu"
+
+    # -- random numbers -------------------------------------------------------------------
+    def reseed(self, seed: int | None):
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self._device_rng = None
+
+    def uniform(self, shape, low, high, dtype=None):
+        return self.asarray(self.rng.uniform(low, high, size=shape), dtype=dtype)
+
+    def normal(self, shape, std, dtype=None):
+        return self.asarray(self.rng.normal(0.0, std, size=shape), dtype=dtype)
+
+    def permutation(self, n: int) -> np.ndarray:
+        return self.rng.permutation(n)
+
+    def keep_mask(self, shape, keep: float, dtype):
+        """Dropout mask: 1/keep where kept, 0 where dropped (inverted dropout)."""
+        if self.name == "cupy":
+            if self._device_rng is None:
+                import cupy
+
+                self._device_rng = cupy.random.default_rng(self.seed)
+            u = self._device_rng.random(shape, dtype=dtype)
+            return (u < keep).astype(dtype) / keep
+        u = self.rng.random(shape)
+        return self.asarray((u < keep) / keep, dtype=dtype)
+
+    # -- arrays ---------------------------------------------------------------------------
+    def float_dtype(self, dtype=None):
+        return getattr(self.xp, dtype or self.dtype)
+
+    def zeros(self, shape, dtype=None):
+        return self.xp.zeros(shape, dtype=self.float_dtype(dtype), device=self.device)
+
+    def asarray(self, x, dtype=None):
+        """Host data (NumPy, lists) or an array of this backend, as a float array on this device."""
+        return self._convert(x, dtype or self.dtype)
+
+    def asarray_int(self, x):
+        return self._convert(x, "int64")
+
+    def _convert(self, x, dtype: str):
+        if not isinstance(x, (np.ndarray, np.generic, list, tuple, int, float)):
+            self.check_same(x)
+            want = getattr(self.xp, dtype)
+            return x if x.dtype == want else self.xp.astype(x, want)
+        x = np.asarray(x)
+        if x.dtype != np.dtype(dtype):
+            x = x.astype(dtype)
+        if self.name == "numpy":
+            return x
+        return self.xp.asarray(x, device=self.device)
+
+    def check_same(self, x, what="array"):
+        """Raise a clear error when ``x`` is from another library or device than this backend."""
+        name = library_name(x)
+        if name != self.name:
+            raise TypeError(
+                f"{what} is a {name} array but this model lives on the {self.name!r} backend; "
+                f"move one of them (model.to({name!r}) or convert the data)"
+            )
+        if self.name != "numpy" and array_api_compat.device(x) != self.device:
+            raise ValueError(
+                f"{what} is on device {array_api_compat.device(x)} but this model is on {self.device}"
+            )
+
+    def matmul(self, a, b, out=None):
+        """``a @ b``, written into ``out`` when given (NumPy and CuPy write it without a temporary)."""
+        if out is None:
+            return a @ b
+        if self.name in ("numpy", "cupy"):
+            return self.xp.matmul(a, b, out=out)
+        out[...] = a @ b
+        return out
+
+    def state(self) -> dict:
+        """The host generator's state (JSON-serialisable) for checkpoints and exact resume."""
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict):
+        self.rng.bit_generator.state = state
+
+
+def get_backend(name: str | Backend = "numpy", device=None, dtype="float32", seed: int | None = 0) -> Backend:
+    """A :class:`Backend` from a name (``'numpy'``, ``'array_api_strict'``, ``'torch'``, ``'cupy'``)."""
+    if isinstance(name, Backend):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a name or a Backend, got {type(name).__name__}")
+    return Backend(name, device=device, dtype=dtype, seed=seed)

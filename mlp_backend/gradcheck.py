@@ -1,0 +1,132 @@
+"""Gradient checking: analytic gradients against float64 central differences.
+
+Works on any layer, loss or whole model, on the model's own backend, in float64. Tolerances follow
+torch.autograd.gradcheck (eps 1e-6, atol 1e-5, rtol 1e-3).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backend import to_numpy
+from .layers import Sequential
+from .losses import get_loss
+
+
+@dataclass
+class GradCheckResult:
+    """Per-name relative error ``|a - n| / max(|a| + |n|, 1e-12)`` (max over entries) and the verdict."""
+
+    errors: dict = field(default_factory=dict)
+    ok: bool = True
+
+    @property
+    def max_rel_error(self) -> float:
+        return max(self.errors.values(), default=0.0)
+
+    def __str__(self):
+        rows = [f"{name:<24} {err:.3e}" for name, err in self.errors.items()]
+        return "\n".join(rows + [f"{'passed' if self.ok else 'FAILED'}: max relative error {self.max_rel_error:.3e}"])
+
+
+def _compare(result, name, analytic, numeric, atol, rtol):
+    a, n = np.asarray(analytic, float).ravel(), np.asarray(numeric, float).ravel()
+    result.errors[name] = float(np.max(np.abs(a - n) / np.maximum(np.abs(a) + np.abs(n), 1e-12), initial=0.0))
+    result.ok &= bool(np.allclose(a, n, atol=atol, rtol=rtol))
+
+
+def check_model_gradients(model: Sequential, X, y, loss="cross_entropy", *, eps=1e-6, atol=1e-5, rtol=1e-3,
+                          max_entries: int | None = 200, check_input=True, seed=0) -> GradCheckResult:
+    """Check every parameter (up to ``max_entries`` random entries each) and the input gradient.
+
+    The model must be float64 (``model.to(dtype='float64')``) and is used in training mode with
+    Dropout disabled by its own seed being reset before each evaluation.
+    """
+    if model.be.dtype != "float64":
+        raise ValueError("gradient checks need a float64 model: call model.to(dtype='float64') first")
+    loss = get_loss(loss)
+    be, xp = model.be, model.be.xp
+    X = be.asarray(to_numpy(X))
+    y = be.asarray_int(to_numpy(y)) if loss.task == "multiclass" and np.ndim(to_numpy(y)) == 1 else be.asarray(to_numpy(y))
+    rng = np.random.default_rng(seed)
+    rng_state = be.state()
+
+    def objective(x=X):
+        be.set_state(rng_state)  # the same dropout mask on every evaluation
+        return float(loss.value_and_grad(xp, model.ops, model.forward(x, training=True), y)[0])
+
+    be.set_state(rng_state)
+    value, grad = loss.value_and_grad(xp, model.ops, model.forward(X, training=True), y)
+    dx = to_numpy(model.backward_to_input(grad))
+    analytic = to_numpy(model.flat_grads).copy()
+    result = GradCheckResult()
+    flat = model.flat_params
+    for name, (offset, shape) in model._slices.items():
+        size = int(np.prod(shape))
+        picks = np.arange(size) if max_entries is None or size <= max_entries else rng.choice(size, max_entries, False)
+        numeric = np.empty(len(picks))
+        for k, i in enumerate(picks):
+            j = offset + int(i)
+            orig = float(flat[j])
+            flat[j] = orig + eps
+            plus = objective()
+            flat[j] = orig - eps
+            minus = objective()
+            flat[j] = orig
+            numeric[k] = (plus - minus) / (2 * eps)
+        _compare(result, name, analytic[offset + picks], numeric, atol, rtol)
+    if check_input:
+        host = to_numpy(X).copy()
+        picks = np.arange(host.size) if max_entries is None or host.size <= max_entries else rng.choice(host.size, max_entries, False)
+        numeric = np.empty(len(picks))
+        for k, i in enumerate(picks):
+            idx = np.unravel_index(i, host.shape)
+            bumped = host.copy()
+            bumped[idx] += eps
+            plus = objective(be.asarray(bumped))
+            bumped[idx] -= 2 * eps
+            minus = objective(be.asarray(bumped))
+            numeric[k] = (plus - minus) / (2 * eps)
+        _compare(result, "input", dx.ravel()[picks], numeric, atol, rtol)
+    return result
+
+
+def check_layer_gradients(layer, x, *, backend="numpy", seed=0, **kwargs) -> GradCheckResult:
+    """Check one layer through the objective ``sum(layer(x) * r)`` with a fixed random ``r``."""
+    from .losses import Loss
+
+    class _Projection(Loss):
+        def value_and_grad(self, xp, ops, output, target):
+            return xp.sum(output * target), target
+
+    model = Sequential([layer], backend=backend, dtype="float64", seed=seed)
+    x = np.asarray(x, dtype=np.float64)
+    out = to_numpy(model.forward(model.be.asarray(x), training=True))
+    r = np.random.default_rng(seed + 1).normal(size=out.shape)
+    return check_model_gradients(model, x, r, _Projection(), seed=seed, **kwargs)
+
+
+def check_loss_gradients(loss, logits, targets, *, eps=1e-6, atol=1e-5, rtol=1e-3, backend="numpy") -> GradCheckResult:
+    """Check a loss's gradient with respect to its input (float64)."""
+    from .backend import get_backend
+    from .kernels import kernel_set
+
+    loss = get_loss(loss)
+    be = get_backend(backend, dtype="float64")
+    xp, ops = be.xp, kernel_set(be.name)
+    z = np.asarray(logits, dtype=np.float64)
+    t = np.asarray(targets)
+    td = be.asarray_int(t) if t.dtype.kind in "iu" else be.asarray(t)
+    _, grad = loss.value_and_grad(xp, ops, be.asarray(z), td)
+    numeric = np.empty(z.size)
+    for i in range(z.size):
+        bumped = z.copy().ravel()
+        bumped[i] += eps
+        plus = float(loss.value_and_grad(xp, ops, be.asarray(bumped.reshape(z.shape)), td)[0])
+        bumped[i] -= 2 * eps
+        minus = float(loss.value_and_grad(xp, ops, be.asarray(bumped.reshape(z.shape)), td)[0])
+        numeric[i] = (plus - minus) / (2 * eps)
+    result = GradCheckResult()
+    _compare(result, type(loss).__name__, to_numpy(grad), numeric, atol, rtol)
+    return result

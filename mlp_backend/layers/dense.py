@@ -1,0 +1,75 @@
+"""Fully connected layer ``y = act(x W + b)``: one matmul and one fused pass each way."""
+from __future__ import annotations
+
+import math
+
+from ..initializers import get_initializer
+from .activations import check_activation
+from .base import Layer
+
+
+class Dense(Layer):
+    """Dense layer; N-d input is flattened to (N, in_features), ``dx`` comes back in the input's shape.
+
+    ``W`` is (in_features, out_features). ``activation`` is fused into the layer (None = identity).
+    """
+
+    kind = "dense"
+
+    def __init__(self, in_features: int, out_features: int, activation: str | None = None, alpha: float | None = None,
+                 init="auto", bias_init="zeros", use_bias: bool = True):
+        super().__init__()
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Dense {name} must be a positive integer, got {value!r}")
+        self.in_features, self.out_features = in_features, out_features
+        self.activation, self.alpha = check_activation(activation or "identity", alpha)
+        self.init, self.bias_init, self.use_bias = init, bias_init, use_bias
+        self._w_init = get_initializer(init, self.activation)
+        self._b_init = get_initializer(bias_init, self.activation)
+
+    def param_shapes(self):
+        shapes = {"W": (self.in_features, self.out_features)}
+        if self.use_bias:
+            shapes["b"] = (self.out_features,)
+        return shapes
+
+    def output_features(self, in_features):
+        if in_features is not None and in_features != self.in_features:
+            raise ValueError(f"Dense expects {self.in_features} input features, the previous layer gives {in_features}")
+        return self.out_features
+
+    def config(self):
+        return {"in_features": self.in_features, "out_features": self.out_features, "activation": self.activation,
+                "alpha": self.alpha, "init": self.init if isinstance(self.init, str) else "custom",
+                "bias_init": self.bias_init if isinstance(self.bias_init, str) else "custom",
+                "use_bias": self.use_bias}
+
+    def init_params(self):
+        fan_in, fan_out = self.in_features, self.out_features
+        self.params["W"][...] = self._w_init(self.be, (fan_in, fan_out), fan_in, fan_out)
+        if self.use_bias:
+            self.params["b"][...] = self._b_init(self.be, (fan_out,), fan_in, fan_out)
+
+    def forward(self, x, training=False):
+        xp = self.be.xp
+        self._in_shape = x.shape
+        if x.ndim != 2:
+            x = xp.reshape(x, (x.shape[0], math.prod(x.shape[1:])))
+        if x.shape[1] != self.in_features:
+            raise ValueError(f"Dense expects {self.in_features} input features, got {x.shape[1]}")
+        z = self.be.matmul(x, self.params["W"])
+        self._x = x
+        self._y = self.ops.bias_act(xp, z, self.params.get("b"), self.activation, self.alpha)
+        return self._y
+
+    def backward(self, dy, need_input_grad=True):
+        xp = self.be.xp
+        dz = self.ops.act_backward(xp, dy, self._y, self.activation, self.alpha)
+        self.be.matmul(self._x.T, dz, out=self.grads["W"])
+        if self.use_bias:
+            self.grads["b"][...] = xp.sum(dz, axis=0)
+        if not need_input_grad:
+            return None
+        dx = dz @ self.params["W"].T
+        return dx if len(self._in_shape) == 2 else xp.reshape(dx, self._in_shape)

@@ -1,0 +1,27 @@
+"""Inverted dropout: active only in training, scaled by 1/keep so inference needs no change."""
+from __future__ import annotations
+
+from .base import Layer
+
+
+class Dropout(Layer):
+    kind = "dropout"
+
+    def __init__(self, rate: float = 0.5):
+        super().__init__()
+        if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+            raise ValueError(f"Dropout rate must be in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+
+    def config(self):
+        return {"rate": self.rate}
+
+    def forward(self, x, training=False):
+        if not training or self.rate == 0.0:
+            self._mask = None
+            return x
+        self._mask = self.be.keep_mask(x.shape, 1.0 - self.rate, x.dtype)
+        return x * self._mask
+
+    def backward(self, dy, need_input_grad=True):
+        return dy if self._mask is None else dy * self._mask

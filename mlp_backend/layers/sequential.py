@@ -1,0 +1,245 @@
+"""Sequential container: named layers over one flat parameter buffer and one flat gradient buffer.
+
+Every parameter is a view into ``model.flat_params`` (its gradient a view into ``model.flat_grads``),
+so an optimizer step is one pass over one buffer, and moving or saving a model moves one array.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import kernels
+from ..backend import get_backend, to_numpy
+from .activations import ELU, SELU, Activation, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .base import Layer
+from .dense import Dense
+from .dropout import Dropout
+from .norm import BatchNorm1d, LayerNorm
+
+LAYERS = {cls.__name__: cls for cls in (Dense, Activation, ReLU, LeakyReLU, ELU, SELU, Sigmoid, Tanh, Identity,
+                                        Softmax, Dropout, BatchNorm1d, LayerNorm)}
+
+
+class Sequential:
+    """Layers applied in order, trained with :meth:`fit` (see :mod:`mlp_backend.train`).
+
+    ``backend``: 'numpy', 'array_api_strict', 'torch' or 'cupy' (or a Backend); ``dtype``: 'float32'
+    (default) or 'float64'; ``seed`` seeds initialisation, shuffling and dropout; ``kernels``:
+    'auto', 'numba' or 'reference' (default: the ``MLP_KERNELS`` environment variable, else 'auto').
+    """
+
+    def __init__(self, layers, *, backend="numpy", device=None, dtype="float32", seed=0, kernels=None):
+        self.layers = list(layers)
+        if not self.layers:
+            raise ValueError("Sequential needs at least one layer")
+        for layer in self.layers:
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential takes Layer instances, got {type(layer).__name__}")
+        self.names = [f"{layer.kind}{i}" for i, layer in enumerate(self.layers)]
+        features = None
+        for layer in self.layers:
+            features = layer.output_features(features)
+        self.out_features = features
+        self.in_features = next((l.in_features for l in self.layers if isinstance(l, Dense)), None)
+        self.be = get_backend(backend, device=device, dtype=dtype, seed=seed)
+        self.kernel_mode = kernels
+        self.loss = None        # set by fit: the loss, which also fixes what predict_proba returns
+        self.optimizer = None   # set by fit: kept so a second fit continues the same optimizer state
+        self.history = None
+        self._bind(flat=None)
+        for layer in self.layers:
+            layer.init_params()
+
+    # -- flat buffers -------------------------------------------------------------------------
+    def _bind(self, flat):
+        be, xp = self.be, self.be.xp
+        shapes = [(name, layer.param_shapes()) for name, layer in zip(self.names, self.layers)]
+        total = sum(math.prod(s) for _, d in shapes for s in d.values())
+        self.flat_params = be.zeros((total,)) if flat is None else be.asarray(flat)
+        self.flat_grads = be.zeros((total,))
+        self.ops = kernels.kernel_set(be.name, self.kernel_mode)
+        self._slices = {}
+        offset = 0
+        for (name, layer_shapes), layer in zip(shapes, self.layers):
+            params, grads = {}, {}
+            for pname, shape in layer_shapes.items():
+                size = math.prod(shape)
+                params[pname] = xp.reshape(self.flat_params[offset:offset + size], shape)
+                grads[pname] = xp.reshape(self.flat_grads[offset:offset + size], shape)
+                self._slices[f"{name}.{pname}"] = (offset, shape)
+                offset += size
+            layer.bind(be, self.ops, params, grads)
+
+    @property
+    def num_parameters(self) -> int:
+        return int(self.flat_params.shape[0])
+
+    def parameters(self) -> dict:
+        """Name -> parameter view (writing into a view changes the model)."""
+        return {f"{n}.{p}": v for n, l in zip(self.names, self.layers) for p, v in l.params.items()}
+
+    def gradients(self) -> dict:
+        """Name -> gradient view, as written by the last backward pass."""
+        return {f"{n}.{p}": v for n, l in zip(self.names, self.layers) for p, v in l.grads.items()}
+
+    def buffers(self) -> dict:
+        return {f"{n}.{b}": v for n, l in zip(self.names, self.layers) for b, v in l.buffers.items()}
+
+    def get_parameter(self, name: str):
+        params = self.parameters()
+        if name not in params:
+            raise KeyError(f"no parameter {name!r}; the model has {', '.join(params)}")
+        return params[name]
+
+    def set_parameter(self, name: str, value):
+        """Assign ``value`` (any array or nested list of the right shape) into parameter ``name``."""
+        target = self.get_parameter(name)
+        value = self.be.asarray(to_numpy(value))
+        if tuple(value.shape) != tuple(target.shape):
+            raise ValueError(f"parameter {name!r} has shape {tuple(target.shape)}, got {tuple(value.shape)}")
+        target[...] = value
+
+    def load_parameters(self, values: dict, strict: bool = True):
+        """Assign parameters (and buffers) by name; ``strict`` requires exactly the model's names."""
+        params, bufs = self.parameters(), self.buffers()
+        known = set(params) | set(bufs)
+        unknown = set(values) - known
+        missing = set(params) - set(values)
+        if strict and (unknown or missing):
+            raise KeyError(f"parameter names do not match: missing {sorted(missing)}, unexpected {sorted(unknown)}")
+        for name, value in values.items():
+            if name in params:
+                self.set_parameter(name, value)
+            elif name in bufs:
+                bufs[name][...] = self.be.asarray(to_numpy(value))
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Host copies of every parameter and buffer, by name."""
+        return {k: np.array(to_numpy(v)) for k, v in {**self.parameters(), **self.buffers()}.items()}
+
+    # -- backends -----------------------------------------------------------------------------
+    def to(self, backend=None, device=None, dtype=None):
+        """Move the model (and its optimizer state) to another backend, device or dtype, in place."""
+        old = self.be
+        name = backend if backend is not None else old.name
+        new = get_backend(name, device=device if device is not None or backend is not None else old.device,
+                          dtype=dtype or old.dtype, seed=old.seed)
+        new.set_state(old.state())
+        flat = to_numpy(self.flat_params)
+        self.be = new
+        self._bind(flat)  # layers carry their buffers over through host copies
+        if self.optimizer is not None:
+            self.optimizer.to(new)
+        return self
+
+    def set_kernels(self, mode: str | None):
+        """Switch between fused ('auto'/'numba') and reference ('reference') kernels."""
+        self.kernel_mode = mode
+        self.ops = kernels.kernel_set(self.be.name, mode)
+        for layer in self.layers:
+            layer.ops = self.ops
+        return self
+
+    # -- computation --------------------------------------------------------------------------
+    def forward(self, x, training: bool = False):
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    __call__ = forward
+
+    def backward(self, dy):
+        """Back-propagate ``dy`` (gradient of the loss w.r.t. the output); fills the gradient views."""
+        last = len(self.layers) - 1
+        for i in range(last, -1, -1):
+            dy = self.layers[i].backward(dy, need_input_grad=i > 0)
+        return dy
+
+    def backward_to_input(self, dy):
+        """Like :meth:`backward`, also returning the gradient with respect to the model's input."""
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy, need_input_grad=True)
+        return dy
+
+    # -- training (implemented in mlp_backend.train) ---------------------------------------------
+    def fit(self, X, y, **kwargs):
+        from ..train import fit
+
+        return fit(self, X, y, **kwargs)
+
+    def predict(self, X, batch_size: int = 1024):
+        from ..train import predict
+
+        return predict(self, X, batch_size=batch_size)
+
+    def predict_proba(self, X, batch_size: int = 1024):
+        from ..train import predict_proba
+
+        return predict_proba(self, X, batch_size=batch_size)
+
+    def evaluate(self, X, y, batch_size: int = 1024):
+        from ..train import evaluate
+
+        return evaluate(self, X, y, batch_size=batch_size)
+
+    # -- description --------------------------------------------------------------------------
+    def config(self) -> dict:
+        return {"layers": [{"type": type(l).__name__, **l.config()} for l in self.layers],
+                "dtype": self.be.dtype}
+
+    @classmethod
+    def from_config(cls, config: dict, **kwargs) -> "Sequential":
+        layers = []
+        for spec in config["layers"]:
+            spec = dict(spec)
+            kind = spec.pop("type")
+            if kind not in LAYERS:
+                raise ValueError(f"unknown layer type {kind!r} in config")
+            layers.append(LAYERS[kind](**spec))
+        kwargs.setdefault("dtype", config.get("dtype", "float32"))
+        return cls(layers, **kwargs)
+
+    def summary(self) -> str:
+        rows = [("Layer", "Type", "Output", "Params")]
+        features = self.in_features
+        for name, layer in zip(self.names, self.layers):
+            features = layer.output_features(features)
+            count = sum(math.prod(s) for s in layer.param_shapes().values())
+            detail = type(layer).__name__
+            if isinstance(layer, Dense) and layer.activation != "identity":
+                detail += f"({layer.activation})"
+            rows.append((name, detail, f"(N, {features})", f"{count:,}"))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        line = "  ".join("-" * w for w in widths)
+        text = [("  ".join(c.ljust(w) for c, w in zip(r, widths))) for r in rows]
+        text.insert(1, line)
+        text += [line, f"Total parameters: {self.num_parameters:,}  ({self.be.name}, {self.be.dtype}, "
+                       f"kernels={self.ops.mode})"]
+        return "\n".join(text)
+
+    def __repr__(self):
+        return f"Sequential({len(self.layers)} layers, {self.num_parameters:,} parameters, backend={self.be.name!r})"
+
+
+def build_mlp(sizes, activation="relu", *, alpha=None, output_activation=None, dropout=0.0, batch_norm=False,
+              init="auto", **kwargs) -> Sequential:
+    """The common case: ``build_mlp([784, 500, 250, 100, 10], 'relu')``.
+
+    Hidden layers are Dense with the activation fused in, optionally followed by BatchNorm1d and
+    Dropout; the last layer outputs logits (or ``output_activation``). Other keyword arguments go to
+    :class:`Sequential` (backend, dtype, seed, kernels).
+    """
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"sizes needs at least input and output sizes, got {sizes}")
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        last = i == len(sizes) - 2
+        act = output_activation if last else activation
+        layers.append(Dense(n_in, n_out, activation=act, alpha=None if last else alpha, init=init))
+        if not last and batch_norm:
+            layers.append(BatchNorm1d(n_out))
+        if not last and dropout:
+            layers.append(Dropout(dropout))
+    return Sequential(layers, **kwargs)

@@ -1,0 +1,205 @@
+"""Optimizers as configurations of three update rules over the flat parameter buffer.
+
+State (velocity, moments) is flat arrays shaped like the parameter buffer; one ``step`` is one call
+of one kernel (``sgd_update``, ``rmsprop_update`` or ``adam_update``) over every parameter, with
+global-norm clipping folded in as a scale factor. The maths is in ``kernels/reference.py``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..backend import to_numpy
+from ..kernels import reference
+from .schedules import Schedule
+
+
+class Optimizer:
+    rule = ""              # kernel op name
+    state_names: tuple = ()
+
+    def __init__(self, lr: float, *, weight_decay: float = 0.0, clip_norm: float | None = None,
+                 clip_value: float | None = None, schedule: Schedule | None = None):
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or not math.isfinite(lr):
+            raise ValueError(f"learning rate lr must be a positive number, got {lr!r}")
+        if not weight_decay >= 0:
+            raise ValueError(f"weight_decay must be non-negative, got {weight_decay!r}")
+        for name, value in (("clip_norm", clip_norm), ("clip_value", clip_value)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive or None, got {value!r}")
+        if schedule is not None and not isinstance(schedule, Schedule):
+            raise TypeError(f"schedule must be a Schedule, got {type(schedule).__name__}")
+        self.lr, self.weight_decay, self.schedule = float(lr), float(weight_decay), schedule
+        self.clip_norm, self.clip_value = clip_norm, clip_value
+        self.step_count = 0
+        self.lr_scale = 1.0  # multiplied in by ReduceLROnPlateau
+        self.state: dict = {}
+        self.be = None
+
+    # -- hyper-parameters ----------------------------------------------------------------------
+    def hyper(self) -> dict:
+        """Rule-specific keyword arguments of the update kernel."""
+        return {}
+
+    def config(self) -> dict:
+        cfg = {"lr": self.lr, "weight_decay": self.weight_decay, "clip_norm": self.clip_norm,
+               "clip_value": self.clip_value}
+        return {**cfg, **self.hyper()}
+
+    def current_lr(self) -> float:
+        """The learning rate the next update will use."""
+        lr = self.schedule(self.lr, self.step_count) if self.schedule is not None else self.lr
+        return lr * self.lr_scale
+
+    # -- state -------------------------------------------------------------------------------
+    def init(self, be, params):
+        """Allocate zero state like ``params`` (or take state loaded by ``load_state_dict``)."""
+        loaded, self._loaded = getattr(self, "_loaded", None), None
+        if loaded is not None and any(v.shape != tuple(params.shape) for v in loaded.values()):
+            raise ValueError(f"loaded optimizer state does not match {tuple(params.shape)} parameters")
+        self.be = be
+        self.state = {n: be.asarray(loaded[n]) if loaded else be.zeros(params.shape) for n in self.state_names}
+
+    def to(self, be):
+        """Move the state arrays to another backend (keeps values and step count)."""
+        self.state = {k: be.asarray(to_numpy(v)) for k, v in self.state.items()}
+        self.be = be
+
+    def state_dict(self) -> dict:
+        return {"step_count": self.step_count, "lr_scale": self.lr_scale,
+                **{k: np.array(to_numpy(v)) for k, v in self.state.items()}}
+
+    def load_state_dict(self, state: dict):
+        """Restore a ``state_dict``; arrays reach the device at the next ``init`` (or now, if bound)."""
+        missing = [k for k in ("step_count", *self.state_names) if k not in state]
+        if missing:
+            raise KeyError(f"optimizer state lacks {missing}")
+        self.step_count = int(state["step_count"])
+        self.lr_scale = float(state.get("lr_scale", 1.0))
+        self._loaded = {k: np.asarray(state[k]) for k in self.state_names}
+        if self.be is not None and self.state_names:
+            shape = next(iter(self.state.values())).shape if self.state else self._loaded[self.state_names[0]].shape
+            self.init(self.be, self.be.zeros(shape))
+
+    def is_initialised_for(self, params) -> bool:
+        return self.be is not None and all(v.shape == params.shape for v in self.state.values())
+
+    # -- update ------------------------------------------------------------------------------
+    def grad_scale(self, xp, grads) -> float:
+        """Global-norm clipping factor ``min(1, clip_norm / norm)`` (1.0 when clipping is off)."""
+        if self.clip_norm is None:
+            return 1.0
+        norm = float(reference.global_norm(xp, grads))
+        return min(1.0, self.clip_norm / (norm + 1e-6))
+
+    def step(self, params, grads, ops):
+        """One update of the flat ``params`` from the flat ``grads``; call ``init`` first."""
+        if not self.is_initialised_for(params):
+            raise RuntimeError("optimizer state is not initialised for these parameters; call init(backend, params)")
+        xp = self.be.xp
+        lr = self.current_lr()
+        self.step_count += 1
+        clip_value = self.clip_value if self.clip_value is not None else math.inf
+        self.apply(ops, xp, params, grads, dict(lr=lr, weight_decay=self.weight_decay, clip_value=clip_value,
+                                                grad_scale=self.grad_scale(xp, grads), **self.hyper()))
+
+    def apply(self, ops, xp, params, grads, kwargs):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.config().items() if v)})"
+
+
+class SGD(Optimizer):
+    """SGD, optionally with momentum (``v = m v - lr g; p += v``) or Nesterov momentum."""
+
+    rule = "sgd_update"
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, **kwargs):
+        super().__init__(lr, **kwargs)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        if nesterov and momentum == 0:
+            raise ValueError("Nesterov momentum needs momentum > 0")
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        self.state_names = ("velocity",) if momentum else ()
+
+    def hyper(self):
+        return {"momentum": self.momentum, "nesterov": self.nesterov}
+
+    def apply(self, ops, xp, params, grads, kwargs):
+        ops.sgd_update(xp, params, grads, self.state.get("velocity"), **kwargs)
+
+
+class Momentum(SGD):
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9, **kwargs):
+        super().__init__(lr, momentum=momentum, **kwargs)
+
+
+class Nesterov(SGD):
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9, **kwargs):
+        super().__init__(lr, momentum=momentum, nesterov=True, **kwargs)
+
+
+class RMSProp(Optimizer):
+    rule = "rmsprop_update"
+    state_names = ("square_avg",)
+
+    def __init__(self, lr: float = 1e-3, rho: float = 0.9, eps: float = 1e-8, **kwargs):
+        super().__init__(lr, **kwargs)
+        if not 0.0 <= rho < 1.0:
+            raise ValueError(f"rho must be in [0, 1), got {rho!r}")
+        if not eps > 0:
+            raise ValueError(f"eps must be positive, got {eps!r}")
+        self.rho, self.eps = float(rho), float(eps)
+
+    def hyper(self):
+        return {"rho": self.rho, "eps": self.eps}
+
+    def apply(self, ops, xp, params, grads, kwargs):
+        ops.rmsprop_update(xp, params, grads, self.state["square_avg"], **kwargs)
+
+
+class Adam(Optimizer):
+    """Adam with bias correction; ``decoupled=True`` (AdamW) decays weights outside the gradient."""
+
+    rule = "adam_update"
+    state_names = ("exp_avg", "exp_avg_sq")
+    decoupled = False
+
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, **kwargs):
+        super().__init__(lr, **kwargs)
+        for name, b in (("beta1", beta1), ("beta2", beta2)):
+            if not 0.0 <= b < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {b!r}")
+        if not eps > 0:
+            raise ValueError(f"eps must be positive, got {eps!r}")
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+
+    def hyper(self):
+        return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps, "decoupled": self.decoupled}
+
+    def apply(self, ops, xp, params, grads, kwargs):
+        ops.adam_update(xp, params, grads, self.state["exp_avg"], self.state["exp_avg_sq"],
+                        step=self.step_count, **kwargs)
+
+
+class AdamW(Adam):
+    decoupled = True
+
+    def __init__(self, lr: float = 1e-3, weight_decay: float = 0.01, **kwargs):
+        super().__init__(lr, weight_decay=weight_decay, **kwargs)
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "rmsprop": RMSProp, "adam": Adam,
+              "adamw": AdamW}
+
+
+def get_optimizer(opt, **kwargs) -> Optimizer:
+    """An Optimizer from an instance or a name (sgd, momentum, nesterov, rmsprop, adam, adamw)."""
+    if isinstance(opt, Optimizer):
+        return opt
+    if isinstance(opt, str) and opt.lower() in OPTIMIZERS:
+        return OPTIMIZERS[opt.lower()](**kwargs)
+    raise ValueError(f"unknown optimizer {opt!r}; choose one of {', '.join(OPTIMIZERS)}")
