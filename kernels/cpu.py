@@ -46,7 +46,8 @@ def _fast_exp_impl(x):
                 return x
             if x > np.float32(88.0):
                 return np.float32(np.inf)
-            x = max(x, np.float32(-87.0))  # below this exp underflows float32 anyway
+            if x < np.float32(-87.0):  # underflow (denormals are flushed to 0)
+                return np.float32(0.0)
             k = np.float32(math.floor(x * np.float32(1.4426950408889634) + np.float32(0.5)))
             r = x - k * np.float32(0.693145751953125) - k * np.float32(1.428606765330187e-06)
             p = np.float32(1.0 / 5040)

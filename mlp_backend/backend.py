@@ -134,7 +134,7 @@ class Backend:
         return self.rng.permutation(n)
 
     def keep_mask(self, shape, keep: float, dtype):
-        """Dropout mask: 1/keep where kept, 0 where dropped (inverted dropout)."""
+        """Dropout mask in the backend's dtype: 1/keep where kept, 0 where dropped (inverted dropout)."""
         if self.name == "cupy":
             if self._device_rng is None:
                 import cupy
@@ -143,7 +143,7 @@ class Backend:
             u = self._device_rng.random(shape, dtype=dtype)
             return (u < keep).astype(dtype) / keep
         u = self.rng.random(shape)
-        return self.asarray((u < keep) / keep, dtype=dtype)
+        return self.asarray((u < keep) / keep)
 
     # -- arrays ---------------------------------------------------------------------------
     def float_dtype(self, dtype=None):

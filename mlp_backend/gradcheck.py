@@ -92,7 +92,7 @@ def check_model_gradients(model: Sequential, X, y, loss="cross_entropy", *, eps=
     return result
 
 
-def check_layer_gradients(layer, x, *, backend="numpy", seed=0, **kwargs) -> GradCheckResult:
+def check_layer_gradients(layer, x, *, backend="numpy", device=None, seed=0, **kwargs) -> GradCheckResult:
     """Check one layer through the objective ``sum(layer(x) * r)`` with a fixed random ``r``."""
     from .losses import Loss
 
@@ -100,7 +100,7 @@ def check_layer_gradients(layer, x, *, backend="numpy", seed=0, **kwargs) -> Gra
         def value_and_grad(self, xp, ops, output, target):
             return xp.sum(output * target), target
 
-    model = Sequential([layer], backend=backend, dtype="float64", seed=seed)
+    model = Sequential([layer], backend=backend, device=device, dtype="float64", seed=seed)
     x = np.asarray(x, dtype=np.float64)
     out = to_numpy(model.forward(model.be.asarray(x), training=True))
     r = np.random.default_rng(seed + 1).normal(size=out.shape)

@@ -56,7 +56,7 @@ class Sequential:
         be, xp = self.be, self.be.xp
         shapes = [(name, layer.param_shapes()) for name, layer in zip(self.names, self.layers)]
         total = sum(math.prod(s) for _, d in shapes for s in d.values())
-        self.flat_params = be.zeros((total,)) if flat is None else be.asarray(flat)
+        self.flat_params = be.zeros((total,)) if flat is None else be.asarray(np.array(flat, copy=True))
         self.flat_grads = be.zeros((total,))
         self.ops = kernels.kernel_set(be.name, self.kernel_mode)
         self._slices = {}

@@ -1,0 +1,61 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mlp_backend as mlp
+from mlp_backend.backend import get_backend, library_name, to_numpy
+
+from conftest import AVAILABLE, BACKEND_DEVICES, backends
+
+
+def test_import_does_not_load_gpu_or_torch_or_numba():
+    code = ("import sys, mlp_backend; "
+            "bad = [m for m in ('cupy', 'torch', 'numba', 'numba.cuda', 'array_api_strict') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", backends())
+def test_round_trip_and_device(name):
+    be = get_backend(name, device=BACKEND_DEVICES[name], dtype="float64")
+    x = be.asarray(np.arange(6.0).reshape(2, 3))
+    assert library_name(x) == name
+    np.testing.assert_array_equal(to_numpy(x), np.arange(6.0).reshape(2, 3))
+    assert str(x.dtype).endswith("float64")
+
+
+def test_unknown_backend_and_dtype_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown backend 'jax'"):
+        get_backend("jax")
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        get_backend("numpy", dtype="float16")
+
+
+@pytest.mark.skipif("torch" not in AVAILABLE, reason="torch not installed")
+def test_mixing_libraries_is_a_clear_error():
+    import torch
+
+    model = mlp.build_mlp([4, 3], backend="numpy")
+    with pytest.raises(TypeError, match="torch array but this model lives on the 'numpy' backend"):
+        model.predict(torch.zeros(2, 4))
+
+
+@pytest.mark.skipif("array_api_strict" not in AVAILABLE, reason="array_api_strict not installed")
+def test_mixing_devices_is_a_clear_error():
+    import array_api_strict as xp
+
+    model = mlp.build_mlp([4, 3], backend="array_api_strict", device="device1")
+    x = xp.zeros((2, 4), device=xp.Device("CPU_DEVICE"))
+    with pytest.raises(ValueError, match="is on device .* but this model is on"):
+        model.predict(x)
+
+
+def test_same_seed_same_initial_weights_on_every_backend():
+    ref = mlp.build_mlp([5, 4, 3], seed=7).state_dict()
+    for name in AVAILABLE:
+        other = mlp.build_mlp([5, 4, 3], seed=7, backend=name, device=BACKEND_DEVICES[name]).state_dict()
+        for key in ref:
+            np.testing.assert_array_equal(ref[key], other[key])
