@@ -166,7 +166,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
         lr_used = optimizer.current_lr()
         batch_losses, batch_correct = [], []
         for lo in range(0, n, batch_size):
-            idx = order_dev[lo:lo + batch_size]
+            idx = order_dev[lo:min(lo + batch_size, n)]  # in-bounds slices only (Array API)
             xb, yb = xp.take(Xd, idx, axis=0), xp.take(yd, idx, axis=0)
             out = model.forward(xb, training=True)
             value, grad = loss.value_and_grad(xp, ops, out, yb)
@@ -219,7 +219,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
 
 def _forward_batches(model, Xd, batch_size):
     xp = model.be.xp
-    outs = [model.forward(Xd[lo:lo + batch_size], training=False) for lo in range(0, Xd.shape[0], batch_size)]
+    n = Xd.shape[0]
+    outs = [model.forward(Xd[lo:min(lo + batch_size, n), ...], training=False) for lo in range(0, n, batch_size)]
     return outs[0] if len(outs) == 1 else xp.concat(outs, axis=0)
 
 

@@ -101,7 +101,7 @@ def make_synthetic(n_samples: int = 2000, n_features: int = 20, n_classes: int =
                    test_fraction: float = 0.2) -> Dataset:
     """Gaussian blobs, one per class, in ``n_features`` dimensions: separable but not trivially."""
     rng = np.random.default_rng(seed)
-    centers = rng.normal(0, 2.0, size=(n_classes, n_features))
+    centers = rng.normal(0, 3.0, size=(n_classes, n_features))
     y = rng.integers(0, n_classes, n_samples)
     X = (centers[y] + rng.normal(size=(n_samples, n_features))).astype(np.float32)
     train, test = stratified_split(y, test_fraction, seed)

@@ -1,0 +1,154 @@
+"""Fused Numba CPU kernels against the Array API reference: values, signatures and side effects."""
+import inspect
+import math
+
+import array_api_compat.numpy as xp
+import numpy as np
+import pytest
+
+from mlp_backend import kernels
+from mlp_backend.kernels import cpu, reference
+
+DTYPES = [np.float32, np.float64]
+
+
+def close(a, b, dtype):
+    rtol, atol = (1e-12, 1e-14) if dtype == np.float64 else (1e-5, 1e-6)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
+
+
+def signature(fn):
+    """Names, kinds and defaults of the parameters (annotations aside)."""
+    return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
+def test_every_op_has_a_cpu_kernel_with_the_reference_signature():
+    for op in kernels.OPS:
+        assert signature(getattr(cpu, op)) == signature(getattr(reference, op)), op
+
+
+def test_registry_modes(monkeypatch):
+    assert kernels.resolve("adam_update", "numpy", "auto") is cpu.adam_update
+    assert kernels.resolve("adam_update", "numpy", "reference") is reference.adam_update
+    assert kernels.resolve("adam_update", "torch", "auto") is reference.adam_update
+    with pytest.raises(ValueError, match="no Numba kernels for 'torch'"):
+        kernels.resolve("adam_update", "torch", "numba")
+    with pytest.raises(ValueError, match="kernel mode must be one of"):
+        kernels.resolve("adam_update", "numpy", "fast")
+    monkeypatch.setenv("MLP_KERNELS", "reference")
+    assert kernels.kernel_set("numpy").adam_update is reference.adam_update
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 5), (7, 1), (64, 10), (300, 600)])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_softmax_cross_entropy(dtype, shape, smoothing):
+    rng = np.random.default_rng(0)
+    z = (rng.normal(size=shape) * 4).astype(dtype)
+    y = rng.integers(0, shape[1], shape[0])
+    loss, grad = cpu.softmax_cross_entropy(xp, z, y, smoothing)
+    rloss, rgrad = reference.softmax_cross_entropy(xp, z, y, smoothing)
+    assert loss.dtype == rloss.dtype and grad.dtype == rgrad.dtype
+    close(loss, rloss, dtype)
+    close(grad, rgrad, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy_extremes_and_aliasing(dtype):
+    z = np.array([[1e30, 0.0, -1e30], [-np.inf, 3.0, -np.inf], [88.0, 89.0, -200.0]], dtype=dtype)
+    y = np.array([0, 1, 2])
+    rloss, rgrad = reference.softmax_cross_entropy(xp, z.copy(), y)
+    work = z.copy()
+    loss, grad = cpu.softmax_cross_entropy(xp, work, y, out=work)
+    assert grad is work  # written over the logits when asked
+    close(loss, rloss, dtype)
+    close(grad, rgrad, dtype)
+    loss, _ = cpu.softmax_cross_entropy(xp, np.array([[-np.inf, 0.0]], dtype=dtype), np.array([0]))
+    assert float(loss) == math.inf  # the labelled class has probability 0, as in the reference
+
+
+def test_non_contiguous_and_unsupported_inputs_fall_back_to_the_reference():
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(10, 8))[:, ::2]
+    y = rng.integers(0, 4, 10)
+    close(cpu.softmax_cross_entropy(xp, z, y)[1], reference.softmax_cross_entropy(xp, z, y)[1], np.float64)
+    z16 = z.astype(np.float16)  # unsupported dtype: reference result, not a wrong one
+    np.testing.assert_array_equal(cpu.act_backward(xp, z16, z16, "relu"), reference.act_backward(xp, z16, z16, "relu"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_binary_cross_entropy(dtype):
+    rng = np.random.default_rng(2)
+    z = (rng.normal(size=(33, 3)) * 30).astype(dtype)
+    t = rng.integers(0, 2, z.shape).astype(dtype)
+    loss, grad = cpu.sigmoid_binary_cross_entropy(xp, z, t)
+    rloss, rgrad = reference.sigmoid_binary_cross_entropy(xp, z, t)
+    close(loss, rloss, dtype)
+    close(grad, rgrad, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", reference.ACTIVATIONS)
+@pytest.mark.parametrize("rows", [1, 512])
+def test_bias_act_and_backward(dtype, act, rows):
+    rng = np.random.default_rng(3)
+    z = (rng.normal(size=(rows, 300)) * 3).astype(dtype)
+    b = rng.normal(size=300).astype(dtype)
+    dy = rng.normal(size=z.shape).astype(dtype)
+    ours, ref = z.copy(), z.copy()
+    assert cpu.bias_act(xp, ours, b, act, 0.3) is ours  # in place, like the reference
+    reference.bias_act(xp, ref, b, act, 0.3)
+    close(ours, ref, dtype)
+    close(cpu.act_backward(xp, dy, ours, act, 0.3), reference.act_backward(xp, dy, ref, act, 0.3), dtype)
+    out = dy.copy()
+    assert cpu.act_backward(xp, out, ours, act, 0.3, out=out) is out  # aliasing dy and out
+    close(out, reference.act_backward(xp, dy, ref, act, 0.3), dtype)
+    no_bias = z.copy()
+    cpu.bias_act(xp, no_bias, None, act, 0.3)
+    close(no_bias, reference.activation(xp, z, act, 0.3), dtype)
+
+
+OPTIMIZER_KWARGS = [
+    ("sgd_update", 0, dict(lr=0.1, weight_decay=0.01)),
+    ("sgd_update", 1, dict(lr=0.1, momentum=0.9)),
+    ("sgd_update", 1, dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01, grad_scale=0.5, clip_value=0.7)),
+    ("rmsprop_update", 1, dict(lr=0.01, rho=0.9, eps=1e-8, weight_decay=0.01, clip_value=1.0)),
+    ("adam_update", 2, dict(lr=0.01, weight_decay=0.01, grad_scale=0.3)),
+    ("adam_update", 2, dict(lr=0.01, weight_decay=0.1, decoupled=True, clip_value=0.5)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [1, 1000, 300_000])
+@pytest.mark.parametrize("op,n_state,kwargs", OPTIMIZER_KWARGS)
+def test_optimizer_kernels_match_reference_over_steps(dtype, size, op, n_state, kwargs):
+    """N steps both ways: parameters and every state array agree; gradients are left untouched."""
+    rng = np.random.default_rng(4)
+    p0 = rng.normal(size=size).astype(dtype)
+    runs = []
+    for impl in (getattr(cpu, op), getattr(reference, op)):
+        p = p0.copy()
+        state = [np.zeros_like(p) for _ in range(n_state)]
+        gen = np.random.default_rng(5)
+        for step in range(1, 6):
+            g = gen.normal(size=size).astype(dtype)
+            g_before = g.copy()
+            extra = {"step": step} if op == "adam_update" else {}
+            args = state if n_state else [None]
+            impl(xp, p, g, *args, **kwargs, **extra)
+            np.testing.assert_array_equal(g, g_before)
+        runs.append((p, state))
+    (p1, s1), (p2, s2) = runs
+    close(p1, p2, dtype)
+    for a, b in zip(s1, s2):
+        close(a, b, dtype)
+
+
+def test_parallel_kernels_are_deterministic():
+    rng = np.random.default_rng(6)
+    z = rng.normal(size=(4096, 100)).astype(np.float32)
+    y = rng.integers(0, 100, 4096)
+    results = [cpu.softmax_cross_entropy(xp, z, y) for _ in range(3)]
+    for loss, grad in results[1:]:
+        assert float(loss) == float(results[0][0])
+        np.testing.assert_array_equal(grad, results[0][1])

@@ -1,0 +1,144 @@
+import numpy as np
+import pytest
+
+import mlp_backend as mlp
+from mlp_backend.data import make_synthetic
+
+from conftest import AVAILABLE, BACKEND_DEVICES, backend_matrix, backends
+
+
+def blobs(n=400, seed=0):
+    data = make_synthetic(n_samples=n, n_features=8, n_classes=3, seed=seed)
+    return data.X_train, data.y_train, data.X_test, data.y_test
+
+
+@pytest.mark.parametrize("case", backend_matrix(dtypes=("float32",)))
+def test_multiclass_converges_on_every_backend(case):
+    name, device, dtype, mode = case
+    X, y, Xt, yt = blobs()
+    model = mlp.build_mlp([8, 16, 3], "tanh", backend=name, device=device, dtype=dtype, kernels=mode)
+    history = model.fit(X, y, epochs=15, batch_size=32, optimizer=mlp.Adam(1e-2), validation_data=(Xt, yt))
+    assert history.train_loss[-1] < 0.3 * history.train_loss[0]
+    assert model.evaluate(Xt, yt)["accuracy"] > 0.9
+    assert len(history.loss) == 15 * 10 and len(history.epoch_seconds) == 15
+    pred = model.predict(Xt)
+    assert isinstance(pred, np.ndarray) and pred.shape == (Xt.shape[0],)  # host in, host out
+    proba = model.predict_proba(Xt)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_binary_and_regression_tasks_train():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 2))
+    yb = (X[:, 0] * X[:, 1] > 0).astype(int)  # XOR-like: needs the hidden layer
+    model = mlp.build_mlp([2, 32, 1], "relu", seed=1)
+    model.fit(X, yb, loss="bce", epochs=60, batch_size=32, optimizer=mlp.Adam(1e-2))
+    assert model.evaluate(X, yb)["accuracy"] > 0.9
+    assert set(np.unique(model.predict(X))) <= {0, 1}
+    assert np.all((model.predict_proba(X) >= 0) & (model.predict_proba(X) <= 1))
+    yr = np.sin(X[:, 0]) + 0.5 * X[:, 1] ** 2
+    reg = mlp.build_mlp([2, 64, 1], "tanh", seed=2)
+    reg.fit(X, yr, loss="mse", epochs=80, batch_size=32, optimizer=mlp.Adam(1e-2))
+    scores = reg.evaluate(X, yr)
+    assert scores["r2"] > 0.95 and scores["mse"] == pytest.approx(scores["loss"], rel=1e-4)
+
+
+def test_one_epoch_loss_agrees_across_backends_in_float64():
+    X, y, _, _ = blobs(256)
+    losses = {}
+    for name in [n for n in ("numpy", "array_api_strict", "torch") if n in AVAILABLE]:
+        model = mlp.build_mlp([8, 16, 16, 3], "relu", dropout=0.1, backend=name, device=BACKEND_DEVICES[name],
+                              dtype="float64", seed=5)
+        history = model.fit(X, y, epochs=1, batch_size=16, seed=11, optimizer=mlp.Adam(1e-2))
+        losses[name] = history.loss
+    ref = np.array(losses.pop("numpy"))
+    for name, values in losses.items():
+        np.testing.assert_allclose(values, ref, rtol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("opt", sorted(mlp.optim.OPTIMIZERS))
+def test_every_optimizer_trains(opt):
+    X, y, Xt, yt = blobs()
+    model = mlp.build_mlp([8, 16, 3], "relu", seed=0)
+    lr = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05}.get(opt, 1e-2)
+    model.fit(X, y, optimizer=mlp.get_optimizer(opt, lr=lr), epochs=10, batch_size=32)
+    assert model.evaluate(Xt, yt)["accuracy"] > 0.85, opt
+
+
+def test_penalty_shrinks_weights_and_early_stopping_restores_best():
+    X, y, Xt, yt = blobs()
+    plain = mlp.build_mlp([8, 32, 3], seed=0)
+    plain.fit(X, y, epochs=10, optimizer=mlp.Adam(1e-2))
+    shrunk = mlp.build_mlp([8, 32, 3], seed=0)
+    shrunk.fit(X, y, epochs=10, optimizer=mlp.Adam(1e-2), penalty=mlp.L2(0.1))
+    norm = lambda m: float(np.sum(m.get_parameter("dense0.W") ** 2))
+    assert norm(shrunk) < 0.7 * norm(plain)
+    model = mlp.build_mlp([8, 32, 3], seed=0)
+    stopper = mlp.EarlyStopping(monitor="val_loss", patience=2)
+    history = model.fit(X, y, epochs=200, optimizer=mlp.Adam(5e-2), validation_data=(Xt, yt), callbacks=[stopper])
+    assert history.stopped_early and len(history.val_loss) < 200
+    best = history.best_epoch
+    assert history.val_loss[best] == min(history.val_loss)
+    assert model.evaluate(Xt, yt)["loss"] == pytest.approx(history.val_loss[best], rel=1e-5)
+
+
+def test_reduce_lr_on_plateau_lowers_the_learning_rate():
+    X, y, Xt, yt = blobs()
+    model = mlp.build_mlp([8, 32, 3], seed=0)
+    history = model.fit(X, y, epochs=40, optimizer=mlp.Adam(5e-2), validation_data=(Xt, yt),
+                        callbacks=[mlp.ReduceLROnPlateau(patience=1, factor=0.5)])
+    assert history.lr[-1] < history.lr[0]
+
+
+BAD_INPUTS = [
+    (lambda X, y: (X[:, 0], y), ValueError, "must be 2-D"),
+    (lambda X, y: (X[:0], y[:0]), ValueError, "0 samples"),
+    (lambda X, y: (X[:, :5], y), ValueError, "has 5 features per sample but the model expects 8"),
+    (lambda X, y: (X, y[:-1]), ValueError, "has 99 samples but X has 100"),
+    (lambda X, y: (np.where(X > 1, np.nan, X), y), ValueError, "X contains NaN"),
+    (lambda X, y: (np.where(X > 1, np.inf, X), y), ValueError, "X contains NaN or infinity"),
+    (lambda X, y: (X.astype(complex), y), TypeError, "must hold real numbers"),
+    (lambda X, y: (X.astype(object), y), TypeError, "must hold real numbers"),
+    (lambda X, y: (X, y + 0.5), ValueError, "integer class labels"),
+    (lambda X, y: (X, y + 3), ValueError, r"labels must be in \[0, 2\]"),
+    (lambda X, y: (X, -y - 1), ValueError, r"labels must be in \[0, 2\]"),
+]
+
+
+@pytest.mark.parametrize("make,error,message", BAD_INPUTS)
+def test_bad_fit_input_is_a_clear_error(make, error, message):
+    X, y, _, _ = blobs(125)
+    X, y = X[:100], y[:100]
+    model = mlp.build_mlp([8, 4, 3])
+    with pytest.raises(error, match=message):
+        model.fit(*make(X, y), epochs=1)
+
+
+@pytest.mark.parametrize("kwargs,message", [({"epochs": 0}, "epochs must be a positive integer"),
+                                            ({"batch_size": -1}, "batch_size must be a positive integer"),
+                                            ({"optimizer": "adagrad"}, "unknown optimizer"),
+                                            ({"loss": "hinge"}, "unknown loss")])
+def test_bad_fit_arguments_are_clear_errors(kwargs, message):
+    X, y, _, _ = blobs(50)
+    with pytest.raises(ValueError, match=message):
+        mlp.build_mlp([8, 3]).fit(X, y, **kwargs)
+
+
+def test_divergence_stops_with_a_clear_error():
+    X, y, _, _ = blobs()
+    model = mlp.build_mlp([8, 16, 3], "relu")
+    with pytest.raises(FloatingPointError, match="loss became"):
+        model.fit(X * 1e30, y, epochs=3, optimizer=mlp.SGD(1e10))
+
+
+def test_input_layouts_give_the_same_predictions():
+    X, y, Xt, _ = blobs()
+    model = mlp.build_mlp([8, 16, 3], seed=0)
+    model.fit(X, y, epochs=2)
+    ref = model.predict_proba(Xt)
+    fortran = np.asfortranarray(Xt.astype(np.float64))
+    strided = np.repeat(Xt, 2, axis=1)[:, ::2]
+    readonly = Xt.copy()
+    readonly.flags.writeable = False
+    for variant in (fortran, strided, readonly, Xt.tolist()):
+        np.testing.assert_allclose(model.predict_proba(variant), ref, rtol=1e-6)
