@@ -16,6 +16,7 @@ from numba import njit, prange
 from numba.extending import overload
 
 from . import reference
+from .elementwise import ACT_CODES, _act_elem, _act_grad_elem, _adam_elem, _rmsprop_elem, _sgd_elem
 
 # No nnan/ninf: -inf logits and NaN divergence must propagate exactly as in the reference.
 _FAST = {"contract", "arcp", "reassoc", "nsz"}
@@ -26,9 +27,7 @@ _FLOATS = (np.float32, np.float64)
 # Serial below this many elements: a parallel launch costs more than it saves on 2 cores.
 PARALLEL_MIN_ELEMENTS = 1 << 17
 
-_ACT_CODES = {name: i for i, name in enumerate(reference.ACTIVATIONS)}
-IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH, ELU, SELU = (_ACT_CODES[a] for a in reference.ACTIVATIONS)
-SELU_ALPHA, SELU_SCALE = reference.SELU_ALPHA, reference.SELU_SCALE
+_ACT_CODES = ACT_CODES
 
 
 # -- a vectorisable exp ------------------------------------------------------------------------
@@ -160,41 +159,6 @@ def sigmoid_binary_cross_entropy(xp, logits, targets, out=None):
 
 # -- activations -------------------------------------------------------------------------------
 @njit(**_INLINE)
-def _act_elem(z, act, alpha):
-    if act == RELU:
-        return max(z, 0.0)
-    if act == LEAKY_RELU:
-        return z if z > 0 else alpha * z
-    if act == SIGMOID:
-        e = fast_exp(-abs(z))
-        return 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
-    if act == TANH:
-        return math.tanh(z)
-    if act == ELU:
-        return z if z > 0 else alpha * math.expm1(min(z, 0.0))
-    if act == SELU:
-        return SELU_SCALE * (z if z > 0 else SELU_ALPHA * math.expm1(min(z, 0.0)))
-    return z
-
-
-@njit(**_INLINE)
-def _act_grad_elem(dy, y, act, alpha):
-    if act == RELU:
-        return dy if y > 0 else 0.0
-    if act == LEAKY_RELU:
-        return dy if y > 0 else alpha * dy
-    if act == SIGMOID:
-        return dy * y * (1.0 - y)
-    if act == TANH:
-        return dy * (1.0 - y * y)
-    if act == ELU:
-        return dy if y > 0 else dy * (y + alpha)
-    if act == SELU:
-        return SELU_SCALE * dy if y > 0 else dy * (y + SELU_SCALE * SELU_ALPHA)
-    return dy
-
-
-@njit(**_INLINE)
 def _bias_act_row(z, b, has_bias, act, alpha, i):
     for j in range(z.shape[1]):
         v = z[i, j] + b[j] if has_bias else z[i, j]
@@ -250,77 +214,48 @@ def act_backward(xp, dy, y, act, alpha=0.0, out=None):
 
 
 # -- optimizer updates -------------------------------------------------------------------------
-@njit(**_INLINE)
-def _grad_elem(g, p, scale, clip, do_clip, l2):
-    g = g * scale
-    if do_clip:
-        g = min(max(g, -clip), clip)
-    return g + l2 * p
-
-
-@njit(**_INLINE)
-def _sgd_elem(p, g, v, i, lr, mom, nesterov, has_v, l2, scale, clip, do_clip):
-    gi = _grad_elem(g[i], p[i], scale, clip, do_clip, l2)
-    if not has_v:
-        p[i] -= lr * gi
-        return
-    vi = mom * v[i] - lr * gi
-    v[i] = vi
-    p[i] += (mom * vi - lr * gi) if nesterov else vi
-
-
 @njit(**_JIT)
 def _sgd_serial(p, g, v, lr, mom, nesterov, has_v, l2, scale, clip, do_clip):
     for i in range(p.size):
-        _sgd_elem(p, g, v, i, lr, mom, nesterov, has_v, l2, scale, clip, do_clip)
+        pi, vi = _sgd_elem(p[i], g[i], v[i], lr, mom, nesterov, has_v, l2, scale, clip, do_clip)
+        p[i] = pi
+        if has_v:
+            v[i] = vi
 
 
 @njit(parallel=True, **_JIT)
 def _sgd_parallel(p, g, v, lr, mom, nesterov, has_v, l2, scale, clip, do_clip):
     for i in prange(p.size):
-        _sgd_elem(p, g, v, i, lr, mom, nesterov, has_v, l2, scale, clip, do_clip)
-
-
-@njit(**_INLINE)
-def _rmsprop_elem(p, g, s, i, lr, rho, eps, l2, scale, clip, do_clip):
-    gi = _grad_elem(g[i], p[i], scale, clip, do_clip, l2)
-    si = rho * s[i] + (1 - rho) * gi * gi
-    s[i] = si
-    p[i] -= lr * gi / (math.sqrt(si) + eps)
+        pi, vi = _sgd_elem(p[i], g[i], v[i], lr, mom, nesterov, has_v, l2, scale, clip, do_clip)
+        p[i] = pi
+        if has_v:
+            v[i] = vi
 
 
 @njit(**_JIT)
 def _rmsprop_serial(p, g, s, lr, rho, eps, l2, scale, clip, do_clip):
     for i in range(p.size):
-        _rmsprop_elem(p, g, s, i, lr, rho, eps, l2, scale, clip, do_clip)
+        p[i], s[i] = _rmsprop_elem(p[i], g[i], s[i], lr, rho, eps, l2, scale, clip, do_clip)
 
 
 @njit(parallel=True, **_JIT)
 def _rmsprop_parallel(p, g, s, lr, rho, eps, l2, scale, clip, do_clip):
     for i in prange(p.size):
-        _rmsprop_elem(p, g, s, i, lr, rho, eps, l2, scale, clip, do_clip)
-
-
-@njit(**_INLINE)
-def _adam_elem(p, g, m, v, i, b1, b2, eps, step_size, inv_sqrt_bias2, decay, l2, scale, clip, do_clip):
-    gi = _grad_elem(g[i], p[i], scale, clip, do_clip, l2)
-    mi = b1 * m[i] + (1 - b1) * gi
-    vi = b2 * v[i] + (1 - b2) * gi * gi
-    m[i] = mi
-    v[i] = vi
-    p[i] = p[i] * decay - step_size * mi / (math.sqrt(vi) * inv_sqrt_bias2 + eps)
+        p[i], s[i] = _rmsprop_elem(p[i], g[i], s[i], lr, rho, eps, l2, scale, clip, do_clip)
 
 
 @njit(**_JIT)
 def _adam_serial(p, g, m, v, b1, b2, eps, step_size, inv_sqrt_bias2, decay, l2, scale, clip, do_clip):
     for i in range(p.size):
-        _adam_elem(p, g, m, v, i, b1, b2, eps, step_size, inv_sqrt_bias2, decay, l2, scale, clip, do_clip)
+        p[i], m[i], v[i] = _adam_elem(p[i], g[i], m[i], v[i], b1, b2, eps, step_size, inv_sqrt_bias2, decay, l2, scale,
+                                      clip, do_clip)
 
 
 @njit(parallel=True, **_JIT)
 def _adam_parallel(p, g, m, v, b1, b2, eps, step_size, inv_sqrt_bias2, decay, l2, scale, clip, do_clip):
     for i in prange(p.size):
-        _adam_elem(p, g, m, v, i, b1, b2, eps, step_size, inv_sqrt_bias2, decay, l2, scale, clip, do_clip)
+        p[i], m[i], v[i] = _adam_elem(p[i], g[i], m[i], v[i], b1, b2, eps, step_size, inv_sqrt_bias2, decay, l2, scale,
+                                      clip, do_clip)
 
 
 def _flat_ok(p, *others) -> bool:
@@ -341,7 +276,7 @@ def sgd_update(xp, p, g, v, *, lr, momentum=0.0, nesterov=False, weight_decay=0.
                                     weight_decay=weight_decay, grad_scale=grad_scale, clip_value=clip_value)
     kernel = _sgd_parallel if p.size >= PARALLEL_MIN_ELEMENTS else _sgd_serial
     lr_, mom, l2, scale, clip = _scalars(p, lr, momentum, weight_decay, grad_scale, clip_value)
-    kernel(p, g, v if has_v else p[:0], lr_, mom, bool(nesterov), has_v, l2, scale, clip, math.isfinite(clip_value))
+    kernel(p, g, v if has_v else g, lr_, mom, bool(nesterov), has_v, l2, scale, clip, math.isfinite(clip_value))
 
 
 def rmsprop_update(xp, p, g, s, *, lr, rho=0.9, eps=1e-8, weight_decay=0.0,

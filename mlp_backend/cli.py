@@ -56,9 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--hidden", type=_sizes, default=_sizes(DEFAULT_HIDDEN), help="hidden sizes, e.g. 500,250,100")
     train.add_argument("--activation", default="relu")
     train.add_argument("--dropout", type=float, default=0.0)
-    train.add_argument("--val-split", type=float, default=0.1,
+    train.add_argument("--val-split", type=float, default=0.0,
                        help="fraction of the training set held out for validation (0 for none)")
-    train.add_argument("--scaling", default="standard", choices=["standard", "global", "none"],
+    train.add_argument("--scaling", default="global", choices=["standard", "global", "none"],
                        help="standardise per feature, with one global mean/std, or keep pixels in [0, 1]")
     train.add_argument("--restore-best", action="store_true", help="end with the best-validation parameters")
     train.add_argument("--seed", type=int, default=0)

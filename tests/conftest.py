@@ -57,3 +57,8 @@ def tol(dtype):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+# The CUDA-simulator tests run in their own process (test_cuda.py starts it): the simulator must be
+# switched on before numba is first imported.
+collect_ignore = ["cudasim"]

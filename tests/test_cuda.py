@@ -1,0 +1,78 @@
+"""CUDA kernels: the simulator suite (own process), PTX compilation for Hopper, and CuPy on a real GPU."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import AVAILABLE
+
+HERE = Path(__file__).parent
+
+
+def test_cuda_kernels_pass_under_the_simulator():
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "cudasim")],
+                          capture_output=True, text=True, env=env, cwd=HERE.parent)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout
+
+
+def _nvvm_available():
+    try:
+        from numba import cuda
+
+        cuda.compile_ptx(lambda x: None, "void(float32[::1])", cc=(9, 0))
+        return True
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(not _nvvm_available(), reason="NVVM not available for PTX compilation")
+def test_cuda_kernels_compile_to_ptx_for_compute_capability_9():
+    from numba import cuda
+
+    from mlp_backend.kernels import cuda as K
+
+    f32, a1, a2, i64 = "float32", "float32[::1]", "float32[:, ::1]", "int64[::1]"
+    signatures = {
+        K._xent_kernel: f"void({a2}, {i64}, float64, float64, {a2}, float64[::1])",
+        K._bce_kernel: f"void({a1}, {a1}, float64, {a1}, {a1})",
+        K._bias_act_kernel: f"void({a2}, {a1}, boolean, int64, float64)",
+        K._act_backward_kernel: f"void({a1}, {a1}, int64, float64, {a1})",
+        K._sgd_kernel: f"void({a1}, {a1}, {a1}, {f32}, {f32}, boolean, boolean, {f32}, {f32}, {f32}, boolean)",
+        K._rmsprop_kernel: f"void({a1}, {a1}, {a1}, {', '.join([f32] * 6)}, boolean)",
+        K._adam_kernel: f"void({a1}, {a1}, {a1}, {a1}, {', '.join([f32] * 9)}, boolean)",
+    }
+    for kernel, sig in signatures.items():
+        ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+        assert ".target sm_90" in ptx, kernel.py_func.__name__
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("cupy" not in AVAILABLE, reason="needs CuPy and a CUDA GPU")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cupy_kernels_match_the_reference_on_the_gpu(dtype):
+    import array_api_compat.cupy as xp
+
+    from mlp_backend.kernels import cuda as K
+    from mlp_backend.kernels import reference
+
+    rng = np.random.default_rng(0)
+    z = xp.asarray(rng.normal(size=(257, 1000)) * 4, dtype=getattr(xp, dtype))
+    y = xp.asarray(rng.integers(0, 1000, 257))
+    loss, grad = K.softmax_cross_entropy(xp, z, y, 0.1)
+    rloss, rgrad = reference.softmax_cross_entropy(xp, z, y, 0.1)
+    tol = 1e-10 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(float(loss), float(rloss), rtol=tol)
+    np.testing.assert_allclose(grad.get(), rgrad.get(), rtol=tol, atol=tol * 1e-2)
+    p = xp.asarray(rng.normal(size=100_001), dtype=getattr(xp, dtype))
+    g = xp.asarray(rng.normal(size=100_001), dtype=getattr(xp, dtype))
+    states = [[xp.zeros_like(p), xp.zeros_like(p)] for _ in range(2)]
+    params = [p.copy(), p.copy()]
+    for step in range(1, 4):
+        K.adam_update(xp, params[0], g, *states[0], lr=1e-2, step=step, weight_decay=0.1, decoupled=True)
+        reference.adam_update(xp, params[1], g, *states[1], lr=1e-2, step=step, weight_decay=0.1, decoupled=True)
+    np.testing.assert_allclose(params[0].get(), params[1].get(), rtol=tol * 10, atol=tol)
