@@ -16,16 +16,17 @@ from numba import njit, prange
 from numba.extending import overload
 
 from . import reference
-from .elementwise import ACT_CODES, _act_elem, _act_grad_elem, _adam_elem, _rmsprop_elem, _sgd_elem
+from .elementwise import ACT_CODES, RELU, _act_elem, _act_grad_elem, _adam_elem, _rmsprop_elem, _sgd_elem
 
 # No nnan/ninf: -inf logits and NaN divergence must propagate exactly as in the reference.
 _FAST = {"contract", "arcp", "reassoc", "nsz"}
 _JIT = dict(cache=True, error_model="numpy", fastmath=_FAST)
 _INLINE = dict(_JIT, inline="always")
-_FLOATS = (np.float32, np.float64)
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
-# Serial below this many elements: a parallel launch costs more than it saves on 2 cores.
-PARALLEL_MIN_ELEMENTS = 1 << 17
+# Serial below this many elements: a parallel launch (omp threading layer, 2 cores) only
+# pays from about 3e4 elements on (bench/cutover.py, recorded in bench/RESULTS.md).
+PARALLEL_MIN_ELEMENTS = 1 << 15
 
 _ACT_CODES = ACT_CODES
 
@@ -66,9 +67,15 @@ def _fast_exp_impl(x):
 def _fusable(*arrays) -> bool:
     """True when every array is a C-contiguous NumPy array of the first one's float dtype."""
     first = arrays[0]
-    if not isinstance(first, np.ndarray) or first.dtype.type not in _FLOATS:
+    if type(first) is not np.ndarray:
         return False
-    return all(isinstance(a, np.ndarray) and a.dtype == first.dtype and a.flags.c_contiguous for a in arrays)
+    dtype = first.dtype
+    if dtype != _F32 and dtype != _F64:
+        return False
+    for a in arrays:  # a plain loop: this runs on every call, so it is kept cheap
+        if type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous:
+            return False
+    return True
 
 
 def _labels_ok(labels, n) -> bool:
@@ -104,8 +111,18 @@ def _xent_row(z, y, smoothing, inv_n, grad, i):
 
 
 @njit(**_JIT)
+def _labels_in_range(labels, c):
+    for y in labels:
+        if y < 0 or y >= c:
+            return False
+    return True
+
+
+@njit(**_JIT)
 def _xent_serial(z, labels, smoothing, grad):
     n = z.shape[0]
+    if not _labels_in_range(labels, z.shape[1]):
+        return np.nan
     total = 0.0
     for i in range(n):
         total += _xent_row(z, labels[i], smoothing, 1.0 / n, grad, i)
@@ -115,6 +132,8 @@ def _xent_serial(z, labels, smoothing, grad):
 @njit(parallel=True, **_JIT)
 def _xent_parallel(z, labels, smoothing, grad):
     n = z.shape[0]
+    if not _labels_in_range(labels, z.shape[1]):
+        return np.nan
     rows = np.empty(n)
     for i in prange(n):
         rows[i] = _xent_row(z, labels[i], smoothing, 1.0 / n, grad, i)
@@ -125,12 +144,11 @@ def softmax_cross_entropy(xp, logits, labels, label_smoothing=0.0, out=None):
     if not (_fusable(logits, *(() if out is None else (out,))) and logits.ndim == 2
             and _labels_ok(labels, logits.shape[0]) and (out is None or out.shape == logits.shape)):
         return reference.softmax_cross_entropy(xp, logits, labels, label_smoothing, out)
-    n, c = logits.shape
-    if labels.size and (labels.min() < 0 or labels.max() >= c):
-        raise ValueError(f"labels must be in [0, {c - 1}]")
     grad = np.empty_like(logits) if out is None else out
     kernel = _xent_parallel if logits.size >= PARALLEL_MIN_ELEMENTS else _xent_serial
     loss = kernel(logits, labels, float(label_smoothing), grad)
+    if loss != loss and not _labels_in_range(labels, logits.shape[1]):  # checked in the kernel, reported here
+        raise ValueError(f"labels must be in [0, {logits.shape[1] - 1}]")
     return np.asarray(loss, dtype=logits.dtype), grad
 
 
@@ -159,22 +177,27 @@ def sigmoid_binary_cross_entropy(xp, logits, targets, out=None):
 
 # -- activations -------------------------------------------------------------------------------
 @njit(**_INLINE)
-def _bias_act_row(z, b, has_bias, act, alpha, i):
-    for j in range(z.shape[1]):
-        v = z[i, j] + b[j] if has_bias else z[i, j]
-        z[i, j] = _act_elem(v, act, alpha)
+def _bias_act_row(z, b, act, alpha, i):
+    if act == RELU:  # the hot case gets its own loop: a loop over the generic branchy body does not vectorise
+        zero = alpha - alpha
+        for j in range(z.shape[1]):
+            v = z[i, j] + b[j]
+            z[i, j] = zero if v < zero else v
+    else:
+        for j in range(z.shape[1]):
+            z[i, j] = _act_elem(z[i, j] + b[j], act, alpha)
 
 
 @njit(**_JIT)
-def _bias_act_serial(z, b, has_bias, act, alpha):
+def _bias_act_serial(z, b, act, alpha):
     for i in range(z.shape[0]):
-        _bias_act_row(z, b, has_bias, act, alpha, i)
+        _bias_act_row(z, b, act, alpha, i)
 
 
 @njit(parallel=True, **_JIT)
-def _bias_act_parallel(z, b, has_bias, act, alpha):
+def _bias_act_parallel(z, b, act, alpha):
     for i in prange(z.shape[0]):
-        _bias_act_row(z, b, has_bias, act, alpha, i)
+        _bias_act_row(z, b, act, alpha, i)
 
 
 def bias_act(xp, z, b, act, alpha=0.0):
@@ -185,20 +208,35 @@ def bias_act(xp, z, b, act, alpha=0.0):
         return reference.bias_act(xp, z, b, act, alpha)
     z2 = z if b is not None else z.reshape(1, -1)
     kernel = _bias_act_parallel if z.size >= PARALLEL_MIN_ELEMENTS else _bias_act_serial
-    kernel(z2, z2[0] if b is None else b, b is not None, _ACT_CODES[act], float(alpha))
+    kernel(z2, np.zeros(z2.shape[1], z.dtype) if b is None else b, _ACT_CODES[act], z.dtype.type(alpha))
     return z
+
+
+@njit(**_INLINE)
+def _act_backward_range(dy, y, act, alpha, out, start, stop):
+    if act == RELU:  # own loop so it vectorises, as in _bias_act_row
+        zero = alpha - alpha
+        for i in range(start, stop):
+            out[i] = dy[i] if y[i] > zero else zero
+    else:
+        for i in range(start, stop):
+            out[i] = _act_grad_elem(dy[i], y[i], act, alpha)
 
 
 @njit(**_JIT)
 def _act_backward_serial(dy, y, act, alpha, out):
-    for i in range(dy.size):
-        out[i] = _act_grad_elem(dy[i], y[i], act, alpha)
+    _act_backward_range(dy, y, act, alpha, out, 0, dy.size)
 
 
 @njit(parallel=True, **_JIT)
 def _act_backward_parallel(dy, y, act, alpha, out):
-    for i in prange(dy.size):
-        out[i] = _act_grad_elem(dy[i], y[i], act, alpha)
+    if act == RELU:
+        zero = alpha - alpha
+        for i in prange(dy.size):
+            out[i] = dy[i] if y[i] > zero else zero
+    else:
+        for i in prange(dy.size):
+            out[i] = _act_grad_elem(dy[i], y[i], act, alpha)
 
 
 def act_backward(xp, dy, y, act, alpha=0.0, out=None):
@@ -209,95 +247,96 @@ def act_backward(xp, dy, y, act, alpha=0.0, out=None):
         return reference.act_backward(xp, dy, y, act, alpha, out)
     result = np.empty_like(dy) if out is None else out
     kernel = _act_backward_parallel if dy.size >= PARALLEL_MIN_ELEMENTS else _act_backward_serial
-    kernel(dy.reshape(-1), y.reshape(-1), _ACT_CODES[act], float(alpha), result.reshape(-1))
+    kernel(dy.reshape(-1), y.reshape(-1), _ACT_CODES[act], dy.dtype.type(alpha), result.reshape(-1))
     return result
 
 
 # -- optimizer updates -------------------------------------------------------------------------
+# Hyper-parameters travel as one array ``hp`` in the parameters' dtype: float32 updates stay in float32
+# SIMD lanes (a Python float would promote them to float64), and the call stays cheap.
 @njit(**_JIT)
-def _sgd_serial(p, g, v, lr, mom, nesterov, has_v, l2, scale, clip, do_clip):
+def _sgd_serial(p, g, v, hp, nesterov, has_v, do_clip):
+    lr, mom, l2, scale, clip = hp[0], hp[1], hp[2], hp[3], hp[4]
     for i in range(p.size):
-        pi, vi = _sgd_elem(p[i], g[i], v[i], lr, mom, nesterov, has_v, l2, scale, clip, do_clip)
-        p[i] = pi
+        p[i], vi = _sgd_elem(p[i], g[i], v[i], lr, mom, nesterov, has_v, l2, scale, clip, do_clip)
         if has_v:
             v[i] = vi
 
 
 @njit(parallel=True, **_JIT)
-def _sgd_parallel(p, g, v, lr, mom, nesterov, has_v, l2, scale, clip, do_clip):
+def _sgd_parallel(p, g, v, hp, nesterov, has_v, do_clip):
+    lr, mom, l2, scale, clip = hp[0], hp[1], hp[2], hp[3], hp[4]
     for i in prange(p.size):
-        pi, vi = _sgd_elem(p[i], g[i], v[i], lr, mom, nesterov, has_v, l2, scale, clip, do_clip)
-        p[i] = pi
+        p[i], vi = _sgd_elem(p[i], g[i], v[i], lr, mom, nesterov, has_v, l2, scale, clip, do_clip)
         if has_v:
             v[i] = vi
 
 
 @njit(**_JIT)
-def _rmsprop_serial(p, g, s, lr, rho, eps, l2, scale, clip, do_clip):
+def _rmsprop_serial(p, g, s, hp, do_clip):
+    lr, rho, one_minus_rho, eps, l2, scale, clip = hp[0], hp[1], hp[2], hp[3], hp[4], hp[5], hp[6]
     for i in range(p.size):
-        p[i], s[i] = _rmsprop_elem(p[i], g[i], s[i], lr, rho, eps, l2, scale, clip, do_clip)
+        p[i], s[i] = _rmsprop_elem(p[i], g[i], s[i], lr, rho, one_minus_rho, eps, l2, scale, clip, do_clip)
 
 
 @njit(parallel=True, **_JIT)
-def _rmsprop_parallel(p, g, s, lr, rho, eps, l2, scale, clip, do_clip):
+def _rmsprop_parallel(p, g, s, hp, do_clip):
+    lr, rho, one_minus_rho, eps, l2, scale, clip = hp[0], hp[1], hp[2], hp[3], hp[4], hp[5], hp[6]
     for i in prange(p.size):
-        p[i], s[i] = _rmsprop_elem(p[i], g[i], s[i], lr, rho, eps, l2, scale, clip, do_clip)
+        p[i], s[i] = _rmsprop_elem(p[i], g[i], s[i], lr, rho, one_minus_rho, eps, l2, scale, clip, do_clip)
 
 
 @njit(**_JIT)
-def _adam_serial(p, g, m, v, b1, b2, eps, step_size, inv_sqrt_bias2, decay, l2, scale, clip, do_clip):
+def _adam_serial(p, g, m, v, hp, do_clip):
+    b1, c1, b2, c2, eps, step_size, inv_sqrt_bias2, decay, l2, scale, clip = hp[0], hp[1], hp[2], hp[3], hp[4], \
+        hp[5], hp[6], hp[7], hp[8], hp[9], hp[10]
     for i in range(p.size):
-        p[i], m[i], v[i] = _adam_elem(p[i], g[i], m[i], v[i], b1, b2, eps, step_size, inv_sqrt_bias2, decay, l2, scale,
-                                      clip, do_clip)
+        p[i], m[i], v[i] = _adam_elem(p[i], g[i], m[i], v[i], b1, c1, b2, c2, eps, step_size, inv_sqrt_bias2,
+                                      decay, l2, scale, clip, do_clip)
 
 
 @njit(parallel=True, **_JIT)
-def _adam_parallel(p, g, m, v, b1, b2, eps, step_size, inv_sqrt_bias2, decay, l2, scale, clip, do_clip):
+def _adam_parallel(p, g, m, v, hp, do_clip):
+    b1, c1, b2, c2, eps, step_size, inv_sqrt_bias2, decay, l2, scale, clip = hp[0], hp[1], hp[2], hp[3], hp[4], \
+        hp[5], hp[6], hp[7], hp[8], hp[9], hp[10]
     for i in prange(p.size):
-        p[i], m[i], v[i] = _adam_elem(p[i], g[i], m[i], v[i], b1, b2, eps, step_size, inv_sqrt_bias2, decay, l2, scale,
-                                      clip, do_clip)
+        p[i], m[i], v[i] = _adam_elem(p[i], g[i], m[i], v[i], b1, c1, b2, c2, eps, step_size, inv_sqrt_bias2,
+                                      decay, l2, scale, clip, do_clip)
 
 
 def _flat_ok(p, *others) -> bool:
-    return _fusable(p, *others) and p.ndim == 1 and all(o.shape == p.shape for o in others)
-
-
-def _scalars(p, *values):
-    """Hyper-parameters in the parameters' dtype, so float32 updates stay in float32 SIMD lanes."""
-    t = p.dtype.type
-    return tuple(t(v) for v in values)
+    return _fusable(p, *others) and p.ndim == 1 and p.flags.writeable and all(o.shape == p.shape for o in others)
 
 
 def sgd_update(xp, p, g, v, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0,
                grad_scale=1.0, clip_value=math.inf):
     has_v = momentum != 0.0
-    if not (_flat_ok(p, g, *((v,) if has_v else ())) and p.flags.writeable):
+    if not _flat_ok(p, g, *((v,) if has_v else ())):
         return reference.sgd_update(xp, p, g, v, lr=lr, momentum=momentum, nesterov=nesterov,
                                     weight_decay=weight_decay, grad_scale=grad_scale, clip_value=clip_value)
     kernel = _sgd_parallel if p.size >= PARALLEL_MIN_ELEMENTS else _sgd_serial
-    lr_, mom, l2, scale, clip = _scalars(p, lr, momentum, weight_decay, grad_scale, clip_value)
-    kernel(p, g, v if has_v else g, lr_, mom, bool(nesterov), has_v, l2, scale, clip, math.isfinite(clip_value))
+    hp = np.array((lr, momentum, weight_decay, grad_scale, clip_value), dtype=p.dtype)
+    kernel(p, g, v if has_v else g, hp, bool(nesterov), has_v, math.isfinite(clip_value))
 
 
 def rmsprop_update(xp, p, g, s, *, lr, rho=0.9, eps=1e-8, weight_decay=0.0,
                    grad_scale=1.0, clip_value=math.inf):
-    if not (_flat_ok(p, g, s) and p.flags.writeable):
+    if not _flat_ok(p, g, s):
         return reference.rmsprop_update(xp, p, g, s, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
                                         grad_scale=grad_scale, clip_value=clip_value)
     kernel = _rmsprop_parallel if p.size >= PARALLEL_MIN_ELEMENTS else _rmsprop_serial
-    kernel(p, g, s, *_scalars(p, lr, rho, eps, weight_decay, grad_scale, clip_value), math.isfinite(clip_value))
+    hp = np.array((lr, rho, 1.0 - rho, eps, weight_decay, grad_scale, clip_value), dtype=p.dtype)
+    kernel(p, g, s, hp, math.isfinite(clip_value))
 
 
 def adam_update(xp, p, g, m, v, *, lr, step, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
                 decoupled=False, grad_scale=1.0, clip_value=math.inf):
-    if not (_flat_ok(p, g, m, v) and p.flags.writeable):
+    if not _flat_ok(p, g, m, v):
         return reference.adam_update(xp, p, g, m, v, lr=lr, step=step, beta1=beta1, beta2=beta2, eps=eps,
                                      weight_decay=weight_decay, decoupled=decoupled, grad_scale=grad_scale,
                                      clip_value=clip_value)
     kernel = _adam_parallel if p.size >= PARALLEL_MIN_ELEMENTS else _adam_serial
-    decay = 1.0 - lr * weight_decay if decoupled else 1.0
-    l2 = 0.0 if decoupled else weight_decay
-    step_size = lr / (1.0 - beta1**step)
-    inv_sqrt_bias2 = 1.0 / math.sqrt(1.0 - beta2**step)
-    kernel(p, g, m, v, *_scalars(p, beta1, beta2, eps, step_size, inv_sqrt_bias2, decay, l2, grad_scale, clip_value),
-           math.isfinite(clip_value))
+    hp = np.array((beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps, lr / (1.0 - beta1**step),
+                   1.0 / math.sqrt(1.0 - beta2**step), 1.0 - lr * weight_decay if decoupled else 1.0,
+                   0.0 if decoupled else weight_decay, grad_scale, clip_value), dtype=p.dtype)
+    kernel(p, g, m, v, hp, math.isfinite(clip_value))

@@ -132,15 +132,16 @@ def _sgd_kernel(p, g, v, lr, mom, nesterov, has_v, l2, scale, clip, do_clip):
 
 
 @cuda.jit
-def _rmsprop_kernel(p, g, s, lr, rho, eps, l2, scale, clip, do_clip):
+def _rmsprop_kernel(p, g, s, lr, rho, one_minus_rho, eps, l2, scale, clip, do_clip):
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        p[i], s[i] = _rmsprop_elem(p[i], g[i], s[i], lr, rho, eps, l2, scale, clip, do_clip)
+        p[i], s[i] = _rmsprop_elem(p[i], g[i], s[i], lr, rho, one_minus_rho, eps, l2, scale, clip, do_clip)
 
 
 @cuda.jit
-def _adam_kernel(p, g, m, v, b1, b2, eps, step_size, inv_sqrt_bias2, decay, l2, scale, clip, do_clip):
+def _adam_kernel(p, g, m, v, b1, c1, b2, c2, eps, step_size, inv_sqrt_bias2, decay, l2, scale, clip, do_clip):
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        p[i], m[i], v[i] = _adam_elem(p[i], g[i], m[i], v[i], b1, b2, eps, step_size, inv_sqrt_bias2, decay, l2, scale,
+        p[i], m[i], v[i] = _adam_elem(p[i], g[i], m[i], v[i], b1, c1, b2, c2, eps, step_size, inv_sqrt_bias2, decay, l2,
+                                      scale,
                                       clip, do_clip)
 
 
@@ -155,7 +156,8 @@ def launch_sgd(p, g, v, lr, momentum, nesterov, weight_decay, grad_scale, clip_v
 def launch_rmsprop(p, g, s, lr, rho, eps, weight_decay, grad_scale, clip_value, stream=0, threads=THREADS):
     t = p.dtype.type
     _rmsprop_kernel[_blocks(p.size, threads), threads, stream](
-        p, g, s, t(lr), t(rho), t(eps), t(weight_decay), t(grad_scale), t(clip_value), math.isfinite(clip_value))
+        p, g, s, t(lr), t(rho), t(1.0 - rho), t(eps), t(weight_decay), t(grad_scale), t(clip_value),
+        math.isfinite(clip_value))
 
 
 def launch_adam(p, g, m, v, lr, step, beta1, beta2, eps, weight_decay, decoupled, grad_scale, clip_value,
@@ -164,7 +166,8 @@ def launch_adam(p, g, m, v, lr, step, beta1, beta2, eps, weight_decay, decoupled
     decay = 1.0 - lr * weight_decay if decoupled else 1.0
     l2 = 0.0 if decoupled else weight_decay
     _adam_kernel[_blocks(p.size, threads), threads, stream](
-        p, g, m, v, t(beta1), t(beta2), t(eps), t(lr / (1.0 - beta1**step)), t(1.0 / math.sqrt(1.0 - beta2**step)),
+        p, g, m, v, t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2), t(eps), t(lr / (1.0 - beta1**step)),
+        t(1.0 / math.sqrt(1.0 - beta2**step)),
         t(decay), t(l2), t(grad_scale), t(clip_value), math.isfinite(clip_value))
 
 
@@ -215,7 +218,7 @@ def bias_act(xp, z, b, act, alpha=0.0):
                                     and (b is None or (z.ndim == 2 and b.shape == (z.shape[1],)))):
         return reference.bias_act(xp, z, b, act, alpha)
     z2 = z if b is not None else xp.reshape(z, (1, -1))
-    launch_bias_act(z2, z2[0] if b is None else b, b is not None, ACT_CODES[act], float(alpha), _stream())
+    launch_bias_act(z2, z2[0] if b is None else b, b is not None, ACT_CODES[act], z.dtype.type(alpha), _stream())
     return z
 
 
@@ -224,7 +227,7 @@ def act_backward(xp, dy, y, act, alpha=0.0, out=None):
                                     and (out is None or out.shape == dy.shape)):
         return reference.act_backward(xp, dy, y, act, alpha, out)
     result = xp.empty_like(dy) if out is None else out
-    launch_act_backward(xp.reshape(dy, (-1,)), xp.reshape(y, (-1,)), ACT_CODES[act], float(alpha),
+    launch_act_backward(xp.reshape(dy, (-1,)), xp.reshape(y, (-1,)), ACT_CODES[act], dy.dtype.type(alpha),
                         xp.reshape(result, (-1,)), _stream())
     return result
 

@@ -3,6 +3,9 @@
 These are ``@njit`` functions that the CPU kernels (``cpu.py``) inline into their loops and the CUDA
 kernels (``cuda.py``) call from ``cuda.jit`` code. They use only ``math`` functions both targets
 provide, and mirror ``reference.py`` line by line.
+
+Scalars arrive in the arrays' dtype and constants are derived from them (``alpha - alpha`` is a zero
+of that dtype): a Python literal would promote float32 arithmetic to float64 and halve the SIMD width.
 """
 import math
 
@@ -18,7 +21,7 @@ IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH, ELU, SELU = (ACT_CODES[a] for a in AC
 @njit(**_INLINE)
 def _act_elem(z, act, alpha):
     if act == RELU:
-        return z if z > 0 else 0.0 * z
+        return alpha - alpha if z < 0 else z  # NaN stays NaN, as with maximum()
     if act == LEAKY_RELU:
         return z if z > 0 else alpha * z
     if act == SIGMOID:
@@ -36,7 +39,7 @@ def _act_elem(z, act, alpha):
 @njit(**_INLINE)
 def _act_grad_elem(dy, y, act, alpha):
     if act == RELU:
-        return dy if y > 0 else 0.0
+        return dy if y > 0 else alpha - alpha
     if act == LEAKY_RELU:
         return dy if y > 0 else alpha * dy
     if act == SIGMOID:
@@ -69,17 +72,18 @@ def _sgd_elem(p, g, v, lr, mom, nesterov, has_v, l2, scale, clip, do_clip):
 
 
 @njit(**_INLINE)
-def _rmsprop_elem(p, g, s, lr, rho, eps, l2, scale, clip, do_clip):
+def _rmsprop_elem(p, g, s, lr, rho, one_minus_rho, eps, l2, scale, clip, do_clip):
     """One RMSProp element: returns the new ``(p, s)``."""
     g = _grad_elem(g, p, scale, clip, do_clip, l2)
-    s = rho * s + (1 - rho) * g * g
+    s = rho * s + one_minus_rho * g * g
     return p - lr * g / (math.sqrt(s) + eps), s
 
 
 @njit(**_INLINE)
-def _adam_elem(p, g, m, v, b1, b2, eps, step_size, inv_sqrt_bias2, decay, l2, scale, clip, do_clip):
+def _adam_elem(p, g, m, v, b1, one_minus_b1, b2, one_minus_b2, eps, step_size, inv_sqrt_bias2, decay, l2, scale,
+               clip, do_clip):
     """One Adam/AdamW element: returns the new ``(p, m, v)``."""
     g = _grad_elem(g, p, scale, clip, do_clip, l2)
-    m = b1 * m + (1 - b1) * g
-    v = b2 * v + (1 - b2) * g * g
+    m = b1 * m + one_minus_b1 * g
+    v = b2 * v + one_minus_b2 * g * g
     return p * decay - step_size * m / (math.sqrt(v) * inv_sqrt_bias2 + eps), m, v

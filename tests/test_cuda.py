@@ -40,11 +40,11 @@ def test_cuda_kernels_compile_to_ptx_for_compute_capability_9():
     signatures = {
         K._xent_kernel: f"void({a2}, {i64}, float64, float64, {a2}, float64[::1])",
         K._bce_kernel: f"void({a1}, {a1}, float64, {a1}, {a1})",
-        K._bias_act_kernel: f"void({a2}, {a1}, boolean, int64, float64)",
-        K._act_backward_kernel: f"void({a1}, {a1}, int64, float64, {a1})",
+        K._bias_act_kernel: f"void({a2}, {a1}, boolean, int64, {f32})",
+        K._act_backward_kernel: f"void({a1}, {a1}, int64, {f32}, {a1})",
         K._sgd_kernel: f"void({a1}, {a1}, {a1}, {f32}, {f32}, boolean, boolean, {f32}, {f32}, {f32}, boolean)",
-        K._rmsprop_kernel: f"void({a1}, {a1}, {a1}, {', '.join([f32] * 6)}, boolean)",
-        K._adam_kernel: f"void({a1}, {a1}, {a1}, {a1}, {', '.join([f32] * 9)}, boolean)",
+        K._rmsprop_kernel: f"void({a1}, {a1}, {a1}, {', '.join([f32] * 7)}, boolean)",
+        K._adam_kernel: f"void({a1}, {a1}, {a1}, {a1}, {', '.join([f32] * 11)}, boolean)",
     }
     for kernel, sig in signatures.items():
         ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))

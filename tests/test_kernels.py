@@ -152,3 +152,9 @@ def test_parallel_kernels_are_deterministic():
     for loss, grad in results[1:]:
         assert float(loss) == float(results[0][0])
         np.testing.assert_array_equal(grad, results[0][1])
+
+
+def test_labels_out_of_range_are_an_error_not_a_wrong_loss():
+    z = np.zeros((3, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\]"):
+        cpu.softmax_cross_entropy(xp, z, np.array([0, 4, 1]))

@@ -142,3 +142,12 @@ def test_input_layouts_give_the_same_predictions():
     readonly.flags.writeable = False
     for variant in (fortran, strided, readonly, Xt.tolist()):
         np.testing.assert_allclose(model.predict_proba(variant), ref, rtol=1e-6)
+
+
+def test_fused_and_reference_kernels_train_to_the_same_losses_in_float32():
+    X, y, _, _ = blobs(512)
+    histories = []
+    for mode in ("auto", "reference"):
+        model = mlp.build_mlp([8, 64, 32, 3], "relu", seed=3, kernels=mode)
+        histories.append(model.fit(X, y, epochs=2, batch_size=32, seed=1).loss)
+    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-4)

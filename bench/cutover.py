@@ -1,0 +1,42 @@
+"""Where parallel Numba kernels start to beat serial ones on this machine (sets PARALLEL_MIN_ELEMENTS).
+
+    python bench/cutover.py
+"""
+import statistics
+import time
+
+import numpy as np
+
+from mlp_backend.kernels import cpu
+
+
+def median_us(fn, repeats=200):
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
+
+
+def main():
+    print(f"{'elements':>10} {'op':<14} {'serial µs':>10} {'parallel µs':>12}")
+    f = np.float32
+    for size in (8_000, 32_000, 65_536, 131_072, 262_144, 1_048_576):
+        p, g = np.random.rand(size).astype(f), np.random.rand(size).astype(f)
+        m, v = np.zeros_like(p), np.zeros_like(p)
+        adam = (np.array([0.9, 0.1, 0.999, 0.001, 1e-8, 1e-3, 1.0, 1.0, 0.0, 1.0, np.inf], f), False)
+        sgd = (np.array([1e-3, 0.9, 0.0, 1.0, np.inf], f), False, True, False)
+        for name, serial, parallel, args in (
+            ("adam", cpu._adam_serial, cpu._adam_parallel, (p, g, m, v, *adam)),
+            ("sgd_momentum", cpu._sgd_serial, cpu._sgd_parallel, (p, g, m, *sgd)),
+            ("relu_backward", cpu._act_backward_serial, cpu._act_backward_parallel, (g, p, 1, f(0), m)),
+        ):
+            s = median_us(lambda: serial(*args))
+            q = median_us(lambda: parallel(*args))
+            print(f"{size:>10} {name:<14} {s:>10.1f} {q:>12.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

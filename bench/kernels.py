@@ -1,0 +1,82 @@
+"""Fused Numba kernels against the Array API reference on NumPy, small and large sizes.
+
+    python bench/kernels.py [--repeats 50] [--json out.json]
+
+Prints median microseconds per call and the speed-up; figures go into bench/RESULTS.md by hand.
+Compile time is excluded (one warm-up call); a second process loads the kernels from Numba's cache.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import array_api_compat.numpy as xp
+import numpy as np
+
+from mlp_backend.kernels import cpu, reference
+
+
+def median_us(fn, repeats, setup=None):
+    fn()  # warm-up (compiles on the first process that runs it)
+    times = []
+    for _ in range(repeats):
+        if setup:
+            setup()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
+
+
+def cases(rng):
+    for n, c in ((64, 10), (4096, 1000)):
+        z = rng.normal(size=(n, c)).astype(np.float32)
+        y = rng.integers(0, c, n)
+        yield f"softmax_xent {n}x{c}", lambda impl, z=z, y=y: (lambda: impl.softmax_cross_entropy(xp, z, y))
+    for n, m in ((64, 500), (4096, 500)):
+        z0 = rng.normal(size=(n, m)).astype(np.float32)
+        b = rng.normal(size=m).astype(np.float32)
+        z = z0.copy()
+        yield f"bias_relu {n}x{m}", lambda impl, z=z, b=b: (lambda: impl.bias_act(xp, z, b, "relu"))
+        dy = rng.normal(size=(n, m)).astype(np.float32)
+        yield f"relu_backward {n}x{m}", lambda impl, dy=dy, y=z0: (lambda: impl.act_backward(xp, dy, y, "relu"))
+    for size in (100_000, 10_000_000):
+        p, g = rng.normal(size=size).astype(np.float32), rng.normal(size=size).astype(np.float32)
+        m, v = np.zeros_like(p), np.zeros_like(p)
+        yield f"adam {size:.0e}", lambda impl, p=p, g=g, m=m, v=v: (
+            lambda: impl.adam_update(xp, p, g, m, v, lr=1e-3, step=10))
+        yield f"sgd_momentum {size:.0e}", lambda impl, p=p, g=g, m=m: (
+            lambda: impl.sgd_update(xp, p, g, m, lr=1e-3, momentum=0.9))
+        yield f"rmsprop {size:.0e}", lambda impl, p=p, g=g, v=v: (
+            lambda: impl.rmsprop_update(xp, p, g, v, lr=1e-3))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    import numba
+
+    rows = []
+    print(f"{'op':<26} {'reference µs':>13} {'fused µs':>10} {'speed-up':>9}")
+    for name, make in cases(np.random.default_rng(0)):
+        repeats = max(5, args.repeats // 10) if "1e+07" in name or "4096" in name else args.repeats
+        ref = median_us(make(reference), repeats)
+        fused = median_us(make(cpu), repeats)
+        rows.append({"op": name, "reference_us": ref, "fused_us": fused, "speedup": ref / fused})
+        print(f"{name:<26} {ref:>13.1f} {fused:>10.1f} {ref / fused:>8.1f}x", flush=True)
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
+            "cpus": __import__("os").cpu_count(), "numpy": np.__version__, "numba": numba.__version__,
+            "threading_layer": numba.threading_layer()}
+    print(json.dumps(meta))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "results": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
