@@ -9,14 +9,21 @@ Compiled code is cached on disk (``cache=True``), so a second process pays no co
 from __future__ import annotations
 
 import math
+import os
 
-import numba
-import numpy as np
-from numba import njit, prange
-from numba.extending import overload
+# Numba's OpenMP workers and OpenBLAS's threads take turns on the same cores every training step; with
+# OpenMP's default active waiting they spin against each other (8.7 ms vs 1.4 ms per step measured on 2
+# cores). Passive waiting, unless the user chose otherwise; read when the OpenMP runtime first starts.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import reference
-from .elementwise import ACT_CODES, RELU, _act_elem, _act_grad_elem, _adam_elem, _rmsprop_elem, _sgd_elem
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+from numba import njit, prange  # noqa: E402
+from numba.extending import overload  # noqa: E402
+
+from . import reference  # noqa: E402
+from .elementwise import (ACT_CODES, RELU, _act_elem, _act_grad_elem, _adam_elem,  # noqa: E402
+                          _rmsprop_elem, _sgd_elem)
 
 # No nnan/ninf: -inf logits and NaN divergence must propagate exactly as in the reference.
 _FAST = {"contract", "arcp", "reassoc", "nsz"}
@@ -24,9 +31,9 @@ _JIT = dict(cache=True, error_model="numpy", fastmath=_FAST)
 _INLINE = dict(_JIT, inline="always")
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
-# Serial below this many elements: a parallel launch (omp threading layer, 2 cores) only
-# pays from about 3e4 elements on (bench/cutover.py, recorded in bench/RESULTS.md).
-PARALLEL_MIN_ELEMENTS = 1 << 15
+# Serial below this many elements: with passive waiting (below) a parallel launch costs ~40 µs to
+# wake the workers, so it pays from about 1e6 elements on (bench/cutover.py, bench/RESULTS.md).
+PARALLEL_MIN_ELEMENTS = 1 << 20
 
 _ACT_CODES = ACT_CODES
 
