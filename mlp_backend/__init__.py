@@ -3,6 +3,9 @@
 Importing this package imports neither CuPy, torch nor numba.cuda: backends and kernels load on use.
 """
 from .backend import BACKENDS, Backend, available_backends, get_backend, to_numpy
+from .checkpoint import CheckpointError
+from .checkpoint import load as load_checkpoint
+from .checkpoint import save as save_checkpoint
 from .gradcheck import check_layer_gradients, check_loss_gradients, check_model_gradients
 from .layers import (ELU, LAYERS, SELU, Activation, BatchNorm1d, Dense, Dropout, Identity, LayerNorm, LeakyReLU,
                      ReLU, Sequential, Sigmoid, Softmax, Tanh, build_mlp)

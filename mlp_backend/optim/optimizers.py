@@ -43,9 +43,31 @@ class Optimizer:
         return {}
 
     def config(self) -> dict:
+        """Constructor arguments (JSON-serialisable): ``from_config`` rebuilds an equal optimizer."""
         cfg = {"lr": self.lr, "weight_decay": self.weight_decay, "clip_norm": self.clip_norm,
-               "clip_value": self.clip_value}
-        return {**cfg, **self.hyper()}
+               "clip_value": self.clip_value, **self.hyper()}
+        if self.schedule is not None:
+            cfg["schedule"] = {"class": type(self.schedule).__name__, **self.schedule.config()}
+        return cfg
+
+    @staticmethod
+    def from_config(name: str, config: dict) -> "Optimizer":
+        """The optimizer of class ``name`` built from ``config()`` output."""
+        from .schedules import SCHEDULES
+
+        classes = {cls.__name__: cls for cls in OPTIMIZERS.values()}
+        if name not in classes:
+            raise ValueError(f"unknown optimizer class {name!r}")
+        config = dict(config)
+        schedule = config.pop("schedule", None)
+        if schedule is not None:
+            schedule = dict(schedule)
+            kinds = {cls.__name__: cls for cls in SCHEDULES.values()}
+            kind = schedule.pop("class", None)
+            if kind not in kinds:
+                raise ValueError(f"unknown schedule class {kind!r}")
+            config["schedule"] = kinds[kind](**schedule)
+        return classes[name](**config)
 
     def current_lr(self) -> float:
         """The learning rate the next update will use."""
@@ -139,7 +161,8 @@ class Momentum(SGD):
 
 class Nesterov(SGD):
     def __init__(self, lr: float = 0.01, momentum: float = 0.9, **kwargs):
-        super().__init__(lr, momentum=momentum, nesterov=True, **kwargs)
+        kwargs["nesterov"] = True
+        super().__init__(lr, momentum=momentum, **kwargs)
 
 
 class RMSProp(Optimizer):
@@ -166,10 +189,11 @@ class Adam(Optimizer):
 
     rule = "adam_update"
     state_names = ("exp_avg", "exp_avg_sq")
-    decoupled = False
 
-    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, **kwargs):
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 decoupled: bool = False, **kwargs):
         super().__init__(lr, **kwargs)
+        self.decoupled = bool(decoupled)
         for name, b in (("beta1", beta1), ("beta2", beta2)):
             if not 0.0 <= b < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {b!r}")
@@ -186,9 +210,8 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    decoupled = True
-
     def __init__(self, lr: float = 1e-3, weight_decay: float = 0.01, **kwargs):
+        kwargs["decoupled"] = True
         super().__init__(lr, weight_decay=weight_decay, **kwargs)
 
 

@@ -1,0 +1,143 @@
+"""Checkpoints in the safetensors format: never pickle, verified on load, written atomically.
+
+A checkpoint holds the model's parameters and buffers, optionally the optimizer state, and in its
+metadata the model configuration (so it loads onto any backend without the code that built it), the
+optimizer configuration, free-form JSON ``extra`` and a SHA-256 of all tensor bytes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "mlp-backend/1"
+MAX_BYTES = 1 << 34  # refuse checkpoints over 16 GiB before reading them
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing pieces, corrupted, or does not match the model."""
+
+
+@dataclass
+class Checkpoint:
+    model: object
+    optimizer: object | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _digest(tensors: dict) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        arr = np.ascontiguousarray(tensors[name])
+        h.update(name.encode() + b"\0" + str(arr.dtype).encode() + b"\0" + repr(arr.shape).encode() + b"\0")
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def save(model, path, optimizer=None, extra: dict | None = None) -> Path:
+    """Write a checkpoint atomically; an existing one at ``path`` is kept as ``path + '.prev'``.
+
+    The bytes go to a temporary file in the same directory, are flushed and fsynced, then renamed over
+    ``path`` and the directory is fsynced: a crash at any moment leaves either the old or the new file
+    under ``path``, never a partial one. Errors (full disk, read-only directory) propagate.
+    """
+    from safetensors.numpy import save as st_save
+
+    path = Path(path)
+    tensors = {f"param/{k}": np.ascontiguousarray(v) for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "model_config": json.dumps(model.config()), "extra": json.dumps(extra or {})}
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        meta["optimizer"] = json.dumps({"class": type(optimizer).__name__, "config": optimizer.config(),
+                                        "step_count": state.pop("step_count"), "lr_scale": state.pop("lr_scale")})
+        tensors.update({f"optim/{k}": np.ascontiguousarray(v) for k, v in state.items()})
+    meta["sha256"] = _digest(tensors)
+    payload = st_save(tensors, metadata=meta)
+    _atomic_write(path, payload)
+    return path
+
+
+def _atomic_write(path: Path, payload: bytes):
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists():  # keep the previous checkpoint: a hard link, then an atomic rename over .prev
+            prev_tmp = tmp + ".prev"
+            os.link(path, prev_tmp)
+            os.replace(prev_tmp, str(path) + ".prev")
+        os.replace(tmp, path)
+    except BaseException:
+        for leftover in (tmp, tmp + ".prev"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read(path, max_bytes: int = MAX_BYTES) -> tuple[dict, dict]:
+    """``(tensors, metadata)`` of a verified checkpoint file; raises CheckpointError on any defect."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as st_load
+
+    path = Path(path)
+    size = path.stat().st_size  # FileNotFoundError for a missing file
+    if size > max_bytes:
+        raise CheckpointError(f"{path}: {size} bytes is over the {max_bytes}-byte limit")
+    data = path.read_bytes()
+    if len(data) < 8:
+        raise CheckpointError(f"{path}: not a safetensors file (only {len(data)} bytes)")
+    header_len = int.from_bytes(data[:8], "little")
+    if header_len > len(data) - 8:
+        raise CheckpointError(f"{path}: header length {header_len} exceeds the file")
+    try:
+        header = json.loads(data[8:8 + header_len])
+        tensors = st_load(data)
+    except (SafetensorError, ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an mlp-backend checkpoint (format {FORMAT!r} expected)")
+    if meta.get("sha256") != _digest(tensors):
+        raise CheckpointError(f"{path}: SHA-256 mismatch, the file is corrupted")
+    return tensors, meta
+
+
+def load(path, backend="numpy", device=None, dtype=None, kernels=None) -> Checkpoint:
+    """Rebuild the model (and optimizer, if saved) from a checkpoint, on any backend."""
+    from .layers import Sequential
+    from .optim import Optimizer
+
+    tensors, meta = read(path)
+    try:
+        config = json.loads(meta["model_config"])
+        model = Sequential.from_config(config, backend=backend, device=device, kernels=kernels,
+                                       **({"dtype": dtype} if dtype else {}))
+        model.load_parameters({k[6:]: v for k, v in tensors.items() if k.startswith("param/")})
+        extra = json.loads(meta.get("extra", "{}"))
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: checkpoint does not describe a valid model ({e})") from None
+    optimizer = None
+    if "optimizer" in meta:
+        info = json.loads(meta["optimizer"])
+        try:
+            optimizer = Optimizer.from_config(info["class"], info["config"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: invalid optimizer in checkpoint ({e})") from None
+        state = {k[6:]: v for k, v in tensors.items() if k.startswith("optim/")}
+        optimizer.load_state_dict({"step_count": info["step_count"], "lr_scale": info["lr_scale"], **state})
+        optimizer.init(model.be, model.flat_params)
+        model.optimizer = optimizer
+    return Checkpoint(model, optimizer, extra)

@@ -1,0 +1,109 @@
+import pickle
+
+import numpy as np
+import pytest
+
+import mlp_backend as mlp
+from mlp_backend.checkpoint import CheckpointError, read
+
+from conftest import AVAILABLE, BACKEND_DEVICES
+
+
+def trained(seed=0, **kw):
+    rng = np.random.default_rng(seed)
+    X, y = rng.normal(size=(96, 6)), rng.integers(0, 3, 96)
+    model = mlp.build_mlp([6, 8, 3], "tanh", batch_norm=True, seed=seed, **kw)
+    model.fit(X, y, epochs=2, batch_size=16, optimizer=mlp.Adam(1e-2, schedule=mlp.StepDecay(0.5, 5)))
+    return model, X, y
+
+
+def test_round_trip_is_exact_and_keeps_config_and_optimizer(tmp_path):
+    model, X, y = trained()
+    path = mlp.save_checkpoint(model, tmp_path / "m.safetensors", optimizer=model.optimizer, extra={"epoch": 2})
+    ck = mlp.load_checkpoint(path)
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(ck.model.state_dict()[name], value)
+    assert ck.extra == {"epoch": 2}
+    assert ck.model.config() == model.config()
+    assert ck.optimizer.step_count == model.optimizer.step_count
+    assert ck.optimizer.config() == model.optimizer.config()
+    np.testing.assert_array_equal(ck.model.predict_proba(X), model.predict_proba(X))
+
+
+def test_resuming_from_a_checkpoint_matches_uninterrupted_training(tmp_path):
+    model, X, y = trained(seed=1, dtype="float64")
+    mlp.save_checkpoint(model, tmp_path / "m.safetensors", optimizer=model.optimizer)
+    model.fit(X, y, epochs=1, batch_size=16, shuffle=False)
+    resumed = mlp.load_checkpoint(tmp_path / "m.safetensors").model
+    resumed.loss = model.loss
+    resumed.fit(X, y, epochs=1, batch_size=16, shuffle=False)
+    np.testing.assert_array_equal(resumed.flat_params, model.flat_params)
+
+
+@pytest.mark.parametrize("backend", [b for b in ("array_api_strict", "torch") if b in AVAILABLE])
+def test_checkpoint_loads_onto_another_backend(tmp_path, backend):
+    model, X, _ = trained()
+    mlp.save_checkpoint(model, tmp_path / "m.safetensors")
+    other = mlp.load_checkpoint(tmp_path / "m.safetensors", backend=backend, device=BACKEND_DEVICES[backend]).model
+    assert other.be.name == backend
+    other.loss = model.loss
+    np.testing.assert_allclose(other.predict_proba(X), model.predict_proba(X), rtol=1e-5, atol=1e-6)
+
+
+def test_saving_again_keeps_the_previous_checkpoint(tmp_path):
+    model, X, y = trained()
+    path = tmp_path / "m.safetensors"
+    mlp.save_checkpoint(model, path)
+    first = model.state_dict()
+    model.fit(X, y, epochs=1)
+    mlp.save_checkpoint(model, path)
+    prev = mlp.load_checkpoint(str(path) + ".prev").model.state_dict()
+    for name in first:
+        np.testing.assert_array_equal(prev[name], first[name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "m.safetensors.prev"]  # no temp files
+
+
+def test_read_only_directory_raises(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root ignores directory permissions")
+    model, _, _ = trained()
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError):
+            mlp.save_checkpoint(model, tmp_path / "m.safetensors")
+    finally:
+        tmp_path.chmod(0o700)
+
+
+def test_corrupted_truncated_and_foreign_files_are_rejected(tmp_path):
+    model, _, _ = trained()
+    path = mlp.save_checkpoint(model, tmp_path / "m.safetensors")
+    data = path.read_bytes()
+    bad = tmp_path / "bad.safetensors"
+    for cut in range(0, len(data), max(1, len(data) // 300)):  # truncation
+        bad.write_bytes(data[:cut])
+        with pytest.raises(CheckpointError):
+            read(bad)
+    rng = np.random.default_rng(0)
+    for _ in range(500):  # random bit flips: rejected, or (flips in unused header padding) still verified
+        flipped = bytearray(data)
+        pos = int(rng.integers(0, len(data)))
+        flipped[pos] ^= 1 << int(rng.integers(0, 8))
+        bad.write_bytes(bytes(flipped))
+        try:
+            tensors, _ = read(bad)
+        except CheckpointError:
+            continue
+        for name, value in model.state_dict().items():
+            np.testing.assert_array_equal(tensors[f"param/{name}"], value)
+    bad.write_bytes(pickle.dumps({"W": np.zeros(3)}))
+    with pytest.raises(CheckpointError):
+        read(bad)
+    huge_header = (10**12).to_bytes(8, "little") + b"{}"
+    bad.write_bytes(huge_header)
+    with pytest.raises(CheckpointError, match="header length"):
+        read(bad)
+    with pytest.raises(FileNotFoundError):
+        read(tmp_path / "missing.safetensors")
