@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--json", metavar="PATH", default=None, help="write a JSON summary of the run")
     train.add_argument("--quiet", action="store_true", help="print only the final result")
+    bench = sub.add_parser("bench", help="time the default job on every backend against native PyTorch",
+                           description="Time the default model on each available implementation and batch size "
+                                       "against native PyTorch and the GEMM floor.")
+    from .bench import add_arguments
+
+    add_arguments(bench)
     return parser
 
 
@@ -136,6 +142,10 @@ def main(argv=None) -> int:
     try:
         if args.command == "train":
             train_command(args)
+        elif args.command == "bench":
+            from .bench import bench_command
+
+            bench_command(args)
     except (ValueError, TypeError, FileNotFoundError, ImportError, FloatingPointError) as e:
         print(f"mlp: error: {e}", file=sys.stderr)
         return 2

@@ -131,15 +131,17 @@ class Standardizer:
         self.per_feature = per_feature
 
     def fit(self, X):
-        X = np.asarray(X, dtype=np.float64)
+        X = np.asarray(X)
         axis = 0 if self.per_feature else None
-        self.mean_ = X.mean(axis=axis)
-        std = X.std(axis=axis)
+        # float64 accumulators without a float64 copy of the data
+        self.mean_ = X.mean(axis=axis, dtype=np.float64)
+        std = X.std(axis=axis, dtype=np.float64)
         self.scale_ = np.where(std > 1e-8, std, 1.0)
         return self
 
     def transform(self, X):
-        return ((np.asarray(X) - self.mean_) / self.scale_).astype(np.float32)
+        X = np.asarray(X, dtype=np.float32)
+        return (X - self.mean_.astype(np.float32)) / self.scale_.astype(np.float32)
 
     def fit_transform(self, X):
         return self.fit(X).transform(X)

@@ -1,0 +1,241 @@
+"""``mlp bench``: the default job on every available backend, against native PyTorch and the GEMM floor.
+
+Each (implementation, batch size) runs in its own subprocess, so its peak memory (max RSS) and its
+threads are its own. Reported: seconds per epoch (mean of the epochs after the first, which pays
+compilation and warm-up), samples per second, peak memory, test accuracy, the ratio to native
+PyTorch at the same batch size and to the GEMM floor (training FLOPs / sgemm rate measured in this run).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HIDDEN = (500, 250, 100)
+
+
+def implementations(cuda: bool) -> list[str]:
+    """Implementation names that can run here."""
+    import importlib.util
+
+    names = ["numpy-fused", "numpy-reference"]
+    if importlib.util.find_spec("torch"):
+        names += ["mlp-torch", "pytorch-cpu"]
+    if cuda:
+        names += ["cupy-fused", "cupy-reference", "pytorch-cuda"]
+    return names
+
+
+def _data(dataset, data_dir):
+    from .data import Standardizer, load_dataset
+
+    data = load_dataset(dataset, data_dir)
+    scaler = Standardizer(per_feature=False).fit(data.X_train)
+    return data, scaler.transform(data.X_train), scaler.transform(data.X_test)
+
+
+def _run_mlp(impl, batch_size, epochs, seed, data, X, X_test):
+    import mlp_backend as mlp
+
+    backend = {"numpy": "numpy", "mlp": "torch", "cupy": "cupy"}[impl.split("-")[0]]
+    kernels = "reference" if impl.endswith("reference") else "auto"
+    model = mlp.build_mlp([data.num_features, *HIDDEN, data.num_classes], "relu", backend=backend, seed=seed,
+                          kernels=kernels)
+    history = model.fit(X, data.y_train, optimizer=mlp.Adam(1e-3), epochs=epochs, batch_size=batch_size, seed=seed)
+    return history.epoch_seconds, model.evaluate(X_test, data.y_test)["accuracy"]
+
+
+def _run_pytorch(impl, batch_size, epochs, seed, data, X, X_test):
+    import torch
+
+    device = "cuda" if impl.endswith("cuda") else "cpu"
+    torch.manual_seed(seed)
+    sizes = [data.num_features, *HIDDEN, data.num_classes]
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    net = torch.nn.Sequential(*layers).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    Xd, yd = torch.as_tensor(X, device=device), torch.as_tensor(data.y_train, device=device)
+    gen = torch.Generator().manual_seed(seed)
+    seconds = []
+    for _ in range(epochs):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        order = torch.randperm(Xd.shape[0], generator=gen).to(device)
+        for lo in range(0, Xd.shape[0], batch_size):
+            idx = order[lo:lo + batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(net(Xd[idx]), yd[idx])
+            loss.backward()
+            opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    with torch.no_grad():
+        pred = net(torch.as_tensor(X_test, device=device)).argmax(dim=1).cpu().numpy()
+    return seconds, float(np.mean(pred == data.y_test))
+
+
+def worker(spec: dict) -> dict:
+    """Run one configuration (in this process) and return its measurements."""
+    data, X, X_test = _data(spec["dataset"], spec.get("data_dir"))
+    run = _run_pytorch if spec["impl"].startswith("pytorch") else _run_mlp
+    seconds, accuracy = run(spec["impl"], spec["batch_size"], spec["epochs"], spec["seed"], data, X, X_test)
+    steady = seconds[1:] or seconds
+    epoch_s = float(np.mean(steady))
+    return {**spec, "epoch_seconds": seconds, "seconds_per_epoch": epoch_s,
+            "samples_per_second": X.shape[0] / epoch_s, "test_accuracy": accuracy,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Peak float32 matmul rate of NumPy's BLAS on this machine (GFLOP/s)."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    a @ a
+    best = min(_timed(lambda: a @ a) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def training_flops(n_samples: int, sizes) -> float:
+    """Matmul FLOPs of one epoch: forward 2·N·in·out per layer, backward the same twice (dW and dx),
+    except dx of the first layer, which is not computed."""
+    per_sample = sum(6 * a * b for a, b in zip(sizes[:-1], sizes[1:])) - 2 * sizes[0] * sizes[1]
+    return float(n_samples) * per_sample
+
+
+def _cuda_available() -> bool:
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def run(args) -> dict:
+    impls = args.impl or implementations(_cuda_available())
+    gflops = sgemm_gflops()
+    data, _, _ = _data(args.dataset, args.data_dir)
+    sizes = [data.num_features, *HIDDEN, data.num_classes]
+    floor = training_flops(data.X_train.shape[0], sizes) / (gflops * 1e9)
+    rows = []
+    for batch_size in args.batch_sizes:
+        for impl in impls:
+            spec = {"impl": impl, "batch_size": batch_size, "epochs": args.epochs, "seed": args.seed,
+                    "dataset": args.dataset, "data_dir": args.data_dir}
+            done = subprocess.run([sys.executable, "-m", "mlp_backend.bench", "--worker", json.dumps(spec)],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                print(f"{impl} batch {batch_size}: failed\n{done.stderr.strip()[-2000:]}", file=sys.stderr)
+                continue
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            if not args.quiet:
+                r = rows[-1]
+                print(f"  {impl:<16} batch {batch_size:>5}: {r['seconds_per_epoch']:.2f} s/epoch, "
+                      f"accuracy {r['test_accuracy']:.4f}", file=sys.stderr, flush=True)
+    for r in rows:
+        anchor = next((a for a in rows if a["batch_size"] == r["batch_size"] and a["impl"] == "pytorch-cpu"), None)
+        r["vs_pytorch_cpu"] = r["seconds_per_epoch"] / anchor["seconds_per_epoch"] if anchor else None
+        r["vs_gemm_floor"] = r["seconds_per_epoch"] / floor
+    import numba
+
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()} {os.cpu_count()} cores",
+            "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
+            "sgemm_gflops": gflops, "gemm_floor_seconds": floor, "epochs": args.epochs, "dataset": args.dataset}
+    try:
+        import torch
+
+        meta["torch"] = torch.__version__
+    except ImportError:
+        pass
+    return {"meta": meta, "results": rows}
+
+
+def table(report: dict) -> str:
+    meta = report["meta"]
+    lines = [f"{meta['date']}, {meta['machine']}, sgemm {meta['sgemm_gflops']:.0f} GFLOP/s, "
+             f"GEMM floor {meta['gemm_floor_seconds']:.2f} s/epoch, {meta['epochs']} epochs per run",
+             "", "| implementation | batch | s/epoch | samples/s | peak MiB | test acc | vs PyTorch CPU | vs GEMM floor |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in report["results"]:
+        ratio = f"{r['vs_pytorch_cpu']:.2f}x" if r["vs_pytorch_cpu"] is not None else "-"
+        lines.append(f"| {r['impl']} | {r['batch_size']} | {r['seconds_per_epoch']:.2f} | "
+                     f"{r['samples_per_second']:,.0f} | {r['peak_rss_mib']:.0f} | {r['test_accuracy']:.4f} | "
+                     f"{ratio} | {r['vs_gemm_floor']:.2f}x |")
+    return "\n".join(lines)
+
+
+def plot(report: dict, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    impls = list(dict.fromkeys(r["impl"] for r in report["results"]))
+    batches = sorted({r["batch_size"] for r in report["results"]})
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    width = 0.8 / max(1, len(impls))
+    for k, impl in enumerate(impls):
+        values = [next((r["seconds_per_epoch"] for r in report["results"]
+                        if r["impl"] == impl and r["batch_size"] == b), np.nan) for b in batches]
+        ax.bar(np.arange(len(batches)) + k * width, values, width, label=impl)
+    ax.axhline(report["meta"]["gemm_floor_seconds"], color="k", linestyle="--", linewidth=1, label="GEMM floor")
+    ax.set_xticks(np.arange(len(batches)) + width * (len(impls) - 1) / 2, [f"batch {b}" for b in batches])
+    ax.set_ylabel("seconds per epoch")
+    ax.set_title("784-500-250-100-10 MLP, Adam, Fashion-MNIST")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def add_arguments(parser: argparse.ArgumentParser):
+    parser.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[64, 256, 4096])
+    parser.add_argument("--impl", action="append", default=None,
+                        help="run only this implementation (repeatable): numpy-fused, numpy-reference, mlp-torch, "
+                             "pytorch-cpu, cupy-fused, cupy-reference, pytorch-cuda")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="write the full report as JSON")
+    parser.add_argument("--plot", default=None, help="write a bar chart (PNG)")
+    parser.add_argument("--quiet", action="store_true")
+
+
+def bench_command(args):
+    report = run(args)
+    print(table(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    if args.plot:
+        plot(report, args.plot)
+    return report
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        print(json.dumps(worker(json.loads(sys.argv[2]))))
+    else:
+        p = argparse.ArgumentParser(prog="python -m mlp_backend.bench")
+        add_arguments(p)
+        bench_command(p.parse_args())
