@@ -183,6 +183,13 @@ class Sequential:
 
         return evaluate(self, X, y, batch_size=batch_size)
 
+    # -- pickling (scikit-learn and joblib need it; checkpoints use safetensors, never pickle) ----
+    def __reduce__(self):
+        opt = self.optimizer
+        opt_state = None if opt is None else (type(opt).__name__, opt.config(), opt.state_dict())
+        return (_restore, (self.config(), self.be.name, self.be.device, self.be.seed, self.be.state(),
+                           self.kernel_mode, self.state_dict(), self.loss, opt_state))
+
     # -- description --------------------------------------------------------------------------
     def config(self) -> dict:
         return {"layers": [{"type": type(l).__name__, **l.config()} for l in self.layers],
@@ -220,6 +227,21 @@ class Sequential:
 
     def __repr__(self):
         return f"Sequential({len(self.layers)} layers, {self.num_parameters:,} parameters, backend={self.be.name!r})"
+
+
+def _restore(config, backend, device, seed, rng_state, kernel_mode, state, loss, opt_state):
+    from ..optim import Optimizer
+
+    model = Sequential.from_config(config, backend=backend, device=device, seed=seed, kernels=kernel_mode)
+    model.be.set_state(rng_state)
+    model.load_parameters(state)
+    model.loss = loss
+    if opt_state is not None:
+        name, cfg, values = opt_state
+        model.optimizer = Optimizer.from_config(name, cfg)
+        model.optimizer.load_state_dict(values)
+        model.optimizer.init(model.be, model.flat_params)
+    return model
 
 
 def build_mlp(sizes, activation="relu", *, alpha=None, output_activation=None, dropout=0.0, batch_norm=False,
