@@ -98,14 +98,36 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
 
 
 def make_synthetic(n_samples: int = 2000, n_features: int = 20, n_classes: int = 4, seed: int = 0,
-                   test_fraction: float = 0.2) -> Dataset:
-    """Gaussian blobs, one per class, in ``n_features`` dimensions: separable but not trivially."""
+                   test_fraction: float = 0.2, kind: str = "blobs") -> Dataset:
+    """Generated problems for quick runs, nothing downloaded.
+
+    ``blobs``: one Gaussian blob per class in ``n_features`` dimensions, overlapping a little;
+    ``separable``: classes split by random hyperplanes through the data (linearly separable);
+    ``regression``: a smooth non-linear function of the features plus noise (task 'regression').
+    """
     rng = np.random.default_rng(seed)
-    centers = rng.normal(0, 3.0, size=(n_classes, n_features))
-    y = rng.integers(0, n_classes, n_samples)
-    X = (centers[y] + rng.normal(size=(n_samples, n_features))).astype(np.float32)
+    if kind == "blobs":
+        centers = rng.normal(0, 3.0, size=(n_classes, n_features))
+        y = rng.integers(0, n_classes, n_samples)
+        X = centers[y] + rng.normal(size=(n_samples, n_features))
+    elif kind == "separable":
+        X = rng.normal(size=(n_samples, n_features))
+        y = np.argmax(X @ rng.normal(size=(n_features, n_classes)), axis=1)
+    elif kind == "regression":
+        X = rng.normal(size=(n_samples, n_features))
+        w = rng.normal(size=n_features) / np.sqrt(n_features)
+        y = np.sin(X @ w) + 0.5 * (X[:, 0] ** 2) + 0.1 * rng.normal(size=n_samples)
+        idx = rng.permutation(n_samples)
+        k = int(round(test_fraction * n_samples))
+        test, train = idx[:k], idx[k:]
+        X = X.astype(np.float32)
+        return Dataset("synthetic-regression", X[train], y[train], X[test], y[test], (), "generated", "regression")
+    else:
+        raise ValueError(f"unknown synthetic kind {kind!r}; choose blobs, separable or regression")
+    X = X.astype(np.float32)
     train, test = stratified_split(y, test_fraction, seed)
-    return Dataset("synthetic", X[train], y[train], X[test], y[test], tuple(map(str, range(n_classes))), "generated")
+    return Dataset(f"synthetic-{kind}" if kind != "blobs" else "synthetic", X[train], y[train], X[test], y[test],
+                   tuple(map(str, range(n_classes))), "generated")
 
 
 def stratified_split(y, fraction: float, seed: int = 0):
@@ -121,6 +143,65 @@ def stratified_split(y, fraction: float, seed: int = 0):
         held.append(idx[:k])
         keep.append(idx[k:])
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
+def load_svhn(data_dir, use_extra: bool = False) -> Dataset:
+    """SVHN from ``train_32x32.mat`` and ``test_32x32.mat`` (and ``extra_32x32.mat`` when ``use_extra``).
+
+    The coursework split (e.g. 70,000 train / 3,257 validation / 26,032 test) is a seeded split of the
+    training part: ``mlp train --val-split`` or :func:`stratified_split`.
+    """
+    from .formats import read_svhn_mat
+
+    d = Path(data_dir) if data_dir is not None else Path(os.environ.get("MLP_DATA", ".")) / "svhn"
+    X, y = read_svhn_mat(d / "train_32x32.mat")
+    if use_extra:
+        Xe, ye = read_svhn_mat(d / "extra_32x32.mat")
+        X, y = np.concatenate([X, Xe]), np.concatenate([y, ye])
+    Xt, yt = read_svhn_mat(d / "test_32x32.mat")
+    return Dataset("svhn", X, y, Xt, yt, tuple(map(str, range(10))), str(d))
+
+
+def load_cifar10(data_dir) -> Dataset:
+    """CIFAR-10 from its binary release (``data_batch_1.bin`` .. ``data_batch_5.bin``, ``test_batch.bin``)."""
+    from .formats import CIFAR10_CLASSES, read_cifar10_batch
+
+    d = Path(data_dir) if data_dir is not None else Path(os.environ.get("MLP_DATA", ".")) / "cifar-10-batches-bin"
+    parts = [read_cifar10_batch(d / f"data_batch_{i}.bin") for i in range(1, 6)]
+    Xt, yt = read_cifar10_batch(d / "test_batch.bin")
+    return Dataset("cifar10", np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                   Xt, yt, CIFAR10_CLASSES, str(d))
+
+
+class MinMaxScaler:
+    """Linear map of each feature from its training range to ``[low, high]`` (default [-1, 1])."""
+
+    def __init__(self, low: float = -1.0, high: float = 1.0):
+        if not low < high:
+            raise ValueError(f"MinMaxScaler needs low < high, got {low}, {high}")
+        self.low, self.high = low, high
+
+    def fit(self, X):
+        X = np.asarray(X)
+        self.min_, span = X.min(axis=0), X.max(axis=0) - X.min(axis=0)
+        self.span_ = np.where(span > 0, span, 1.0)
+        return self
+
+    def transform(self, X):
+        unit = (np.asarray(X, dtype=np.float32) - self.min_) / self.span_
+        return (self.low + (self.high - self.low) * unit).astype(np.float32)
+
+    def fit_transform(self, X):
+        return self.fit(X).transform(X)
+
+
+def one_hot(y, num_classes: int | None = None) -> np.ndarray:
+    """float32 one-hot rows for integer labels."""
+    y = np.asarray(y)
+    k = int(y.max()) + 1 if num_classes is None else num_classes
+    if y.size and (y.min() < 0 or y.max() >= k):
+        raise ValueError(f"labels must be in [0, {k - 1}]")
+    return np.eye(k, dtype=np.float32)[y]
 
 
 class Standardizer:
@@ -147,11 +228,13 @@ class Standardizer:
         return self.fit(X).transform(X)
 
 
-LOADERS = {"fashion-mnist": load_fashion_mnist, "mnist": load_mnist, "digits": load_digits,
-           "synthetic": make_synthetic}
+LOADERS = {"fashion-mnist": load_fashion_mnist, "mnist": load_mnist, "svhn": load_svhn, "cifar10": load_cifar10,
+           "digits": load_digits, "synthetic": make_synthetic}
+_NEEDS_DIR = ("fashion-mnist", "mnist", "svhn", "cifar10")
 
 
 def load_dataset(name: str, data_dir=None) -> Dataset:
+    """A dataset by name: fashion-mnist, mnist, svhn, cifar10 (files), digits, synthetic (no files)."""
     if name not in LOADERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(LOADERS)}")
-    return LOADERS[name](data_dir) if name in ("fashion-mnist", "mnist") else LOADERS[name]()
+    return LOADERS[name](data_dir) if name in _NEEDS_DIR else LOADERS[name]()
