@@ -51,6 +51,8 @@ def save(model, path, optimizer=None, extra: dict | None = None) -> Path:
     path = Path(path)
     tensors = {f"param/{k}": np.ascontiguousarray(v) for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "model_config": json.dumps(model.config()), "extra": json.dumps(extra or {})}
+    if model.loss is not None:
+        meta["loss"] = json.dumps({"name": model.loss.name, **model.loss.config()})
     if optimizer is not None:
         state = optimizer.state_dict()
         meta["optimizer"] = json.dumps({"class": type(optimizer).__name__, "config": optimizer.config(),
@@ -127,6 +129,11 @@ def load(path, backend="numpy", device=None, dtype=None, kernels=None) -> Checkp
                                        **({"dtype": dtype} if dtype else {}))
         model.load_parameters({k[6:]: v for k, v in tensors.items() if k.startswith("param/")})
         extra = json.loads(meta.get("extra", "{}"))
+        if "loss" in meta:
+            from .losses import LOSSES
+
+            spec = json.loads(meta["loss"])
+            model.loss = LOSSES[spec.pop("name")](**spec)
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: checkpoint does not describe a valid model ({e})") from None
     optimizer = None

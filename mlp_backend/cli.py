@@ -1,10 +1,17 @@
-"""The ``mlp`` command line: ``mlp train`` trains the default model on Fashion-MNIST."""
+"""The ``mlp`` command line.
+
+``mlp train`` (default: 784-500-250-100-10 ReLU, Adam 1e-3, batch 64, Fashion-MNIST) writes a run folder;
+``evaluate``, ``sweep``, ``plot``, ``gradcheck``, ``datasets`` and ``bench`` do the rest of the coursework.
+Options may come from a TOML file (``--config``); flags given on the command line win.
+"""
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -12,17 +19,26 @@ from .backend import BACKENDS
 from .kernels import MODES
 from .optim import OPTIMIZERS
 
-DEFAULT_HIDDEN = "500,250,100"
+DATASETS = ["fashion-mnist", "mnist", "svhn", "cifar10", "digits", "synthetic"]
 
 
-def _sizes(text: str) -> list[int]:
+def _ints(text: str) -> list[int]:
     try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
+        values = [int(s) for s in str(text).split(",") if s.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"hidden sizes must be comma-separated integers, got {text!r}") from None
-    if any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError(f"hidden sizes must be positive, got {text!r}")
-    return sizes
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return values
+
+
+def _list(kind):
+    def parse(text):
+        try:
+            return [kind(s.strip()) for s in str(text).split(",") if s.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+    return parse
 
 
 def _positive(kind):
@@ -37,33 +53,97 @@ def _positive(kind):
     return parse
 
 
+def _fraction(text):
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text!r}")
+    return value
+
+
+def _add_data_args(p):
+    p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
+    p.add_argument("--data-dir", default=None, help="directory holding the dataset's files")
+    p.add_argument("--scaling", default="global", choices=["standard", "global", "minmax", "none"],
+                   help="standardise per feature, with one global mean/std, map to [-1, 1], or keep [0, 1]")
+    p.add_argument("--val-split", type=_fraction, default=0.0,
+                   help="fraction of the training set held out (stratified, seeded) for validation")
+
+
+def _add_model_args(p):
+    p.add_argument("--backend", default="numpy", choices=BACKENDS)
+    p.add_argument("--device", default=None, help="backend device (e.g. cuda:0 for torch)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--kernels", default=None, choices=MODES, help="fused (auto/numba) or reference kernels")
+    p.add_argument("--epochs", type=_positive(int), default=10)
+    p.add_argument("--batch-size", type=_positive(int), default=64)
+    p.add_argument("--lr", type=_positive(float), default=1e-3)
+    p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS))
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "softmax_mse"])
+    p.add_argument("--hidden", type=_ints, default=[500, 250, 100], help="hidden sizes, e.g. 500,250,100")
+    p.add_argument("--activation", default="relu")
+    p.add_argument("--dropout", type=_fraction, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlp", description="Train multi-layer perceptrons on any Array API backend.")
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train an MLP and report test accuracy",
+
+    train = sub.add_parser("train", help="train an MLP, write a run folder, report test accuracy",
                            description="Train an MLP (default: 784-500-250-100-10 ReLU, Adam 1e-3, batch 64, "
-                                       "Fashion-MNIST) and report the test accuracy.")
-    train.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "mnist", "digits", "synthetic"])
-    train.add_argument("--data-dir", default=None, help="directory holding the dataset's IDX files")
-    train.add_argument("--backend", default="numpy", choices=BACKENDS)
-    train.add_argument("--device", default=None, help="backend device (e.g. cuda:0 for torch)")
-    train.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    train.add_argument("--kernels", default=None, choices=MODES, help="fused (auto/numba) or reference kernels")
-    train.add_argument("--epochs", type=_positive(int), default=10)
-    train.add_argument("--batch-size", type=_positive(int), default=64)
-    train.add_argument("--lr", type=_positive(float), default=1e-3)
-    train.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS))
-    train.add_argument("--hidden", type=_sizes, default=_sizes(DEFAULT_HIDDEN), help="hidden sizes, e.g. 500,250,100")
-    train.add_argument("--activation", default="relu")
-    train.add_argument("--dropout", type=float, default=0.0)
-    train.add_argument("--val-split", type=float, default=0.0,
-                       help="fraction of the training set held out for validation (0 for none)")
-    train.add_argument("--scaling", default="global", choices=["standard", "global", "none"],
-                       help="standardise per feature, with one global mean/std, or keep pixels in [0, 1]")
+                                       "Fashion-MNIST) and write a run folder with metrics, plots and a report.")
+    train.add_argument("--config", default=None, help="TOML file of options (keys as the long flags)")
+    _add_data_args(train)
+    _add_model_args(train)
     train.add_argument("--restore-best", action="store_true", help="end with the best-validation parameters")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--json", metavar="PATH", default=None, help="write a JSON summary of the run")
+    train.add_argument("--out", default=None, help="run folder (default runs/<time>-<dataset>)")
+    train.add_argument("--checkpoint", default=None, help="checkpoint path (default RUN_DIR/model.safetensors)")
+    train.add_argument("--json", metavar="PATH", default=None, help="also write the summary JSON here")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--quiet", action="store_true", help="print only the final result")
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a saved model on a dataset's test split")
+    evaluate.add_argument("--checkpoint", required=True)
+    evaluate.add_argument("--dataset", default=None, choices=DATASETS, help="default: the one it was trained on")
+    evaluate.add_argument("--data-dir", default=None)
+    evaluate.add_argument("--backend", default="numpy", choices=BACKENDS)
+    evaluate.add_argument("--device", default=None)
+
+    sweep = sub.add_parser("sweep", help="train every combination over seeds and report mean ± std",
+                           description="Grid of optimizers x activations x learning rates x losses x weight decays, "
+                                       "each over several seeds; writes report.md, sweep.json and comparison plots.")
+    sweep.add_argument("--config", default=None, help="TOML file of options (keys as the long flags)")
+    _add_data_args(sweep)
+    _add_model_args(sweep)
+    sweep.add_argument("--optimizers", type=_list(str), default=None, help="e.g. sgd,momentum,rmsprop,adam")
+    sweep.add_argument("--activations", type=_list(str), default=None, help="e.g. sigmoid,tanh,relu,leaky_relu")
+    sweep.add_argument("--lrs", type=_list(float), default=None)
+    sweep.add_argument("--losses", type=_list(str), default=None, help="cross_entropy,softmax_mse")
+    sweep.add_argument("--weight-decays", type=_list(float), default=None)
+    sweep.add_argument("--seeds", type=_list(int), default=[0, 1, 2])
+    sweep.add_argument("--out", default=None, help="sweep folder (default runs/<time>-sweep)")
+    sweep.add_argument("--quiet", action="store_true")
+
+    plot = sub.add_parser("plot", help="compare run folders, or draw the activation gallery")
+    plot.add_argument("runs", nargs="*", help="run folders (each with history.csv)")
+    plot.add_argument("--metric", default="val_loss",
+                      choices=["train_loss", "val_loss", "train_accuracy", "val_accuracy"])
+    plot.add_argument("--activations", action="store_true", help="plot the activation functions and derivatives")
+    plot.add_argument("--out", required=True, help="PNG file to write")
+
+    gradcheck = sub.add_parser("gradcheck", help="check analytic gradients against float64 finite differences")
+    gradcheck.add_argument("--sizes", type=_ints, default=[6, 5, 4, 3])
+    gradcheck.add_argument("--activation", default="tanh")
+    gradcheck.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "softmax_mse", "mse", "bce"])
+    gradcheck.add_argument("--samples", type=_positive(int), default=8)
+    gradcheck.add_argument("--batch-norm", action="store_true")
+    gradcheck.add_argument("--dropout", type=_fraction, default=0.0)
+    gradcheck.add_argument("--backend", default="numpy", choices=BACKENDS)
+    gradcheck.add_argument("--seed", type=int, default=0)
+
+    sub.add_parser("datasets", help="list the datasets and where their files were found")
+
     bench = sub.add_parser("bench", help="time the default job on every backend against native PyTorch",
                            description="Time the default model on each available implementation and batch size "
                                        "against native PyTorch and the GEMM floor.")
@@ -73,32 +153,162 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def train_command(args) -> dict:
-    from .data import Standardizer, load_dataset, stratified_split
-    from .layers import build_mlp
-    from .metrics import classification_report
+def parse_args(argv=None):
+    """Parse flags, taking defaults from ``--config FILE.toml`` where given (flags still win)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None):
+        import tomllib
+
+        try:
+            with open(args.config, "rb") as f:
+                config = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            parser.error(f"cannot read --config {args.config}: {e}")
+        sub = parser._subparsers._group_actions[0].choices[args.command]
+        known = {a.dest for a in sub._actions}
+        settings = {k.replace("-", "_"): v for k, v in config.items()}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            parser.error(f"unknown keys in {args.config}: {', '.join(unknown)}")
+        for action in sub._actions:  # values from TOML go through the same type checks as flags
+            if action.dest in settings and action.type is not None and not isinstance(settings[action.dest], list):
+                try:
+                    settings[action.dest] = action.type(str(settings[action.dest]))
+                except argparse.ArgumentTypeError as e:
+                    parser.error(f"{args.config}: {action.dest}: {e}")
+            if action.dest in settings and action.choices and settings[action.dest] not in action.choices:
+                parser.error(f"{args.config}: {action.dest} must be one of {', '.join(map(str, action.choices))}")
+        sub.set_defaults(**settings)
+        args = parser.parse_args(argv)
+    return args
+
+
+# -- shared pieces -------------------------------------------------------------------------------
+def prepare_data(args):
+    """Load, split (optional validation) and scale a dataset; returns (data, X, y, validation, X_test, scaler)."""
+    from .data import MinMaxScaler, Standardizer, load_dataset, stratified_split
 
     data = load_dataset(args.dataset, args.data_dir)
-    X, y = data.X_train, data.y_train
-    validation = None
+    X, y, validation = data.X_train, data.y_train, None
     if args.val_split:
         keep, held = stratified_split(y, args.val_split, args.seed)
-        X, y, Xv, yv = X[keep], y[keep], X[held], y[held]
-    X_test = data.X_test
-    if args.scaling != "none":
+        X, y, validation = X[keep], y[keep], (X[held], y[held])
+    scaler = None
+    if args.scaling in ("standard", "global"):
         scaler = Standardizer(per_feature=args.scaling == "standard").fit(X)
-        X, X_test = scaler.transform(X), scaler.transform(X_test)
-        if args.val_split:
-            Xv = scaler.transform(Xv)
-    if args.val_split:
-        validation = (Xv, yv)
+    elif args.scaling == "minmax":
+        scaler = MinMaxScaler().fit(X)
+    transform = scaler.transform if scaler is not None else (lambda a: a)
+    if validation is not None:
+        validation = (transform(validation[0]), validation[1])
+    return data, transform(X), y, validation, transform(data.X_test), scaler
+
+
+def _scaler_state(scaler):
+    from .data import Standardizer
+
+    if isinstance(scaler, Standardizer):
+        return {"kind": "standardizer", **scaler.to_dict()}
+    if scaler is not None:
+        return {"kind": "minmax", "min": scaler.min_.tolist(), "span": scaler.span_.tolist()}
+    return None
+
+
+def _apply_scaler_state(state, X):
+    from .data import Standardizer
+
+    if state is None:
+        return X
+    if state["kind"] == "standardizer":
+        return Standardizer.from_dict(state).transform(X)
+    unit = (X - np.asarray(state["min"], dtype=np.float32)) / np.asarray(state["span"], dtype=np.float32)
+    return (2 * unit - 1).astype(np.float32)
+
+
+def train_one(args, prepared, progress=None, on_epoch=None):
+    """Train one model as ``args`` says on prepared data; returns (model, history, test scores, seconds)."""
+    from .layers import build_mlp
+    from .optim import get_optimizer
+
+    data, X, y, validation, X_test, _ = prepared
     model = build_mlp([data.num_features, *args.hidden, data.num_classes], args.activation, dropout=args.dropout,
-                      backend=args.backend, device=args.device, dtype=args.dtype, seed=args.seed,
-                      kernels=args.kernels)
+                      backend=args.backend, device=args.device, dtype=args.dtype, seed=args.seed, kernels=args.kernels)
+    start = time.perf_counter()
+    history = model.fit(X, y, loss=args.loss, optimizer=get_optimizer(args.optimizer, lr=args.lr,
+                                                                      weight_decay=args.weight_decay),
+                        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, validation_data=validation,
+                        restore_best=getattr(args, "restore_best", False), on_epoch=on_epoch, on_step=progress)
+    return model, history, model.evaluate(X_test, data.y_test), time.perf_counter() - start
+
+
+def _run_dir(out, label) -> Path:
+    path = Path(out) if out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{label}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_history_csv(history, path: Path):
+    h = history.as_dict()
+    with open(path / "history.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        columns = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
+        w.writerow(columns)
+        for i in range(len(h["train_loss"])):
+            row = [i + 1] + [h[k][i] if i < len(h[k]) else "" for k in
+                             ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds")]
+            w.writerow(row)
+    with open(path / "iterations.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["iteration", "loss"])
+        w.writerows(enumerate(h["loss"], start=1))
+
+
+def read_history_csv(run: Path) -> dict:
+    """The per-epoch history of a run folder, as lists (empty cells skipped)."""
+    out = {k: [] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")}
+    with open(Path(run) / "history.csv") as f:
+        for row in csv.DictReader(f):
+            for k in out:
+                if row.get(k):
+                    out[k].append(float(row[k]))
+    return out
+
+
+class _Progress:
+    """A tqdm bar per epoch on a terminal; silent otherwise."""
+
+    def __init__(self, enabled: bool, epochs: int):
+        self.enabled, self.epochs, self.bar, self.epoch = enabled and sys.stderr.isatty(), epochs, None, 0
+
+    def step(self, step, steps, loss):
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.epoch += 1
+            self.bar = tqdm(total=steps, desc=f"epoch {self.epoch}/{self.epochs}", leave=False, unit="batch")
+        self.bar.update(1)
+        if step % 20 == 0 or step == steps:
+            self.bar.set_postfix(loss=f"{loss:.4f}")
+        if step == steps:
+            self.bar.close()
+            self.bar = None
+
+
+# -- commands ------------------------------------------------------------------------------------
+def train_command(args) -> dict:
+    from . import plots
+    from .checkpoint import save
+    from .metrics import classification_report, confusion_matrix
+
+    prepared = prepare_data(args)
+    data, X, y, validation, X_test, scaler = prepared
+    run = _run_dir(args.out, data.name)
     if not args.quiet:
         print(f"{data.name}: {X.shape[0]} train, {0 if validation is None else validation[0].shape[0]} validation, "
-              f"{X_test.shape[0]} test samples from {data.source}")
-        print(model.summary())
+              f"{X_test.shape[0]} test samples from {data.source}; run folder {run}")
 
     def report(epoch, logs):
         if args.quiet:
@@ -110,43 +320,197 @@ def train_command(args) -> dict:
         parts.append(f"{logs['seconds']:.2f}s")
         print("  ".join(parts), flush=True)
 
-    from .optim import get_optimizer
-
-    start = time.perf_counter()
-    history = model.fit(X, y, optimizer=get_optimizer(args.optimizer, lr=args.lr), epochs=args.epochs,
-                        batch_size=args.batch_size, seed=args.seed, validation_data=validation,
-                        restore_best=args.restore_best, on_epoch=report)
-    wall = time.perf_counter() - start
-    scores = model.evaluate(X_test, data.y_test)
+    progress = _Progress(not (args.no_progress or args.quiet), args.epochs)
+    model, history, scores, wall = train_one(args, prepared, progress.step, report)
+    if not args.quiet:
+        print(model.summary())
+    predictions = np.asarray(model.predict(X_test))
+    cm = confusion_matrix(data.y_test, predictions, data.num_classes)
+    text_report = classification_report(data.y_test, predictions, class_names=data.class_names,
+                                        num_classes=data.num_classes)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else run / "model.safetensors"
+    config = {k: v for k, v in vars(args).items() if k not in ("json",)}
+    save(model, checkpoint, optimizer=model.optimizer,
+         extra={"dataset": data.name, "scaling": _scaler_state(scaler), "class_names": list(data.class_names),
+                "epochs_done": len(history.train_loss), "args": config})
     summary = {
         "dataset": data.name, "backend": args.backend, "dtype": args.dtype, "kernels": model.ops.mode,
         "epochs": len(history.train_loss), "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
         "test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
         "final_train_loss": history.train_loss[-1], "train_loss": history.train_loss,
         "val_loss": history.val_loss, "val_accuracy": history.val_accuracy,
-        "epoch_seconds": history.epoch_seconds, "train_seconds": wall,
+        "epoch_seconds": history.epoch_seconds, "train_seconds": wall, "run_dir": str(run),
+        "checkpoint": str(checkpoint),
     }
+    (run / "config.json").write_text(json.dumps(config, indent=2))
+    (run / "metrics.json").write_text(json.dumps(summary, indent=2))
+    _write_history_csv(history, run)
+    plots.plot_loss(history.as_dict(), run / "loss.png")
+    plots.plot_accuracy(history.as_dict(), run / "accuracy.png")
+    plots.plot_confusion(cm, data.class_names, run / "confusion_matrix.png")
+    names = list(data.class_names) or [str(i) for i in range(data.num_classes)]
+    cm_rows = ["| true \\ predicted | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    cm_rows += [f"| {names[i]} | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(cm)]
+    (run / "report.md").write_text("\n".join([
+        f"# Run report: {data.name}", "",
+        f"Model: {'-'.join(map(str, [data.num_features, *args.hidden, data.num_classes]))} {args.activation}, "
+        f"{args.loss}, {args.optimizer} lr {args.lr}, batch {args.batch_size}, {len(history.train_loss)} epochs, "
+        f"backend {args.backend} ({args.dtype}, kernels {model.ops.mode}), seed {args.seed}.", "",
+        "## Test metrics", "", f"- accuracy: {scores['accuracy']:.4f}", f"- loss: {scores['loss']:.4f}", "",
+        "## Classification report", "", "```", text_report, "```", "",
+        "## Confusion matrix", "", *cm_rows, "",
+        "## Timings", "", f"- training: {wall:.1f} s; per epoch: "
+        + ", ".join(f"{s:.2f}" for s in history.epoch_seconds) + " s", "",
+        "![loss](loss.png)", "", "![accuracy](accuracy.png)", "", "![confusion matrix](confusion_matrix.png)", ""]))
     if not args.quiet:
-        print(classification_report(data.y_test, model.predict(X_test), class_names=data.class_names))
+        print(text_report)
     print(f"test accuracy {scores['accuracy']:.4f}  test loss {scores['loss']:.4f}  "
-          f"({sum(history.epoch_seconds):.1f}s training, {args.backend}, kernels={model.ops.mode})")
+          f"({sum(history.epoch_seconds):.1f}s training, {args.backend}, kernels={model.ops.mode})  -> {run}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(summary, f, indent=2)
+        Path(args.json).write_text(json.dumps(summary, indent=2))
     return summary
 
 
+def evaluate_command(args) -> dict:
+    from .checkpoint import load
+    from .data import load_dataset
+    from .metrics import classification_report
+
+    ck = load(args.checkpoint, backend=args.backend, device=args.device)
+    name = args.dataset or ck.extra.get("dataset")
+    if name is None:
+        raise ValueError("the checkpoint does not say which dataset it was trained on; pass --dataset")
+    data = load_dataset(name, args.data_dir)
+    X_test = _apply_scaler_state(ck.extra.get("scaling"), data.X_test)
+    scores = ck.model.evaluate(X_test, data.y_test)
+    pred = np.asarray(ck.model.predict(X_test))
+    print(classification_report(data.y_test, pred, class_names=data.class_names, num_classes=data.num_classes))
+    print(f"test accuracy {scores['accuracy']:.4f}  test loss {scores['loss']:.4f}  ({name}, {args.checkpoint})")
+    return scores
+
+
+def sweep_command(args) -> dict:
+    import itertools
+    import statistics
+    from copy import copy
+
+    from . import plots
+
+    grid = {"optimizer": args.optimizers or [args.optimizer], "activation": args.activations or [args.activation],
+            "lr": args.lrs or [args.lr], "loss": args.losses or [args.loss],
+            "weight_decay": args.weight_decays or [args.weight_decay]}
+    varying = [k for k, v in grid.items() if len(v) > 1] or ["optimizer"]
+    run = _run_dir(args.out, "sweep")
+    prepared = {}
+    results = []
+    combos = list(itertools.product(*grid.values()))
+    for combo in combos:
+        settings = dict(zip(grid, combo))
+        label = ", ".join(f"{k}={settings[k]}" for k in varying)
+        for seed in args.seeds:
+            a = copy(args)
+            vars(a).update(settings, seed=seed)
+            if seed not in prepared:  # the validation split depends on the seed
+                prepared[seed] = prepare_data(a)
+            _, history, scores, wall = train_one(a, prepared[seed])
+            results.append({"label": label, **settings, "seed": seed, "test_accuracy": scores["accuracy"],
+                            "test_loss": scores["loss"], "seconds": wall, "history": history.as_dict()})
+            if not args.quiet:
+                print(f"{label} seed {seed}: test accuracy {scores['accuracy']:.4f}, loss {scores['loss']:.4f} "
+                      f"({wall:.1f}s)", flush=True)
+    groups = {}
+    for r in results:
+        groups.setdefault(r["label"], []).append(r)
+    rows = ["| configuration | runs | test accuracy (mean ± std) | test loss (mean ± std) |", "|---|---:|---|---|"]
+    for label, rs in groups.items():
+        acc, loss = [r["test_accuracy"] for r in rs], [r["test_loss"] for r in rs]
+        sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0
+        rows.append(f"| {label} | {len(rs)} | {statistics.mean(acc):.4f} ± {sd(acc):.4f} | "
+                    f"{statistics.mean(loss):.4f} ± {sd(loss):.4f} |")
+    metric = "val_loss" if args.val_split else "train_loss"
+    plots.plot_comparison({k: [r["history"] for r in v] for k, v in groups.items()}, metric,
+                          run / "comparison.png")
+    plots.plot_comparison({k: [r["history"] for r in v] for k, v in groups.items()},
+                          "val_accuracy" if args.val_split else "train_accuracy", run / "comparison_accuracy.png")
+    fixed = {k: v[0] for k, v in grid.items() if k not in varying}
+    (run / "report.md").write_text("\n".join([
+        f"# Sweep on {prepared[args.seeds[0]][0].name}", "",
+        f"Varied: {', '.join(varying)}; fixed: " + ", ".join(f"{k}={v}" for k, v in fixed.items())
+        + f"; {args.epochs} epochs, batch {args.batch_size}, seeds {args.seeds}, backend {args.backend}.", "",
+        *rows, "", f"![{metric}](comparison.png)", "", "![accuracy](comparison_accuracy.png)", ""]))
+    (run / "sweep.json").write_text(json.dumps({"grid": grid, "seeds": args.seeds, "results": results}, indent=2))
+    print("\n".join(rows))
+    print(f"sweep report: {run / 'report.md'}")
+    return {"run_dir": str(run), "results": results}
+
+
+def plot_command(args):
+    from . import plots
+
+    if args.activations:
+        plots.plot_activations(args.out)
+    else:
+        if not args.runs:
+            raise ValueError("give run folders to compare, or --activations")
+        groups = {}
+        for run in args.runs:
+            groups.setdefault(Path(run).name, []).append(read_history_csv(Path(run)))
+        plots.plot_comparison(groups, args.metric, args.out)
+    print(f"wrote {args.out}")
+
+
+def gradcheck_command(args) -> int:
+    import mlp_backend as mlp
+
+    rng = np.random.default_rng(args.seed)
+    X = rng.normal(size=(args.samples, args.sizes[0]))
+    out = args.sizes[-1]
+    y = {"mse": rng.normal(size=(args.samples, out)), "bce": rng.integers(0, 2, (args.samples, out))}.get(
+        args.loss, rng.integers(0, out, args.samples))
+    model = mlp.build_mlp(args.sizes, args.activation, batch_norm=args.batch_norm, dropout=args.dropout,
+                          backend=args.backend, dtype="float64", seed=args.seed)
+    result = mlp.check_model_gradients(model, X, y, args.loss)
+    print(result)
+    return 0 if result.ok else 1
+
+
+def datasets_command(args):
+    from .data.datasets import IDX_FILES, find_idx_dir  # noqa: F401
+
+    rows = []
+    for name in ("fashion-mnist", "mnist"):
+        try:
+            rows.append((name, f"found in {find_idx_dir(name)}"))
+        except FileNotFoundError:
+            rows.append((name, "not found (pass --data-dir, set MLP_DATA, or mlp_backend.data.download_idx_dataset)"))
+    rows += [("svhn", "train_32x32.mat/test_32x32.mat from --data-dir or $MLP_DATA/svhn"),
+             ("cifar10", "binary batches from --data-dir or $MLP_DATA/cifar-10-batches-bin"),
+             ("digits", "built in (scikit-learn)"), ("synthetic", "generated")]
+    width = max(len(r[0]) for r in rows)
+    for name, status in rows:
+        print(f"{name:<{width}}  {status}")
+
+
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     try:
         if args.command == "train":
             train_command(args)
+        elif args.command == "evaluate":
+            evaluate_command(args)
+        elif args.command == "sweep":
+            sweep_command(args)
+        elif args.command == "plot":
+            plot_command(args)
+        elif args.command == "gradcheck":
+            return gradcheck_command(args)
+        elif args.command == "datasets":
+            datasets_command(args)
         elif args.command == "bench":
             from .bench import bench_command
 
             bench_command(args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError, FloatingPointError) as e:
+    except (ValueError, TypeError, KeyError, OSError, ImportError, FloatingPointError) as e:
         print(f"mlp: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

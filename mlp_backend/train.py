@@ -117,14 +117,15 @@ class _FitState:
 
 def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size: int = 64, shuffle: bool = True,
         seed: int | None = None, validation_data=None, callbacks=(), penalty=None, restore_best: bool = False,
-        verbose: int = 0, on_epoch=None) -> History:
+        verbose: int = 0, on_epoch=None, on_step=None) -> History:
     """Train ``model`` on ``(X, y)`` with mini-batches and return a :class:`History`.
 
     ``loss``: name or Loss (default: the model's last loss, else cross-entropy); ``optimizer``: name or
     Optimizer (default: the model's last optimizer, else Adam(1e-3)); ``seed`` reseeds shuffling and
     dropout; ``penalty``: an ``L1``/``L2`` on weight matrices, or a float for L2; ``restore_best`` keeps the
     parameters of the best validation loss (train loss without validation data) and restores them at the
-    end; ``on_epoch(epoch, logs)`` is called after each epoch (for progress output).
+    end; ``on_epoch(epoch, logs)`` is called after each epoch and ``on_step(step, steps_per_epoch, loss)``
+    after each mini-batch (for progress output).
     """
     loss = get_loss(loss if loss is not None else (model.loss or "cross_entropy"))
     if optimizer is None:
@@ -157,6 +158,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
         cb.on_train_begin(state)
     best_monitor = math.inf
     n = Xd.shape[0]
+    steps = -(-n // batch_size)
     classify = loss.task == "multiclass"
     for epoch in range(epochs):
         state.epoch = epoch
@@ -184,6 +186,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
                     "lower the learning rate or enable clipping (clip_norm=...)")
             optimizer.step(model.flat_params, model.flat_grads, ops)
             batch_losses.append((value, int(yb.shape[0])))
+            if on_step is not None:
+                on_step(len(batch_losses), steps, value)
         seconds = time.perf_counter() - start
         history.loss.extend(v for v, _ in batch_losses)
         train_loss = sum(v * k for v, k in batch_losses) / n

@@ -2,16 +2,19 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from mlp_backend.cli import main
+from mlp_backend.cli import main, read_history_csv
 
 from conftest import AVAILABLE
 
+SMALL = ["--dataset", "synthetic", "--hidden", "32", "--no-progress"]
 
-def test_train_writes_the_json_summary(tmp_path, capsys):
-    out = tmp_path / "run.json"
-    assert main(["train", "--dataset", "synthetic", "--epochs", "3", "--hidden", "32", "--json", str(out)]) == 0
+
+def test_train_writes_a_run_folder_and_the_json_summary(tmp_path, capsys):
+    out, run = tmp_path / "run.json", tmp_path / "run"
+    assert main(["train", *SMALL, "--epochs", "3", "--val-split", "0.1", "--json", str(out), "--out", str(run)]) == 0
     summary = json.loads(out.read_text())
     for key in ("test_accuracy", "test_loss", "final_train_loss", "epoch_seconds", "backend"):
         assert key in summary
@@ -19,6 +22,19 @@ def test_train_writes_the_json_summary(tmp_path, capsys):
     assert summary["test_accuracy"] > 0.9
     printed = capsys.readouterr().out
     assert "epoch   3/3" in printed and "test accuracy" in printed and "weighted avg" in printed
+    names = {p.name for p in run.iterdir()}
+    assert {"config.json", "metrics.json", "history.csv", "iterations.csv", "model.safetensors", "loss.png",
+            "accuracy.png", "confusion_matrix.png", "report.md"} <= names
+    for png in ("loss.png", "accuracy.png", "confusion_matrix.png"):
+        assert (run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (run / png).stat().st_size > 10_000
+    report = (run / "report.md").read_text()
+    assert "## Classification report" in report and "weighted avg" in report and "| true \\ predicted |" in report
+    history = read_history_csv(run)
+    assert len(history["val_loss"]) == 3 and history["train_loss"] == pytest.approx(summary["train_loss"])
+    # the saved model evaluates to the same test accuracy
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(run / "model.safetensors")]) == 0
+    assert f"test accuracy {summary['test_accuracy']:.4f}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("backend", [b for b in ("array_api_strict", "torch") if b in AVAILABLE])
@@ -26,10 +42,56 @@ def test_backends_report_the_same_loss_as_numpy(tmp_path, backend):
     losses = {}
     for name in ("numpy", backend):
         out = tmp_path / f"{name}.json"
-        main(["train", "--dataset", "synthetic", "--epochs", "2", "--hidden", "16", "--dtype", "float64",
-              "--backend", name, "--quiet", "--json", str(out)])
+        main(["train", *SMALL, "--epochs", "2", "--hidden", "16", "--dtype", "float64", "--backend", name,
+              "--quiet", "--json", str(out), "--out", str(tmp_path / name)])
         losses[name] = json.loads(out.read_text())["final_train_loss"]
     assert losses[backend] == pytest.approx(losses["numpy"], rel=1e-4)
+
+
+def test_fused_and_reference_kernels_agree_from_the_command_line(tmp_path):
+    losses = {}
+    for mode in ("auto", "reference"):
+        out = tmp_path / f"{mode}.json"
+        main(["train", *SMALL, "--epochs", "2", "--kernels", mode, "--quiet", "--json", str(out),
+              "--out", str(tmp_path / mode)])
+        losses[mode] = json.loads(out.read_text())["train_loss"]
+    np.testing.assert_allclose(losses["auto"], losses["reference"], rtol=1e-5)
+
+
+def test_toml_config_sets_options_and_flags_win(tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('dataset = "synthetic"\nepochs = 2\nhidden = "16,8"\nlr = 0.01\nno-progress = true\n')
+    out = tmp_path / "s.json"
+    assert main(["train", "--config", str(cfg), "--epochs", "1", "--quiet", "--json", str(out),
+                 "--out", str(tmp_path / "r")]) == 0
+    summary = json.loads(out.read_text())
+    assert summary["epochs"] == 1 and summary["lr"] == 0.01
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["hidden"] == [16, 8]
+
+
+def test_sweep_writes_mean_and_std_report_and_plots(tmp_path, capsys):
+    assert main(["sweep", *SMALL[:-1], "--epochs", "2", "--optimizers", "sgd,adam", "--seeds", "0,1",
+                 "--val-split", "0.1", "--quiet", "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "| optimizer=sgd | 2 |" in report and "| optimizer=adam | 2 |" in report and " ± " in report
+    assert (tmp_path / "comparison.png").stat().st_size > 10_000
+    data = json.loads((tmp_path / "sweep.json").read_text())
+    assert len(data["results"]) == 4
+
+
+def test_plot_gradcheck_and_datasets_commands(tmp_path, capsys):
+    main(["train", *SMALL, "--epochs", "2", "--quiet", "--out", str(tmp_path / "a")])
+    main(["train", *SMALL, "--epochs", "2", "--quiet", "--seed", "1", "--out", str(tmp_path / "b")])
+    assert main(["plot", str(tmp_path / "a"), str(tmp_path / "b"), "--metric", "train_loss",
+                 "--out", str(tmp_path / "cmp.png")]) == 0
+    assert main(["plot", "--activations", "--out", str(tmp_path / "act.png")]) == 0
+    for png in ("cmp.png", "act.png"):
+        assert (tmp_path / png).stat().st_size > 10_000
+    capsys.readouterr()
+    assert main(["gradcheck", "--activation", "tanh", "--batch-norm"]) == 0
+    assert "passed: max relative error" in capsys.readouterr().out
+    assert main(["datasets"]) == 0
+    assert "digits" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args,message", [
@@ -38,8 +100,12 @@ def test_backends_report_the_same_loss_as_numpy(tmp_path, backend):
     (["train", "--hidden", "10,x"], "comma-separated integers"),
     (["train", "--dataset", "mnist", "--data-dir", "/nonexistent"], "mnist IDX files not found"),
     (["train", "--dataset", "synthetic", "--activation", "swish"], "unknown activation 'swish'"),
+    (["train", "--val-split", "1.5"], "must be in [0, 1)"),
+    (["evaluate", "--checkpoint", "/nonexistent.safetensors"], "No such file"),
+    (["plot", "--out", "x.png"], "give run folders"),
 ])
-def test_bad_arguments_exit_2_with_one_line(args, message):
-    done = subprocess.run([sys.executable, "-m", "mlp_backend.cli", *args], capture_output=True, text=True)
+def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "mlp_backend.cli", *args], capture_output=True, text=True,
+                          cwd=tmp_path)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr

@@ -227,6 +227,16 @@ class Standardizer:
     def fit_transform(self, X):
         return self.fit(X).transform(X)
 
+    def to_dict(self) -> dict:
+        return {"per_feature": self.per_feature, "mean": np.asarray(self.mean_).tolist(),
+                "scale": np.asarray(self.scale_).tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Standardizer":
+        s = cls(bool(d["per_feature"]))
+        s.mean_, s.scale_ = np.asarray(d["mean"], dtype=np.float64), np.asarray(d["scale"], dtype=np.float64)
+        return s
+
 
 LOADERS = {"fashion-mnist": load_fashion_mnist, "mnist": load_mnist, "svhn": load_svhn, "cifar10": load_cifar10,
            "digits": load_digits, "synthetic": make_synthetic}

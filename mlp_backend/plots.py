@@ -1,0 +1,148 @@
+"""Pictures (matplotlib, headless): training curves, confusion matrices, activation functions,
+comparisons over seeds with mean ± std bands, and decision boundaries of 2-D problems."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: files only
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_loss(history: dict, path):
+    """Training loss per iteration with per-epoch train and validation losses on the same axis."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    iters = np.arange(1, len(history["loss"]) + 1)
+    ax.plot(iters, history["loss"], lw=0.6, alpha=0.5, label="train loss per iteration")
+    epochs = len(history["train_loss"])
+    if epochs:
+        per_epoch = len(iters) / epochs
+        ends = per_epoch * np.arange(1, epochs + 1)
+        ax.plot(ends, history["train_loss"], "o-", label="train loss (epoch mean)")
+        if history.get("val_loss"):
+            ax.plot(ends, history["val_loss"], "s-", label="validation loss")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_accuracy(history: dict, path):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = np.arange(1, len(history["train_accuracy"]) + 1)
+    ax.plot(epochs, history["train_accuracy"], "o-", label="train")
+    if history.get("val_accuracy"):
+        ax.plot(epochs, history["val_accuracy"], "s-", label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_confusion(cm, class_names, path, title="Confusion matrix (test)"):
+    """Heatmap of row-normalised rates, annotated with the counts."""
+    plt = _plt()
+    cm = np.asarray(cm)
+    rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    k = cm.shape[0]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.65 * k, 0.8 + 0.6 * k))
+    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if rates[i, j] > 0.5 else "black")
+    names = list(class_names) if class_names else [str(i) for i in range(k)]
+    ax.set_xticks(range(k), names, rotation=45, ha="right")
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_activations(path):
+    """Gallery of the activation functions and their derivatives (computed by the reference kernels)."""
+    import array_api_compat.numpy as xp
+
+    from .kernels import reference
+
+    plt = _plt()
+    names = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu"]
+    fig, axes = plt.subplots(2, 3, figsize=(10, 6))
+    z = np.linspace(-4, 4, 801)
+    for ax, name in zip(axes.ravel(), names):
+        alpha = 0.1 if name == "leaky_relu" else 1.0
+        y = reference.activation(xp, z.copy(), name, alpha)
+        dy = reference.activation_grad_from_output(xp, np.ones_like(z), y, name, alpha)
+        ax.plot(z, y, label=name)
+        ax.plot(z, dy, "--", label="derivative")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.axvline(0, color="k", lw=0.5)
+        ax.set_title(name + (" (slope 0.1)" if name == "leaky_relu" else ""))
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_comparison(groups: dict, metric: str, path, title=None):
+    """Mean ± std over runs (seeds) of a per-epoch metric, one line and band per group label."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for label, histories in groups.items():
+        curves = [h[metric] for h in histories if h.get(metric)]
+        if not curves:
+            continue
+        n = min(len(c) for c in curves)
+        values = np.array([c[:n] for c in curves], dtype=float)
+        mean, std = values.mean(axis=0), values.std(axis=0)
+        epochs = np.arange(1, n + 1)
+        ax.plot(epochs, mean, "o-", label=f"{label} (n={len(curves)})")
+        ax.fill_between(epochs, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(title or f"{metric.replace('_', ' ')}: mean ± std over seeds")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_decision_boundary(model, X, y, path, resolution: int = 200):
+    """Predicted class over a grid around 2-D data, with the samples on top."""
+    plt = _plt()
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != 2:
+        raise ValueError(f"decision boundaries need 2-D inputs, got shape {X.shape}")
+    lo, hi = X.min(axis=0) - 0.5, X.max(axis=0) + 0.5
+    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
+    grid = np.column_stack([gx.ravel(), gy.ravel()])
+    from .backend import to_numpy
+
+    pred = to_numpy(model.predict(grid)).reshape(gx.shape)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.contourf(gx, gy, pred, alpha=0.3, cmap="tab10", levels=np.arange(pred.max() + 2) - 0.5)
+    ax.scatter(X[:, 0], X[:, 1], c=np.asarray(y), cmap="tab10", s=12, edgecolors="k", linewidths=0.3)
+    ax.set_title("decision boundary")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
