@@ -28,6 +28,7 @@ class Checkpoint:
     model: object
     optimizer: object | None = None
     extra: dict = field(default_factory=dict)
+    arrays: dict = field(default_factory=dict)
 
 
 def _digest(tensors: dict) -> str:
@@ -39,12 +40,13 @@ def _digest(tensors: dict) -> str:
     return h.hexdigest()
 
 
-def save(model, path, optimizer=None, extra: dict | None = None) -> Path:
+def save(model, path, optimizer=None, extra: dict | None = None, arrays: dict | None = None) -> Path:
     """Write a checkpoint atomically; an existing one at ``path`` is kept as ``path + '.prev'``.
 
     The bytes go to a temporary file in the same directory, are flushed and fsynced, then renamed over
     ``path`` and the directory is fsynced: a crash at any moment leaves either the old or the new file
-    under ``path``, never a partial one. Errors (full disk, read-only directory) propagate.
+    under ``path``, never a partial one. Errors (full disk, read-only directory) propagate. ``arrays``:
+    further host arrays stored as ``extra/<name>`` (``Checkpoint.arrays`` on load).
     """
     from safetensors.numpy import save as st_save
 
@@ -58,6 +60,7 @@ def save(model, path, optimizer=None, extra: dict | None = None) -> Path:
         meta["optimizer"] = json.dumps({"class": type(optimizer).__name__, "config": optimizer.config(),
                                         "step_count": state.pop("step_count"), "lr_scale": state.pop("lr_scale")})
         tensors.update({f"optim/{k}": np.ascontiguousarray(v) for k, v in state.items()})
+    tensors.update({f"extra/{k}": np.ascontiguousarray(v) for k, v in (arrays or {}).items()})
     meta["sha256"] = _digest(tensors)
     payload = st_save(tensors, metadata=meta)
     _atomic_write(path, payload)
@@ -147,4 +150,5 @@ def load(path, backend="numpy", device=None, dtype=None, kernels=None) -> Checkp
         optimizer.load_state_dict({"step_count": info["step_count"], "lr_scale": info["lr_scale"], **state})
         optimizer.init(model.be, model.flat_params)
         model.optimizer = optimizer
-    return Checkpoint(model, optimizer, extra)
+    arrays = {k[6:]: v for k, v in tensors.items() if k.startswith("extra/")}
+    return Checkpoint(model, optimizer, extra, arrays)

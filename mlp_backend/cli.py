@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(train)
     _add_model_args(train)
     train.add_argument("--restore-best", action="store_true", help="end with the best-validation parameters")
+    train.add_argument("--checkpoint-every", type=_positive(int), default=None,
+                       help="also write RUN_DIR/checkpoint.safetensors every N steps (always after each epoch)")
+    train.add_argument("--resume", metavar="RUN_DIR", default=None,
+                       help="continue the run in RUN_DIR from its last checkpoint (only --epochs may change)")
     train.add_argument("--out", default=None, help="run folder (default runs/<time>-<dataset>)")
     train.add_argument("--checkpoint", default=None, help="checkpoint path (default RUN_DIR/model.safetensors)")
     train.add_argument("--json", metavar="PATH", default=None, help="also write the summary JSON here")
@@ -181,7 +185,35 @@ def parse_args(argv=None):
                 parser.error(f"{args.config}: {action.dest} must be one of {', '.join(map(str, action.choices))}")
         sub.set_defaults(**settings)
         args = parser.parse_args(argv)
+    if getattr(args, "resume", None):
+        args = _resume_args(parser, args, argv)
     return args
+
+
+def _resume_args(parser, args, argv):
+    """The saved run's options; flags given now must agree with them, except --epochs and output flags."""
+    run = Path(args.resume)
+    try:
+        saved = json.loads((run / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        parser.error(f"--resume {run}: no readable config.json ({e})")
+    sub = parser._subparsers._group_actions[0].choices["train"]
+    explicit = argparse.Namespace()
+    for action in sub._actions:  # a second parse with no defaults shows which flags were typed
+        action.default, action._saved_default = argparse.SUPPRESS, action.default
+    try:
+        parser.parse_args(argv, namespace=explicit)
+    finally:
+        for action in sub._actions:
+            action.default = action._saved_default
+    free = {"resume", "epochs", "json", "quiet", "no_progress", "command", "config"}
+    clashes = [f"--{k.replace('_', '-')} {getattr(explicit, k)!r} (run used {saved.get(k)!r})"
+               for k in vars(explicit) if k not in free and getattr(explicit, k) != saved.get(k)]
+    if clashes:
+        parser.error(f"cannot resume {run} with a different configuration: {'; '.join(clashes)}")
+    merged = {**vars(args), **saved, **{k: v for k, v in vars(explicit).items() if k in free}}
+    merged.update(out=str(run), resume=str(run))
+    return argparse.Namespace(**merged)
 
 
 # -- shared pieces -------------------------------------------------------------------------------
@@ -226,7 +258,7 @@ def _apply_scaler_state(state, X):
     return (2 * unit - 1).astype(np.float32)
 
 
-def train_one(args, prepared, progress=None, on_epoch=None):
+def train_one(args, prepared, progress=None, on_epoch=None, checkpoint=None, resume=None):
     """Train one model as ``args`` says on prepared data; returns (model, history, test scores, seconds)."""
     from .layers import build_mlp
     from .optim import get_optimizer
@@ -238,7 +270,9 @@ def train_one(args, prepared, progress=None, on_epoch=None):
     history = model.fit(X, y, loss=args.loss, optimizer=get_optimizer(args.optimizer, lr=args.lr,
                                                                       weight_decay=args.weight_decay),
                         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, validation_data=validation,
-                        restore_best=getattr(args, "restore_best", False), on_epoch=on_epoch, on_step=progress)
+                        restore_best=getattr(args, "restore_best", False), on_epoch=on_epoch, on_step=progress,
+                        checkpoint=checkpoint, checkpoint_every=getattr(args, "checkpoint_every", None),
+                        resume=resume)
     return model, history, model.evaluate(X_test, data.y_test), time.perf_counter() - start
 
 
@@ -320,8 +354,15 @@ def train_command(args) -> dict:
         parts.append(f"{logs['seconds']:.2f}s")
         print("  ".join(parts), flush=True)
 
+    config = {k: v for k, v in vars(args).items() if k not in ("json", "resume")}
+    resume = run / "checkpoint.safetensors" if args.resume else None
+    if resume is not None and not resume.exists():
+        raise FileNotFoundError(f"{resume} does not exist: the run wrote no checkpoint before it stopped")
+    if not args.resume:
+        (run / "config.json").write_text(json.dumps(config, indent=2))  # first, so a killed run can resume
     progress = _Progress(not (args.no_progress or args.quiet), args.epochs)
-    model, history, scores, wall = train_one(args, prepared, progress.step, report)
+    model, history, scores, wall = train_one(args, prepared, progress.step, report,
+                                             checkpoint=run / "checkpoint.safetensors", resume=resume)
     if not args.quiet:
         print(model.summary())
     predictions = np.asarray(model.predict(X_test))
@@ -329,7 +370,6 @@ def train_command(args) -> dict:
     text_report = classification_report(data.y_test, predictions, class_names=data.class_names,
                                         num_classes=data.num_classes)
     checkpoint = Path(args.checkpoint) if args.checkpoint else run / "model.safetensors"
-    config = {k: v for k, v in vars(args).items() if k not in ("json",)}
     save(model, checkpoint, optimizer=model.optimizer,
          extra={"dataset": data.name, "scaling": _scaler_state(scaler), "class_names": list(data.class_names),
                 "epochs_done": len(history.train_loss), "args": config})
@@ -342,7 +382,6 @@ def train_command(args) -> dict:
         "epoch_seconds": history.epoch_seconds, "train_seconds": wall, "run_dir": str(run),
         "checkpoint": str(checkpoint),
     }
-    (run / "config.json").write_text(json.dumps(config, indent=2))
     (run / "metrics.json").write_text(json.dumps(summary, indent=2))
     _write_history_csv(history, run)
     plots.plot_loss(history.as_dict(), run / "loss.png")

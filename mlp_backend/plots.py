@@ -14,6 +14,12 @@ def _plt():
     return plt
 
 
+def _integer_ticks():
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
 def plot_loss(history: dict, path):
     """Training loss per iteration with per-epoch train and validation losses on the same axis."""
     plt = _plt()
@@ -45,6 +51,7 @@ def plot_accuracy(history: dict, path):
     if history.get("val_accuracy"):
         ax.plot(epochs, history["val_accuracy"], "s-", label="validation")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_ylabel("accuracy")
     ax.legend()
     ax.grid(alpha=0.3)
@@ -118,6 +125,7 @@ def plot_comparison(groups: dict, metric: str, path, title=None):
         ax.plot(epochs, mean, "o-", label=f"{label} (n={len(curves)})")
         ax.fill_between(epochs, mean - std, mean + std, alpha=0.2)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_ylabel(metric.replace("_", " "))
     ax.set_title(title or f"{metric.replace('_', ' ')}: mean ± std over seeds")
     ax.legend(fontsize=8)

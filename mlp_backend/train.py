@@ -4,6 +4,7 @@ Data is checked once, moved to the model's backend and device once, and batches 
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -35,12 +36,21 @@ class History:
 
 
 class Callback:
-    """Hooks called by ``fit``; set ``fit_state.stop = True`` to end training after this epoch."""
+    """Hooks called by ``fit``; set ``fit_state.stop = True`` to end training after this epoch.
+
+    ``get_state``/``set_state`` carry a callback's counters through checkpoints (JSON values).
+    """
 
     def on_train_begin(self, state):
         pass
 
     def on_epoch_end(self, state, logs: dict):
+        pass
+
+    def get_state(self) -> dict:
+        return {}
+
+    def set_state(self, values: dict):
         pass
 
 
@@ -55,6 +65,13 @@ class _Monitor(Callback):
 
     def on_train_begin(self, state):
         self.best, self.wait = math.inf, 0
+
+    def get_state(self):
+        return {"best": self.best if math.isfinite(self.best) else None, "wait": self.wait}
+
+    def set_state(self, values):
+        self.best = values["best"] if values["best"] is not None else math.inf
+        self.wait = values["wait"]
 
     def improved(self, logs) -> bool | None:
         value = logs.get(self.monitor)
@@ -107,6 +124,7 @@ class _FitState:
         self.model, self.optimizer, self.history = model, optimizer, history
         self.stop = False
         self.best_params = None
+        self.best_monitor = math.inf
         self.epoch = 0
 
     def keep_best(self):
@@ -115,9 +133,23 @@ class _FitState:
         self.history.best_epoch = self.epoch
 
 
+@dataclass
+class _Position:
+    """Where training is: what a checkpoint must hold to continue bit-identically."""
+
+    epoch: int = 0
+    step: int = 0                 # mini-batches done in this epoch
+    order: np.ndarray | None = None  # this epoch's sample order
+    batch_losses: list = field(default_factory=list)
+    correct: int = 0
+    seconds: float = 0.0
+    lr: float | None = None       # the learning rate this epoch reports (its first step's)
+
+
 def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size: int = 64, shuffle: bool = True,
         seed: int | None = None, validation_data=None, callbacks=(), penalty=None, restore_best: bool = False,
-        verbose: int = 0, on_epoch=None, on_step=None) -> History:
+        on_epoch=None, on_step=None, checkpoint=None, checkpoint_every: int | None = None, resume=None,
+        check_finite: bool = True) -> History:
     """Train ``model`` on ``(X, y)`` with mini-batches and return a :class:`History`.
 
     ``loss``: name or Loss (default: the model's last loss, else cross-entropy); ``optimizer``: name or
@@ -126,6 +158,11 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     parameters of the best validation loss (train loss without validation data) and restores them at the
     end; ``on_epoch(epoch, logs)`` is called after each epoch and ``on_step(step, steps_per_epoch, loss)``
     after each mini-batch (for progress output).
+
+    ``checkpoint``: a path written atomically after every epoch (and every ``checkpoint_every`` steps) with
+    everything needed to continue; ``resume``: such a checkpoint, from which training continues exactly
+    as if it had never stopped (same backend and machine: bit-identical). ``check_finite`` stops with a
+    FloatingPointError at the first step whose loss or gradient is not finite, before any update.
     """
     loss = get_loss(loss if loss is not None else (model.loss or "cross_entropy"))
     if optimizer is None:
@@ -133,6 +170,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     optimizer = get_optimizer(optimizer)
     validation.check_positive_int("epochs", epochs)
     validation.check_positive_int("batch_size", batch_size)
+    if checkpoint_every is not None:
+        validation.check_positive_int("checkpoint_every", checkpoint_every)
     if isinstance(penalty, (int, float)) and not isinstance(penalty, bool):
         penalty = L2(penalty)
     be, xp, ops = model.be, model.be.xp, model.ops
@@ -156,18 +195,32 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     callbacks = list(callbacks)
     for cb in callbacks:
         cb.on_train_begin(state)
-    best_monitor = math.inf
     n = Xd.shape[0]
     steps = -(-n // batch_size)
+    signature = {"batch_size": batch_size, "shuffle": shuffle, "n_samples": n, "n_features": model.in_features,
+                 "loss": [loss.name, loss.config()], "optimizer": [type(optimizer).__name__, optimizer.config()],
+                 "penalty": repr(vars(penalty)) if penalty is not None else None, "model": model.config(),
+                 "restore_best": restore_best, "callbacks": [type(cb).__name__ for cb in callbacks]}
+    pos = _Position()
+    if resume is not None:
+        pos = _load_training(resume, model, optimizer, state, callbacks, signature)
+    save = None
+    if checkpoint is not None:
+        def save(position):
+            _save_training(checkpoint, model, optimizer, state, callbacks, signature, position)
     classify = loss.task == "multiclass"
-    for epoch in range(epochs):
+    for epoch in range(pos.epoch, epochs):
         state.epoch = epoch
         start = time.perf_counter()
-        order = be.permutation(n) if shuffle else np.arange(n)
-        order_dev = be.asarray_int(order)
-        lr_used = optimizer.current_lr()
-        batch_losses, batch_correct = [], []
-        for lo in range(0, n, batch_size):
+        if pos.order is None:
+            pos.order = be.permutation(n) if shuffle else np.arange(n)
+        order_dev = be.asarray_int(pos.order)
+        if pos.lr is None:
+            pos.lr = optimizer.current_lr()
+        lr_used = pos.lr
+        batch_correct = []
+        for step in range(pos.step, steps):
+            lo = step * batch_size
             idx = order_dev[lo:min(lo + batch_size, n)]  # in-bounds slices only (Array API)
             xb, yb = xp.take(Xd, idx, axis=0), xp.take(yd, idx, axis=0)
             out = model.forward(xb, training=True)
@@ -180,23 +233,33 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
                     g += penalty.grad(xp, w)
                 value = value + sum(penalty.value(xp, w) for w in weights)
             value = float(value)
-            if not math.isfinite(value):
+            # A non-finite element makes the sum non-finite: one cheap pass instead of an isfinite mask.
+            if check_finite and not (math.isfinite(value) and math.isfinite(float(xp.sum(model.flat_grads)))):
+                what = "loss" if not math.isfinite(value) else "gradient"
                 raise FloatingPointError(
-                    f"loss became {value} at epoch {epoch + 1}, step {len(batch_losses) + 1}; "
-                    "lower the learning rate or enable clipping (clip_norm=...)")
+                    f"{what} became non-finite at epoch {epoch + 1}, step {step + 1} (loss {value}); parameters are "
+                    "those before this step. Lower the learning rate or enable clipping (clip_norm=...)")
             optimizer.step(model.flat_params, model.flat_grads, ops)
-            batch_losses.append((value, int(yb.shape[0])))
+            pos.batch_losses.append((value, int(yb.shape[0])))
+            pos.step = step + 1
             if on_step is not None:
-                on_step(len(batch_losses), steps, value)
-        seconds = time.perf_counter() - start
-        history.loss.extend(v for v, _ in batch_losses)
-        train_loss = sum(v * k for v, k in batch_losses) / n
+                on_step(step + 1, steps, value)
+            if save is not None and checkpoint_every and (epoch * steps + step + 1) % checkpoint_every == 0 \
+                    and step + 1 < steps:
+                pos.correct += sum(int(c) for c in batch_correct)
+                batch_correct = []
+                pos.seconds += time.perf_counter() - start
+                start = time.perf_counter()
+                save(pos)
+        seconds = pos.seconds + time.perf_counter() - start
+        history.loss.extend(v for v, _ in pos.batch_losses)
+        train_loss = sum(v * k for v, k in pos.batch_losses) / n
         logs = {"epoch": epoch + 1, "train_loss": train_loss, "lr": lr_used, "seconds": seconds}
         history.train_loss.append(train_loss)
         history.lr.append(lr_used)
         history.epoch_seconds.append(seconds)
         if classify:
-            logs["train_accuracy"] = float(sum(int(c) for c in batch_correct)) / n
+            logs["train_accuracy"] = float(pos.correct + sum(int(c) for c in batch_correct)) / n
             history.train_accuracy.append(logs["train_accuracy"])
         if val is not None:
             scores = evaluate(model, *val)
@@ -206,11 +269,14 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
                 logs["val_accuracy"] = scores["accuracy"]
                 history.val_accuracy.append(scores["accuracy"])
         monitored = logs.get("val_loss", train_loss)
-        if restore_best and monitored < best_monitor:
-            best_monitor = monitored
+        if restore_best and monitored < state.best_monitor:
+            state.best_monitor = monitored
             state.keep_best()
         for cb in callbacks:
             cb.on_epoch_end(state, logs)
+        pos = _Position(epoch=epoch + 1)
+        if save is not None:
+            save(pos)
         if on_epoch is not None:
             on_epoch(epoch, logs)
         if state.stop:
@@ -219,6 +285,54 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
         model.flat_params[...] = state.best_params
     model.history = history
     return history
+
+
+def _save_training(path, model, optimizer, state, callbacks, signature, pos: _Position):
+    from .checkpoint import save
+
+    arrays = {}
+    if pos.order is not None:
+        arrays["order"] = np.asarray(pos.order, dtype=np.int64)
+    if state.best_params is not None:
+        arrays["best_params"] = to_numpy(state.best_params)
+    training = {"epoch": pos.epoch, "step": pos.step, "batch_losses": pos.batch_losses, "correct": pos.correct,
+                "seconds": pos.seconds, "lr": pos.lr, "rng": model.be.state(), "history": state.history.as_dict(),
+                "best_monitor": state.best_monitor if math.isfinite(state.best_monitor) else None,
+                "callbacks": [cb.get_state() for cb in callbacks], "signature": signature}
+    save(model, path, optimizer=optimizer, extra={"training": training}, arrays=arrays)
+
+
+def _load_training(path, model, optimizer, state, callbacks, signature) -> _Position:
+    from .checkpoint import CheckpointError, read
+
+    tensors, meta = read(path)
+    try:
+        training = json.loads(meta["extra"])["training"]
+    except (KeyError, json.JSONDecodeError):
+        raise CheckpointError(f"{path}: not a training checkpoint (saved without fit(checkpoint=...))") from None
+    saved = training["signature"]
+    saved["model"] = json.loads(json.dumps(saved["model"]))  # compare as JSON would store it
+    current = json.loads(json.dumps(signature))
+    changed = [k for k in current if saved.get(k) != current[k]]
+    if changed:
+        details = "; ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {current[k]!r} now" for k in changed)
+        raise ValueError(f"cannot resume from {path} with a different configuration ({details})")
+    model.load_parameters({k[6:]: v for k, v in tensors.items() if k.startswith("param/")})
+    info = json.loads(meta["optimizer"])
+    optimizer.load_state_dict({"step_count": info["step_count"], "lr_scale": info["lr_scale"],
+                               **{k[6:]: v for k, v in tensors.items() if k.startswith("optim/")}})
+    model.be.set_state(training["rng"])
+    for name, values in training["history"].items():
+        setattr(state.history, name, values)
+    if "extra/best_params" in tensors:
+        state.best_params = model.be.asarray(tensors["extra/best_params"])
+    state.best_monitor = training["best_monitor"] if training["best_monitor"] is not None else math.inf
+    for cb, cb_state in zip(callbacks, training["callbacks"]):
+        cb.set_state(cb_state)
+    order = tensors.get("extra/order")
+    return _Position(epoch=training["epoch"], step=training["step"], order=order,
+                     batch_losses=[tuple(b) for b in training["batch_losses"]], correct=training["correct"],
+                     seconds=training["seconds"], lr=training["lr"])
 
 
 def _forward_batches(model, Xd, batch_size):

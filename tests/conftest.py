@@ -62,3 +62,11 @@ def rng():
 # The CUDA-simulator tests run in their own process (test_cuda.py starts it): the simulator must be
 # switched on before numba is first imported.
 collect_ignore = ["cudasim"]
+
+try:  # property tests: derandomised, so CI runs the same examples every time
+    from hypothesis import settings
+
+    settings.register_profile("ci", derandomize=True, max_examples=25, deadline=None)
+    settings.load_profile("ci")
+except ImportError:  # pragma: no cover
+    pass

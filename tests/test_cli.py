@@ -109,3 +109,25 @@ def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path):
                           cwd=tmp_path)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_resume_a_killed_run_from_the_command_line(tmp_path):
+    """A run killed mid-training continues from RUN_DIR and ends where an uninterrupted run ends."""
+    import signal
+    import time
+
+    args = [*SMALL, "--epochs", "30", "--dropout", "0.1", "--checkpoint-every", "5", "--quiet"]
+    main(["train", *args, "--out", str(tmp_path / "full"), "--json", str(tmp_path / "full.json")])
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "mlp_backend.cli", "train", *args, "--out", str(run)])
+    deadline = time.time() + 60
+    while not (run / "checkpoint.safetensors").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL  # killed mid-run, not finished
+    assert main(["train", "--resume", str(run), "--json", str(tmp_path / "resumed.json")]) == 0
+    full, resumed = (json.loads((tmp_path / f).read_text()) for f in ("full.json", "resumed.json"))
+    assert resumed["train_loss"] == full["train_loss"] and resumed["test_accuracy"] == full["test_accuracy"]
+    done = subprocess.run([sys.executable, "-m", "mlp_backend.cli", "train", "--resume", str(run), "--lr", "0.5"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "cannot resume" in done.stderr and "--lr 0.5" in done.stderr

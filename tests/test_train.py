@@ -142,6 +142,9 @@ def test_input_layouts_give_the_same_predictions():
     readonly.flags.writeable = False
     for variant in (fortran, strided, readonly, Xt.tolist()):
         np.testing.assert_allclose(model.predict_proba(variant), ref, rtol=1e-6)
+    ints = np.round(Xt).astype(np.int64)
+    for variant in (ints.astype(np.uint8 if ints.min() >= 0 else np.int8), ints.astype(np.int32), ints.astype(float)):
+        np.testing.assert_allclose(model.predict_proba(variant), model.predict_proba(ints), rtol=1e-6)
 
 
 def test_fused_and_reference_kernels_train_to_the_same_losses_in_float32():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 
@@ -35,7 +36,7 @@ def read_idx(path, max_bytes: int = MAX_BYTES) -> np.ndarray:
                 raise IDXError(f"{path}: truncated IDX header")
             dims = struct.unpack(f">{ndim}I", dims_raw)
             dtype = np.dtype(_TYPES[type_code])
-            expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+            expected = math.prod(dims) * dtype.itemsize  # Python ints: a forged header cannot overflow
             if expected > max_bytes:
                 raise IDXError(f"{path}: header claims {expected} bytes of data, over the {max_bytes}-byte limit")
             data = f.read(expected + 1)  # one more byte to detect trailing garbage, bounded by the check above

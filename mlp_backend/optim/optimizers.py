@@ -100,9 +100,8 @@ class Optimizer:
         self.step_count = int(state["step_count"])
         self.lr_scale = float(state.get("lr_scale", 1.0))
         self._loaded = {k: np.asarray(state[k]) for k in self.state_names}
-        if self.be is not None and self.state_names:
-            shape = next(iter(self.state.values())).shape if self.state else self._loaded[self.state_names[0]].shape
-            self.init(self.be, self.be.zeros(shape))
+        if self.be is not None and self.state_names:  # already bound to parameters: take the state now
+            self.init(self.be, self.be.zeros(self._loaded[self.state_names[0]].shape))
 
     def is_initialised_for(self, params) -> bool:
         return self.be is not None and all(v.shape == params.shape for v in self.state.values())

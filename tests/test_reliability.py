@@ -1,0 +1,240 @@
+"""Resume, atomic saves under SIGKILL, determinism, divergence and fuzzed inputs."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import mlp_backend as mlp
+from mlp_backend.checkpoint import CheckpointError, read
+from mlp_backend.data import IDXError, read_idx, write_idx
+from mlp_backend.data import make_synthetic
+from mlp_backend.kernels import cpu
+
+
+def problem(n=1200):
+    data = make_synthetic(n_samples=n, n_features=12, n_classes=4, seed=3)
+    return data.X_train, data.y_train
+
+
+def model_and_fit_args():
+    model = mlp.build_mlp([12, 32, 16, 4], "relu", dropout=0.2, seed=7)
+    return model, dict(optimizer=mlp.Adam(1e-2), epochs=3, batch_size=16, seed=5,
+                       callbacks=[mlp.EarlyStopping("train_loss", patience=5)])
+
+
+def test_resume_mid_epoch_is_bit_identical(tmp_path):
+    X, y = problem()
+    full, kw = model_and_fit_args()
+    expected = full.fit(X, y, **kw)
+    # interrupted after 50 steps (the checkpoint every 25 steps holds step 50, mid-epoch 1)
+    part, kw = model_and_fit_args()
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_50(step, steps, loss):
+        if step == 50:
+            raise Stop
+
+    with pytest.raises(Stop):
+        part.fit(X, y, **kw, checkpoint=tmp_path / "ck.safetensors", checkpoint_every=25, on_step=stop_at_50)
+    resumed, kw = model_and_fit_args()
+    history = resumed.fit(X, y, **kw, resume=tmp_path / "ck.safetensors")
+    np.testing.assert_array_equal(resumed.flat_params, full.flat_params)
+    assert history.loss == expected.loss and history.train_accuracy == expected.train_accuracy
+    assert history.lr == expected.lr
+    for name in ("exp_avg", "exp_avg_sq"):
+        np.testing.assert_array_equal(resumed.optimizer.state[name], full.optimizer.state[name])
+
+
+def test_resume_with_a_different_configuration_is_refused(tmp_path):
+    X, y = problem(300)
+    model, kw = model_and_fit_args()
+    model.fit(X, y, **{**kw, "epochs": 1}, checkpoint=tmp_path / "ck.safetensors")
+    other, kw = model_and_fit_args()
+    with pytest.raises(ValueError, match="cannot resume .*batch_size: 16 in the checkpoint, 32 now"):
+        other.fit(X, y, **{**kw, "batch_size": 32}, resume=tmp_path / "ck.safetensors")
+    plain = mlp.save_checkpoint(model, tmp_path / "plain.safetensors")
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
+        other.fit(X, y, **kw, resume=plain)
+
+
+RUNNER = textwrap.dedent("""
+    import sys, time
+    import mlp_backend as mlp
+    from mlp_backend.data import make_synthetic
+    data = make_synthetic(n_samples=1200, n_features=12, n_classes=4, seed=3)
+    model = mlp.build_mlp([12, 32, 16, 4], "relu", dropout=0.2, seed=7)
+    print("ready", flush=True)
+    model.fit(data.X_train, data.y_train, optimizer=mlp.Adam(1e-2), epochs=3, batch_size=16, seed=5,
+              callbacks=[mlp.EarlyStopping("train_loss", patience=5)], checkpoint=sys.argv[1],
+              checkpoint_every=7, on_step=lambda *a: time.sleep(0.002))
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(3))
+def test_killed_at_a_random_step_then_resumed_is_bit_identical(tmp_path, trial):
+    X, y = problem()
+    full, kw = model_and_fit_args()
+    full.fit(X, y, **kw)
+    path = tmp_path / "ck.safetensors"
+    proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    deadline = time.time() + 60
+    while not path.exists() and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(np.random.default_rng(trial).uniform(0.05, 0.6))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed, kw = model_and_fit_args()
+    resumed.fit(X, y, **kw, resume=path)
+    np.testing.assert_array_equal(resumed.flat_params, full.flat_params)
+
+
+SAVER = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import mlp_backend as mlp
+    model = mlp.build_mlp([64, 256, 256, 10], seed=0)
+    i = 0
+    while True:
+        i += 1
+        model.set_parameter("dense0.b", np.full(256, float(i)))
+        mlp.save_checkpoint(model, sys.argv[1], extra={"i": i})
+        if i == 2:
+            print("saved", flush=True)
+""")
+
+
+@pytest.mark.slow
+def test_sigkill_during_saves_never_leaves_a_broken_checkpoint(tmp_path):
+    rng = np.random.default_rng(0)
+    for trial in range(12):
+        folder = tmp_path / str(trial)
+        folder.mkdir()
+        path = folder / "m.safetensors"
+        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "saved"
+        time.sleep(rng.uniform(0.0, 0.3))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for candidate in (path, folder / "m.safetensors.prev"):
+            ck = mlp.load_checkpoint(candidate)  # verifies the SHA-256
+            b = ck.model.get_parameter("dense0.b")
+            assert np.all(b == ck.extra["i"])
+        # killed between the two renames, .prev already equals the current file
+        assert mlp.load_checkpoint(path).extra["i"] >= mlp.load_checkpoint(str(path) + ".prev").extra["i"]
+        for p in folder.iterdir():  # a kill may leave temporary files, never a partial file under the final names
+            assert p.name in ("m.safetensors", "m.safetensors.prev") or p.name.endswith((".tmp", ".tmp.prev"))
+
+
+def test_same_seed_is_bit_identical_including_parallel_kernels(monkeypatch):
+    monkeypatch.setattr(cpu, "PARALLEL_MIN_ELEMENTS", 1)  # every kernel takes its parallel path
+    X, y = problem(600)
+    runs = []
+    for _ in range(2):
+        model, kw = model_and_fit_args()
+        model.fit(X, y, **kw)
+        runs.append(model.flat_params.copy())
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_divergence_stops_before_the_update_and_keeps_the_last_good_checkpoint(tmp_path):
+    X, y = problem(400)
+    model = mlp.build_mlp([12, 16, 4], seed=0)
+    path = tmp_path / "ck.safetensors"
+    model.fit(X, y, epochs=1, checkpoint=path)
+    good = read(path)[0]
+
+    def poison(step, steps, loss):  # an infinite weight: the next step's loss and gradient blow up
+        model.get_parameter("dense0.W")[0, 0] = np.inf
+
+    with pytest.raises(FloatingPointError, match="became non-finite at epoch 1, step 2"):
+        model.fit(X, y, epochs=1, checkpoint=path, on_step=poison)
+    after = read(path)[0]
+    for k in good:
+        np.testing.assert_array_equal(after[k], good[k])  # nothing written after the failure
+
+
+def test_nonfinite_gradient_with_finite_loss_is_caught():
+    from mlp_backend.losses import Loss
+
+    class InfGrad(Loss):
+        name, task = "inf_grad", "regression"
+
+        def value_and_grad(self, xp, ops, output, target):
+            g = xp.zeros_like(output)
+            g[0, 0] = float("inf")
+            return xp.sum(output * 0.0), g
+
+    model = mlp.build_mlp([3, 2], seed=0)
+    before = model.flat_params.copy()
+    with pytest.raises(FloatingPointError, match="gradient became non-finite at epoch 1, step 1"):
+        model.fit(np.ones((4, 3)), np.ones((4, 2)), loss=InfGrad(), epochs=1)
+    np.testing.assert_array_equal(model.flat_params, before)
+    model.fit(np.ones((4, 3)), np.ones((4, 2)), loss="mse", epochs=1, check_finite=False)
+
+
+def test_idx_fuzz_truncation_at_every_byte_and_bit_flips(tmp_path):
+    arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / "a.idx", arr)
+    raw = (tmp_path / "a.idx").read_bytes()
+    bad = tmp_path / "bad.idx"
+    for cut in range(len(raw)):
+        bad.write_bytes(raw[:cut])
+        with pytest.raises(IDXError):
+            read_idx(bad)
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        flipped = bytearray(raw)
+        pos = int(rng.integers(0, len(raw)))
+        flipped[pos] ^= 1 << int(rng.integers(0, 8))
+        bad.write_bytes(bytes(flipped))
+        try:
+            out = read_idx(bad)
+        except IDXError:
+            continue
+        assert out.size == arr.size  # a flip in the data bytes: same shape, different values
+    forged = bytes([0, 0, 8, 3]) + (2**31).to_bytes(4, "big") * 3
+    bad.write_bytes(forged)
+    with pytest.raises(IDXError, match="over the"):
+        read_idx(bad)
+
+
+def test_checkpoint_fuzz_truncation_at_every_byte(tmp_path):
+    model = mlp.build_mlp([3, 2], seed=0)
+    path = mlp.save_checkpoint(model, tmp_path / "m.safetensors")
+    raw = path.read_bytes()
+    bad = tmp_path / "bad.safetensors"
+    for cut in range(len(raw)):
+        bad.write_bytes(raw[:cut])
+        with pytest.raises(CheckpointError):
+            read(bad)
+
+
+def test_forged_safetensors_offsets_are_rejected(tmp_path):
+    import json
+    import struct
+
+    def forge(header: dict, data: bytes):
+        blob = json.dumps(header).encode()
+        return struct.pack("<Q", len(blob)) + blob + data
+
+    meta = {"__metadata__": {"format": "mlp-backend/1"}}
+    cases = {
+        "out_of_range": {**meta, "a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 64]}},
+        "overlap": {**meta, "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                    "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}},
+        "huge_shape": {**meta, "a": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 16]}},
+    }
+    for name, header in cases.items():
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(forge(header, b"\0" * 16))
+        with pytest.raises(CheckpointError):
+            read(path)
