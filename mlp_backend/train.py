@@ -149,7 +149,7 @@ class _Position:
 def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size: int = 64, shuffle: bool = True,
         seed: int | None = None, validation_data=None, callbacks=(), penalty=None, restore_best: bool = False,
         on_epoch=None, on_step=None, checkpoint=None, checkpoint_every: int | None = None, resume=None,
-        check_finite: bool = True) -> History:
+        check_finite: str | bool = "loss") -> History:
     """Train ``model`` on ``(X, y)`` with mini-batches and return a :class:`History`.
 
     ``loss``: name or Loss (default: the model's last loss, else cross-entropy); ``optimizer``: name or
@@ -161,8 +161,12 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
 
     ``checkpoint``: a path written atomically after every epoch (and every ``checkpoint_every`` steps) with
     everything needed to continue; ``resume``: such a checkpoint, from which training continues exactly
-    as if it had never stopped (same backend and machine: bit-identical). ``check_finite`` stops with a
-    FloatingPointError at the first step whose loss or gradient is not finite, before any update.
+    as if it had never stopped (same backend and machine: bit-identical).
+
+    ``check_finite``: ``"loss"`` (default) stops with a FloatingPointError at the first step whose loss is
+    not finite, before its update: a non-finite gradient is caught one step later, when it has made the
+    loss non-finite. ``"all"`` also checks every gradient before its update (one more pass over the
+    gradient buffer, ~8% of a batch-64 step here); ``False`` checks nothing.
     """
     loss = get_loss(loss if loss is not None else (model.loss or "cross_entropy"))
     if optimizer is None:
@@ -170,6 +174,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     optimizer = get_optimizer(optimizer)
     validation.check_positive_int("epochs", epochs)
     validation.check_positive_int("batch_size", batch_size)
+    if check_finite not in ("loss", "all", False, None):
+        raise ValueError(f"check_finite must be 'loss', 'all' or False, got {check_finite!r}")
     if checkpoint_every is not None:
         validation.check_positive_int("checkpoint_every", checkpoint_every)
     if isinstance(penalty, (int, float)) and not isinstance(penalty, bool):
@@ -233,8 +239,9 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
                     g += penalty.grad(xp, w)
                 value = value + sum(penalty.value(xp, w) for w in weights)
             value = float(value)
-            # A non-finite element makes the sum non-finite: one cheap pass instead of an isfinite mask.
-            if check_finite and not (math.isfinite(value) and math.isfinite(float(xp.sum(model.flat_grads)))):
+            # A non-finite element makes the sum non-finite: one pass instead of an isfinite mask.
+            if check_finite and not (math.isfinite(value) and (
+                    check_finite != "all" or math.isfinite(float(xp.sum(model.flat_grads))))):
                 what = "loss" if not math.isfinite(value) else "gradient"
                 raise FloatingPointError(
                     f"{what} became non-finite at epoch {epoch + 1}, step {step + 1} (loss {value}); parameters are "

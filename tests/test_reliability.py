@@ -176,9 +176,13 @@ def test_nonfinite_gradient_with_finite_loss_is_caught():
     model = mlp.build_mlp([3, 2], seed=0)
     before = model.flat_params.copy()
     with pytest.raises(FloatingPointError, match="gradient became non-finite at epoch 1, step 1"):
-        model.fit(np.ones((4, 3)), np.ones((4, 2)), loss=InfGrad(), epochs=1)
+        model.fit(np.ones((4, 3)), np.ones((4, 2)), loss=InfGrad(), epochs=1, check_finite="all")
     np.testing.assert_array_equal(model.flat_params, before)
-    model.fit(np.ones((4, 3)), np.ones((4, 2)), loss="mse", epochs=1, check_finite=False)
+    # by default the corrupted update shows in the next step's loss: stopped one step later
+    with pytest.raises(FloatingPointError, match="loss became non-finite at epoch 1, step 2"):
+        model.fit(np.ones((4, 3)), np.ones((4, 2)), loss=InfGrad(), epochs=1, batch_size=2)
+    with pytest.raises(ValueError, match="check_finite must be"):
+        model.fit(np.ones((4, 3)), np.ones((4, 2)), loss="mse", check_finite="sometimes")
 
 
 def test_idx_fuzz_truncation_at_every_byte_and_bit_flips(tmp_path):

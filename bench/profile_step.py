@@ -1,0 +1,81 @@
+"""Where one training step goes: the default model (784-500-250-100-10 ReLU, Adam, float32, NumPy,
+fused kernels) at a batch size, each operation timed on its own over many repeats (median µs).
+
+    python bench/profile_step.py [--batch-size 64]
+"""
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import mlp_backend as mlp
+
+
+def median_us(fn, repeats):
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=300)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    n = args.batch_size
+    X = rng.normal(size=(60000, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 60000)
+    model = mlp.build_mlp([784, 500, 250, 100, 10], "relu")
+    model.fit(X[:512], y[:512], epochs=1, batch_size=n)  # allocates optimizer state, compiles kernels
+    xp, ops, be = model.be.xp, model.ops, model.be
+    idx = rng.permutation(60000)[:n]
+    rows = []
+    rows.append(("gather batch (take X, y)", median_us(lambda: (xp.take(X, idx, axis=0), xp.take(y, idx)), args.repeats)))
+    xb, yb = X[idx], y[idx]
+    acts = [xb]
+    for i, layer in enumerate(model.layers):
+        W, b = layer.params["W"], layer.params["b"]
+        x = acts[-1]
+        rows.append((f"dense{i} forward matmul {x.shape[1]}x{W.shape[1]}", median_us(lambda: x @ W, args.repeats)))
+        z = x @ W
+        rows.append((f"dense{i} bias + {layer.activation} (fused)",
+                     median_us(lambda: ops.bias_act(xp, z, b, layer.activation), args.repeats)))
+        acts.append(model.layers[i].forward(x, training=True))
+    out = acts[-1]
+    rows.append(("softmax cross-entropy + gradient (fused)",
+                 median_us(lambda: ops.softmax_cross_entropy(xp, out, yb), args.repeats)))
+    _, dy = ops.softmax_cross_entropy(xp, out, yb)
+    for i in range(len(model.layers) - 1, -1, -1):
+        layer = model.layers[i]
+        x, yact = acts[i], acts[i + 1]
+        rows.append((f"dense{i} activation backward (fused)",
+                     median_us(lambda: ops.act_backward(xp, dy, yact, layer.activation), args.repeats)))
+        dz = ops.act_backward(xp, dy, yact, layer.activation)
+        rows.append((f"dense{i} dW = x.T @ dz", median_us(lambda: be.matmul(x.T, dz, out=layer.grads["W"]),
+                                                         args.repeats)))
+        rows.append((f"dense{i} db = sum(dz)", median_us(lambda: xp.sum(dz, axis=0), args.repeats)))
+        if i > 0:
+            rows.append((f"dense{i} dx = dz @ W.T", median_us(lambda: dz @ layer.params["W"].T, args.repeats)))
+        dy = dz @ layer.params["W"].T
+    opt = model.optimizer
+    rows.append((f"Adam update over {model.num_parameters:,} parameters (fused)",
+                 median_us(lambda: opt.step(model.flat_params, model.flat_grads, ops), args.repeats)))
+    total = sum(t for _, t in rows)
+    print(f"| operation (batch {n}) | µs | share |\n|---|---:|---:|")
+    for name, t in rows:
+        print(f"| {name} | {t:.1f} | {100 * t / total:.1f}% |")
+    print(f"| **sum of the parts** | **{total:.0f}** | 100% |")
+    fresh = mlp.build_mlp([784, 500, 250, 100, 10], "relu")
+    history = fresh.fit(X[:n * 300], y[:n * 300], epochs=2, batch_size=n)
+    print(f"\nwhole step inside fit (fresh model, 2nd epoch): {history.epoch_seconds[-1] / 300 * 1e6:.0f} µs; "
+          "the rest is Python between the operations and cache misses")
+
+
+if __name__ == "__main__":
+    main()
