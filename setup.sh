@@ -12,4 +12,4 @@ fi
 python3 -m pip install -q --upgrade pip
 # Pinned so pip takes the CPU build; an unpinned torch pulls several GB of CUDA packages.
 python3 -m pip install -q "torch==2.13.0"
-python3 -m pip install -q -e ".[dev,plot]"
+python3 -m pip install -q -e ".[dev]"

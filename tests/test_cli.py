@@ -79,6 +79,28 @@ def test_sweep_writes_mean_and_std_report_and_plots(tmp_path, capsys):
     assert len(data["results"]) == 4
 
 
+def test_digits_trains_with_nothing_downloaded(tmp_path):
+    out = tmp_path / "d.json"
+    assert main(["train", "--dataset", "digits", "--hidden", "64", "--epochs", "15", "--quiet", "--no-progress",
+                 "--out", str(tmp_path / "run"), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["test_accuracy"] > 0.9
+
+
+def test_decision_boundary_plot(tmp_path):
+    import mlp_backend as mlp
+    from mlp_backend.plots import plot_decision_boundary
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = (X[:, 0] * X[:, 1] > 0).astype(int)
+    model = mlp.build_mlp([2, 16, 2], "tanh")
+    model.fit(X, y, epochs=20, optimizer=mlp.Adam(1e-2))
+    plot_decision_boundary(model, X, y, tmp_path / "b.png")
+    assert (tmp_path / "b.png").stat().st_size > 10_000
+    with pytest.raises(ValueError, match="2-D inputs"):
+        plot_decision_boundary(model, np.zeros((3, 3)), [0, 1, 0], tmp_path / "c.png")
+
+
 def test_plot_gradcheck_and_datasets_commands(tmp_path, capsys):
     main(["train", *SMALL, "--epochs", "2", "--quiet", "--out", str(tmp_path / "a")])
     main(["train", *SMALL, "--epochs", "2", "--quiet", "--seed", "1", "--out", str(tmp_path / "b")])

@@ -242,3 +242,28 @@ def test_forged_safetensors_offsets_are_rejected(tmp_path):
         path.write_bytes(forge(header, b"\0" * 16))
         with pytest.raises(CheckpointError):
             read(path)
+
+
+def test_a_failing_disk_raises_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    model = mlp.build_mlp([3, 2], seed=0)
+    path = mlp.save_checkpoint(model, tmp_path / "m.safetensors", extra={"v": 1})
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        mlp.save_checkpoint(model, path, extra={"v": 2})
+    monkeypatch.undo()
+    assert mlp.load_checkpoint(path).extra == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary file left behind
+
+
+def test_cli_divergence_exits_non_zero_naming_the_step(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "mlp_backend.cli", "train", "--dataset", "synthetic",
+                           "--optimizer", "sgd", "--lr", "1e12", "--epochs", "3", "--no-progress",
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "became non-finite at epoch" in done.stderr and "Traceback" not in done.stderr
