@@ -2,22 +2,11 @@
 
     python bench/cutover.py
 """
-import statistics
-import time
 
 import numpy as np
+from timing import median_us
 
 from mlp_backend.kernels import cpu
-
-
-def median_us(fn, repeats=200):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e6
 
 
 def main():
@@ -33,8 +22,8 @@ def main():
             ("sgd_momentum", cpu._sgd_serial, cpu._sgd_parallel, (p, g, m, *sgd)),
             ("relu_backward", cpu._act_backward_serial, cpu._act_backward_parallel, (g, p, 1, f(0), m)),
         ):
-            s = median_us(lambda: serial(*args))
-            q = median_us(lambda: parallel(*args))
+            s = median_us(lambda: serial(*args), 200)
+            q = median_us(lambda: parallel(*args), 200)
             print(f"{size:>10} {name:<14} {s:>10.1f} {q:>12.1f}", flush=True)
 
 

@@ -10,25 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import time
 
 import array_api_compat.numpy as xp
 import numpy as np
+from timing import median_us
 
 from mlp_backend.kernels import cpu, reference
-
-
-def median_us(fn, repeats, setup=None):
-    fn()  # warm-up (compiles on the first process that runs it)
-    times = []
-    for _ in range(repeats):
-        if setup:
-            setup()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e6
 
 
 def cases(rng):

@@ -4,22 +4,11 @@ fused kernels) at a batch size, each operation timed on its own over many repeat
     python bench/profile_step.py [--batch-size 64]
 """
 import argparse
-import statistics
-import time
 
 import numpy as np
+from timing import median_us
 
 import mlp_backend as mlp
-
-
-def median_us(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e6
 
 
 def main():

@@ -96,7 +96,8 @@ def worker(spec: dict) -> dict:
     seconds, accuracy = run(spec["impl"], spec["batch_size"], spec["epochs"], spec["seed"], data, X, X_test)
     steady = seconds[1:] or seconds
     epoch_s = float(np.min(steady))
-    return {**spec, "epoch_seconds": seconds, "seconds_per_epoch": epoch_s, "mean_seconds_per_epoch": float(np.mean(steady)),
+    return {**spec, "epoch_seconds": seconds, "seconds_per_epoch": epoch_s,
+            "mean_seconds_per_epoch": float(np.mean(steady)),
             "samples_per_second": X.shape[0] / epoch_s, "test_accuracy": accuracy,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -174,7 +175,8 @@ def table(report: dict) -> str:
     meta = report["meta"]
     lines = [f"{meta['date']}, {meta['machine']}, sgemm {meta['sgemm_gflops']:.0f} GFLOP/s, "
              f"GEMM floor {meta['gemm_floor_seconds']:.2f} s/epoch, {meta['epochs']} epochs per run",
-             "", "| implementation | batch | s/epoch | samples/s | peak MiB | test acc | vs PyTorch CPU | vs GEMM floor |",
+             "", "| implementation | batch | s/epoch | samples/s | peak MiB | test acc | vs PyTorch CPU "
+                 "| vs GEMM floor |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["results"]:
         ratio = f"{r['vs_pytorch_cpu']:.2f}x" if r["vs_pytorch_cpu"] is not None else "-"

@@ -36,6 +36,11 @@ def _compare(result, name, analytic, numeric, atol, rtol):
     result.ok &= bool(np.allclose(a, n, atol=atol, rtol=rtol))
 
 
+def _pick(rng, size, max_entries):
+    """All indices, or ``max_entries`` random ones of a larger array."""
+    return np.arange(size) if max_entries is None or size <= max_entries else rng.choice(size, max_entries, False)
+
+
 def check_model_gradients(model: Sequential, X, y, loss="cross_entropy", *, eps=1e-6, atol=1e-5, rtol=1e-3,
                           max_entries: int | None = 200, check_input=True, seed=0) -> GradCheckResult:
     """Check every parameter (up to ``max_entries`` random entries each) and the input gradient.
@@ -48,7 +53,8 @@ def check_model_gradients(model: Sequential, X, y, loss="cross_entropy", *, eps=
     loss = get_loss(loss)
     be, xp = model.be, model.be.xp
     X = be.asarray(to_numpy(X))
-    y = be.asarray_int(to_numpy(y)) if loss.task == "multiclass" and np.ndim(to_numpy(y)) == 1 else be.asarray(to_numpy(y))
+    y = to_numpy(y)
+    y = be.asarray_int(y) if loss.task == "multiclass" and np.ndim(y) == 1 else be.asarray(y)
     rng = np.random.default_rng(seed)
     rng_state = be.state()
 
@@ -64,7 +70,7 @@ def check_model_gradients(model: Sequential, X, y, loss="cross_entropy", *, eps=
     flat = model.flat_params
     for name, (offset, shape) in model._slices.items():
         size = int(np.prod(shape))
-        picks = np.arange(size) if max_entries is None or size <= max_entries else rng.choice(size, max_entries, False)
+        picks = _pick(rng, size, max_entries)
         numeric = np.empty(len(picks))
         for k, i in enumerate(picks):
             j = offset + int(i)
@@ -78,7 +84,7 @@ def check_model_gradients(model: Sequential, X, y, loss="cross_entropy", *, eps=
         _compare(result, name, analytic[offset + picks], numeric, atol, rtol)
     if check_input:
         host = to_numpy(X).copy()
-        picks = np.arange(host.size) if max_entries is None or host.size <= max_entries else rng.choice(host.size, max_entries, False)
+        picks = _pick(rng, host.size, max_entries)
         numeric = np.empty(len(picks))
         for k, i in enumerate(picks):
             idx = np.unravel_index(i, host.shape)

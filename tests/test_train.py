@@ -4,7 +4,7 @@ import pytest
 import mlp_backend as mlp
 from mlp_backend.data import make_synthetic
 
-from conftest import AVAILABLE, BACKEND_DEVICES, backend_matrix, backends
+from conftest import AVAILABLE, BACKEND_DEVICES, backend_matrix
 
 
 def blobs(n=400, seed=0):

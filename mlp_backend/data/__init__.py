@@ -6,5 +6,6 @@ from .formats import DataFormatError, read_cifar10_batch, read_svhn_mat
 from .idx import IDXError, read_idx, write_idx
 
 __all__ = ["Dataset", "Standardizer", "MinMaxScaler", "one_hot", "LOADERS", "load_svhn", "load_cifar10",
-           "DownloadError", "download_idx_dataset", "fetch", "DataFormatError", "read_cifar10_batch", "read_svhn_mat", "load_dataset", "load_fashion_mnist", "load_mnist", "load_digits",
+           "DownloadError", "download_idx_dataset", "fetch", "DataFormatError", "read_cifar10_batch", "read_svhn_mat",
+           "load_dataset", "load_fashion_mnist", "load_mnist", "load_digits",
            "make_synthetic", "stratified_split", "find_idx_dir", "IDXError", "read_idx", "write_idx"]
