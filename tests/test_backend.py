@@ -59,3 +59,9 @@ def test_same_seed_same_initial_weights_on_every_backend():
         other = mlp.build_mlp([5, 4, 3], seed=7, backend=name, device=BACKEND_DEVICES[name]).state_dict()
         for key in ref:
             np.testing.assert_array_equal(ref[key], other[key])
+
+
+def test_available_backends_lists_what_imports_here():
+    found = mlp.available_backends()
+    assert found[0] == "numpy"
+    assert set(found) == {b for b in AVAILABLE if b in mlp.BACKENDS}

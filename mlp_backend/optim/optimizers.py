@@ -16,7 +16,6 @@ from .schedules import Schedule
 
 
 class Optimizer:
-    rule = ""              # kernel op name
     state_names: tuple = ()
 
     def __init__(self, lr: float, *, weight_decay: float = 0.0, clip_norm: float | None = None,
@@ -135,7 +134,6 @@ class Optimizer:
 class SGD(Optimizer):
     """SGD, optionally with momentum (``v = m v - lr g; p += v``) or Nesterov momentum."""
 
-    rule = "sgd_update"
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, **kwargs):
         super().__init__(lr, **kwargs)
@@ -165,7 +163,6 @@ class Nesterov(SGD):
 
 
 class RMSProp(Optimizer):
-    rule = "rmsprop_update"
     state_names = ("square_avg",)
 
     def __init__(self, lr: float = 1e-3, rho: float = 0.9, eps: float = 1e-8, **kwargs):
@@ -186,7 +183,6 @@ class RMSProp(Optimizer):
 class Adam(Optimizer):
     """Adam with bias correction; ``decoupled=True`` (AdamW) decays weights outside the gradient."""
 
-    rule = "adam_update"
     state_names = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
