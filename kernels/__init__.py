@@ -2,8 +2,8 @@
 
 ``MLP_KERNELS=auto|numba|reference`` (environment) or ``mode=`` (per call) chooses:
 
-- ``auto``: the Numba kernel where the library has one (numpy -> ``cpu.py``, cupy -> ``cuda.py``),
-  else the reference. Each kernel itself falls back to the reference for dtypes or layouts it does
+- ``auto``: the Numba kernel where the library has one (numpy -> ``cpu.py``, torch CPU tensors ->
+  ``torch_cpu.py`` (zero-copy views into ``cpu.py``), cupy -> ``cuda.py``), else the reference. Each kernel itself falls back to the reference for dtypes or layouts it does
   not handle (anything but C-contiguous float32/float64), never to a wrong result.
 - ``numba``: like ``auto``, but an error when the library has no Numba kernels.
 - ``reference``: always the pure Array API code.
@@ -28,7 +28,7 @@ OPS = (
     "adam_update",
 )
 MODES = ("auto", "numba", "reference")
-FUSED_MODULES = {"numpy": "cpu", "cupy": "cuda"}
+FUSED_MODULES = {"numpy": "cpu", "torch": "torch_cpu", "cupy": "cuda"}
 
 
 def default_mode() -> str:

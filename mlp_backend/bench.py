@@ -28,7 +28,7 @@ def implementations(cuda: bool) -> list[str]:
 
     names = ["numpy-fused", "numpy-reference"]
     if importlib.util.find_spec("torch"):
-        names += ["mlp-torch", "pytorch-cpu"]
+        names += ["mlp-torch", "mlp-torch-reference", "pytorch-cpu"]
     if cuda:
         names += ["cupy-fused", "cupy-reference", "pytorch-cuda"]
     return names
@@ -214,6 +214,7 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[64, 256, 4096])
     parser.add_argument("--impl", action="append", default=None,
                         help="run only this implementation (repeatable): numpy-fused, numpy-reference, mlp-torch, "
+                             "mlp-torch-reference, "
                              "pytorch-cpu, cupy-fused, cupy-reference, pytorch-cuda")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--dataset", default="fashion-mnist")
