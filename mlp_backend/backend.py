@@ -95,6 +95,9 @@ class Backend:
             raise ImportError(f"backend {self.name!r} needs its library installed: {e}") from e
         self.device = self._resolve_device(self.device)
         self.reseed(self.seed)
+        # NumPy and CuPy take out= arguments: the hot path calls them directly (same results, no temporaries).
+        self._has_out = self.name in ("numpy", "cupy")
+        self._lib = importlib.import_module(self.name) if self._has_out else None
 
     def _resolve_device(self, device):
         if self.name == "array_api_strict":
@@ -188,10 +191,21 @@ class Backend:
         """``a @ b``, written into ``out`` when given (NumPy and CuPy write it without a temporary)."""
         if out is None:
             return a @ b
-        if self.name in ("numpy", "cupy"):
-            return self.xp.matmul(a, b, out=out)
+        if self._has_out:
+            return self._lib.matmul(a, b, out=out)
         out[...] = a @ b
         return out
+
+    def sum_rows(self, a, out):
+        """``out[...] = sum(a, axis=0)`` (without a temporary on NumPy and CuPy)."""
+        if self._has_out:
+            return self._lib.sum(a, axis=0, out=out)
+        out[...] = self.xp.sum(a, axis=0)
+        return out
+
+    def take_rows(self, a, idx):
+        """Rows ``idx`` of ``a`` (the batch gather): the library's own ``take`` where the wrapper only adds cost."""
+        return self._lib.take(a, idx, axis=0) if self._has_out else self.xp.take(a, idx, axis=0)
 
     def state(self) -> dict:
         """The host generator's state (JSON-serialisable) for checkpoints and exact resume."""

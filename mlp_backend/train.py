@@ -228,7 +228,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
         for step in range(pos.step, steps):
             lo = step * batch_size
             idx = order_dev[lo:min(lo + batch_size, n)]  # in-bounds slices only (Array API)
-            xb, yb = xp.take(Xd, idx, axis=0), xp.take(yd, idx, axis=0)
+            xb, yb = be.take_rows(Xd, idx), be.take_rows(yd, idx)
             out = model.forward(xb, training=True)
             value, grad = loss.value_and_grad(xp, ops, out, yb)
             if classify:

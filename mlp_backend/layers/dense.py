@@ -68,7 +68,7 @@ class Dense(Layer):
         dz = self.ops.act_backward(xp, dy, self._y, self.activation, self.alpha)
         self.be.matmul(self._x.T, dz, out=self.grads["W"])
         if self.use_bias:
-            self.grads["b"][...] = xp.sum(dz, axis=0)
+            self.be.sum_rows(dz, out=self.grads["b"])
         if not need_input_grad:
             return None
         dx = dz @ self.params["W"].T
