@@ -24,13 +24,20 @@ def cases(rng):
         z = rng.normal(size=(n, c)).astype(np.float32)
         y = rng.integers(0, c, n)
         yield f"softmax_xent {n}x{c}", lambda impl, z=z, y=y: (lambda: impl.softmax_cross_entropy(xp, z, y))
+    for n, c in ((64, 10), (4096, 1000)):
+        z = rng.normal(size=(n, c)).astype(np.float32)
+        t = rng.integers(0, 2, (n, c)).astype(np.float32)
+        yield f"bce_logits {n}x{c}", lambda impl, z=z, t=t: (lambda: impl.sigmoid_binary_cross_entropy(xp, z, t))
     for n, m in ((64, 500), (4096, 500)):
         z0 = rng.normal(size=(n, m)).astype(np.float32)
         b = rng.normal(size=m).astype(np.float32)
-        z = z0.copy()
-        yield f"bias_relu {n}x{m}", lambda impl, z=z, b=b: (lambda: impl.bias_act(xp, z, b, "relu"))
         dy = rng.normal(size=(n, m)).astype(np.float32)
-        yield f"relu_backward {n}x{m}", lambda impl, dy=dy, y=z0: (lambda: impl.act_backward(xp, dy, y, "relu"))
+        for act in ("relu", "leaky_relu", "sigmoid", "tanh", "elu", "selu"):
+            z = z0.copy()
+            y = reference.activation(xp, z0, act, 0.1)
+            yield f"bias_{act} {n}x{m}", lambda impl, z=z, b=b, act=act: (lambda: impl.bias_act(xp, z, b, act, 0.1))
+            yield f"{act}_backward {n}x{m}", lambda impl, dy=dy, y=y, act=act: (
+                lambda: impl.act_backward(xp, dy, y, act, 0.1))
     for size in (100_000, 10_000_000):
         p, g = rng.normal(size=size).astype(np.float32), rng.normal(size=size).astype(np.float32)
         m, v = np.zeros_like(p), np.zeros_like(p)
@@ -50,13 +57,13 @@ def main(argv=None):
     import numba
 
     rows = []
-    print(f"{'op':<26} {'reference µs':>13} {'fused µs':>10} {'speed-up':>9}")
+    print(f"{'op':<30} {'reference µs':>13} {'fused µs':>10} {'speed-up':>9}")
     for name, make in cases(np.random.default_rng(0)):
         repeats = max(5, args.repeats // 10) if "1e+07" in name or "4096" in name else args.repeats
         ref = median_us(make(reference), repeats)
         fused = median_us(make(cpu), repeats)
         rows.append({"op": name, "reference_us": ref, "fused_us": fused, "speedup": ref / fused})
-        print(f"{name:<26} {ref:>13.1f} {fused:>10.1f} {ref / fused:>8.1f}x", flush=True)
+        print(f"{name:<30} {ref:>13.1f} {fused:>10.1f} {ref / fused:>8.1f}x", flush=True)
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
             "cpus": __import__("os").cpu_count(), "numpy": np.__version__, "numba": numba.__version__,
             "threading_layer": numba.threading_layer()}

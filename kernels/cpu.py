@@ -22,8 +22,9 @@ from numba import njit, prange  # noqa: E402
 from numba.extending import overload  # noqa: E402
 
 from . import reference  # noqa: E402
-from .elementwise import (ACT_CODES, RELU, _act_elem, _act_grad_elem, _adam_elem,  # noqa: E402
-                          _rmsprop_elem, _sgd_elem)
+from .elementwise import (ACT_CODES, ELU, IDENTITY, LEAKY_RELU, RELU, SELU, SELU_ALPHA,  # noqa: E402
+                          SELU_SCALE, SIGMOID, TANH, _act_elem, _act_grad_elem, _adam_elem, _rmsprop_elem,
+                          _sgd_elem)
 
 # No nnan/ninf: -inf logits and NaN divergence must propagate exactly as in the reference.
 _FAST = {"contract", "arcp", "reassoc", "nsz"}
@@ -68,6 +69,82 @@ def _fast_exp_impl(x):
             return p * np.int32((np.int32(k) + np.int32(127)) << np.int32(23)).view(np.float32)
         return impl
     return lambda x: math.exp(x)
+
+
+def fast_log1p(x):  # pragma: no cover - replaced by the overload inside compiled code
+    return math.log1p(x)
+
+
+@overload(fast_log1p, jit_options=_INLINE)
+def _fast_log1p_impl(x):
+    """float32, for x >= 0: log(1 + x) from the exponent bits and an atanh series on the mantissa in
+    [sqrt(1/2), sqrt(2)) (vectorisable; absolute error ~1e-7). float64: libm log1p, exact."""
+    if isinstance(x, numba.types.Float) and x.bitwidth == 32:
+        def impl(x):
+            y = np.float32(1.0) + x
+            bits = np.float32(y).view(np.int32)
+            k = ((bits >> np.int32(23)) & np.int32(0xFF)) - np.int32(127)
+            m = np.int32((bits & np.int32(0x7FFFFF)) | np.int32(0x3F800000)).view(np.float32)
+            if m > np.float32(1.4142135):
+                m = m * np.float32(0.5)
+                k = k + np.int32(1)
+            f = (m - np.float32(1.0)) / (m + np.float32(1.0))
+            f2 = f * f
+            p = np.float32(1.0 / 9)
+            p = p * f2 + np.float32(1.0 / 7)
+            p = p * f2 + np.float32(1.0 / 5)
+            p = p * f2 + np.float32(1.0 / 3)
+            p = p * f2 + np.float32(1.0)
+            return np.float32(2.0) * f * p + np.float32(k) * np.float32(0.6931471805599453)
+        return impl
+    return lambda x: math.log1p(x)
+
+
+def fast_expm1(x):  # pragma: no cover - replaced by the overload inside compiled code
+    return math.expm1(x)
+
+
+@overload(fast_expm1, jit_options=_INLINE)
+def _fast_expm1_impl(x):
+    """float32: a Taylor polynomial near 0 (where exp(x) - 1 would cancel), fast_exp(x) - 1 elsewhere;
+    relative error ~1e-6. float64: libm expm1, exact."""
+    if isinstance(x, numba.types.Float) and x.bitwidth == 32:
+        def impl(x):
+            p = np.float32(1.0 / 120)
+            p = p * x + np.float32(1.0 / 24)
+            p = p * x + np.float32(1.0 / 6)
+            p = p * x + np.float32(0.5)
+            p = p * x * x + x
+            return p if abs(x) < np.float32(0.125) else fast_exp(x) - np.float32(1.0)
+        return impl
+    return lambda x: math.expm1(x)
+
+
+def fast_tanh(x):  # pragma: no cover - replaced by the overload inside compiled code
+    return math.tanh(x)
+
+
+@overload(fast_tanh, jit_options=_INLINE)
+def _fast_tanh_impl(x):
+    """float32: a 13/6 rational approximation on [-7.9, 7.9] (as Eigen's fast tanh; one division, no exp),
+    exact to float32 rounding, saturating beyond. float64: libm tanh."""
+    if isinstance(x, numba.types.Float) and x.bitwidth == 32:
+        def impl(x):
+            c = np.float32(7.90531110763549805)
+            v = -c if x < -c else (c if x > c else x)
+            v2 = v * v
+            p = v2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
+            p = v2 * p + np.float32(-8.60467152213735e-11)
+            p = v2 * p + np.float32(5.12229709037114e-08)
+            p = v2 * p + np.float32(1.48572235717979e-05)
+            p = v2 * p + np.float32(6.37261928875436e-04)
+            p = v2 * p + np.float32(4.89352455891786e-03)
+            q = v2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
+            q = v2 * q + np.float32(2.26843463243900e-03)
+            q = v2 * q + np.float32(4.89352518554385e-03)
+            return x if abs(x) < np.float32(0.0004) else v * p / q
+        return impl
+    return lambda x: math.tanh(x)
 
 
 # -- support checks ----------------------------------------------------------------------------
@@ -161,16 +238,18 @@ def softmax_cross_entropy(xp, logits, labels, label_smoothing=0.0, out=None):
 
 # -- binary cross-entropy with logits ----------------------------------------------------------
 @njit(**_JIT)
-def _bce(z, t, grad):
+def _bce(z, t, grad, one):
+    # ``one`` has the arrays' dtype, so float32 stays float32 (the sum is still accumulated in float64)
+    zero = one - one
+    inv = one / z.size
     total = 0.0
-    inv = 1.0 / z.size
     for i in range(z.size):
         x = z[i]
         e = fast_exp(-abs(x))
-        total += max(x, 0.0) - x * t[i] + math.log1p(e)
-        sig = 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e)
+        total += (x if x > zero else zero) - x * t[i] + fast_log1p(e)
+        sig = one / (one + e) if x >= zero else e / (one + e)
         grad[i] = (sig - t[i]) * inv
-    return total * inv
+    return total / z.size
 
 
 def sigmoid_binary_cross_entropy(xp, logits, targets, out=None):
@@ -178,21 +257,52 @@ def sigmoid_binary_cross_entropy(xp, logits, targets, out=None):
             and targets.shape == logits.shape and (out is None or out.shape == logits.shape)):
         return reference.sigmoid_binary_cross_entropy(xp, logits, targets, out)
     grad = np.empty_like(logits) if out is None else out
-    loss = _bce(logits.reshape(-1), targets.reshape(-1), grad.reshape(-1))
+    loss = _bce(logits.reshape(-1), targets.reshape(-1), grad.reshape(-1), logits.dtype.type(1.0))
     return np.asarray(loss, dtype=logits.dtype), grad
 
 
 # -- activations -------------------------------------------------------------------------------
 @njit(**_INLINE)
+def _act_fast(v, act, alpha):
+    """``elementwise._act_elem`` with the vectorisable exp/expm1/tanh above (CPU only)."""
+    zero = alpha - alpha
+    one = zero + np.float32(1.0)  # typed like the data: no float64 promotion of float32 loops
+    if act == SIGMOID:
+        e = fast_exp(-abs(v))
+        return one / (one + e) if v >= zero else e / (one + e)
+    if act == TANH:
+        return fast_tanh(v)
+    if act == ELU:
+        return v if v > zero else alpha * fast_expm1(v)
+    if act == SELU:
+        return v * SELU_SCALE if v > zero else fast_expm1(v) * (SELU_SCALE * SELU_ALPHA)
+    return _act_elem(v, act, alpha)
+
+
+@njit(**_INLINE)
+def _bias_act_loop(z, b, act, alpha, i):
+    for j in range(z.shape[1]):
+        z[i, j] = _act_fast(z[i, j] + b[j], act, alpha)
+
+
+@njit(**_INLINE)
 def _bias_act_row(z, b, act, alpha, i):
-    if act == RELU:  # the hot case gets its own loop: a loop over the generic branchy body does not vectorise
-        zero = alpha - alpha
-        for j in range(z.shape[1]):
-            v = z[i, j] + b[j]
-            z[i, j] = zero if v < zero else v
+    # One loop per activation, each called with a constant code: the inlined body folds to branch-free
+    # code that LLVM vectorises (a loop over the generic 7-way body does not).
+    if act == RELU:
+        _bias_act_loop(z, b, RELU, alpha, i)
+    elif act == LEAKY_RELU:
+        _bias_act_loop(z, b, LEAKY_RELU, alpha, i)
+    elif act == SIGMOID:
+        _bias_act_loop(z, b, SIGMOID, alpha, i)
+    elif act == TANH:
+        _bias_act_loop(z, b, TANH, alpha, i)
+    elif act == ELU:
+        _bias_act_loop(z, b, ELU, alpha, i)
+    elif act == SELU:
+        _bias_act_loop(z, b, SELU, alpha, i)
     else:
-        for j in range(z.shape[1]):
-            z[i, j] = _act_elem(z[i, j] + b[j], act, alpha)
+        _bias_act_loop(z, b, IDENTITY, alpha, i)
 
 
 @njit(**_JIT)
@@ -220,14 +330,28 @@ def bias_act(xp, z, b, act, alpha=0.0):
 
 
 @njit(**_INLINE)
+def _act_backward_loop(dy, y, act, alpha, out, start, stop):
+    for i in range(start, stop):
+        out[i] = _act_grad_elem(dy[i], y[i], act, alpha)
+
+
+@njit(**_INLINE)
 def _act_backward_range(dy, y, act, alpha, out, start, stop):
-    if act == RELU:  # own loop so it vectorises, as in _bias_act_row
-        zero = alpha - alpha
-        for i in range(start, stop):
-            out[i] = dy[i] if y[i] > zero else zero
+    # constant codes per loop, as in _bias_act_row
+    if act == RELU:
+        _act_backward_loop(dy, y, RELU, alpha, out, start, stop)
+    elif act == LEAKY_RELU:
+        _act_backward_loop(dy, y, LEAKY_RELU, alpha, out, start, stop)
+    elif act == SIGMOID:
+        _act_backward_loop(dy, y, SIGMOID, alpha, out, start, stop)
+    elif act == TANH:
+        _act_backward_loop(dy, y, TANH, alpha, out, start, stop)
+    elif act == ELU:
+        _act_backward_loop(dy, y, ELU, alpha, out, start, stop)
+    elif act == SELU:
+        _act_backward_loop(dy, y, SELU, alpha, out, start, stop)
     else:
-        for i in range(start, stop):
-            out[i] = _act_grad_elem(dy[i], y[i], act, alpha)
+        _act_backward_loop(dy, y, IDENTITY, alpha, out, start, stop)
 
 
 @njit(**_JIT)
@@ -237,10 +361,18 @@ def _act_backward_serial(dy, y, act, alpha, out):
 
 @njit(parallel=True, **_JIT)
 def _act_backward_parallel(dy, y, act, alpha, out):
-    if act == RELU:
-        zero = alpha - alpha
+    if act == RELU:  # constant codes per loop, as in _bias_act_row
         for i in prange(dy.size):
-            out[i] = dy[i] if y[i] > zero else zero
+            out[i] = _act_grad_elem(dy[i], y[i], RELU, alpha)
+    elif act == LEAKY_RELU:
+        for i in prange(dy.size):
+            out[i] = _act_grad_elem(dy[i], y[i], LEAKY_RELU, alpha)
+    elif act == SIGMOID:
+        for i in prange(dy.size):
+            out[i] = _act_grad_elem(dy[i], y[i], SIGMOID, alpha)
+    elif act == TANH:
+        for i in prange(dy.size):
+            out[i] = _act_grad_elem(dy[i], y[i], TANH, alpha)
     else:
         for i in prange(dy.size):
             out[i] = _act_grad_elem(dy[i], y[i], act, alpha)

@@ -43,9 +43,9 @@ def _act_grad_elem(dy, y, act, alpha):
     if act == LEAKY_RELU:
         return dy if y > 0 else alpha * dy
     if act == SIGMOID:
-        return dy * y * (1.0 - y)
+        return dy * y - dy * y * y  # dy * y * (1 - y) without a float64 literal in float32 code
     if act == TANH:
-        return dy * (1.0 - y * y)
+        return dy - dy * y * y
     if act == ELU:
         return dy if y > 0 else dy * (y + alpha)
     if act == SELU:

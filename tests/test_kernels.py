@@ -131,9 +131,10 @@ def test_bias_act_and_backward(dtype, act, rows):
     assert cpu.bias_act(xp, ours, b, act, 0.3) is ours  # in place, like the reference
     reference.bias_act(xp, ref, b, act, 0.3)
     close(ours, ref, dtype)
-    close(cpu.act_backward(xp, dy, ours, act, 0.3), reference.act_backward(xp, dy, ref, act, 0.3), dtype)
+    # the backward from the same y (near saturation, 1 - y*y magnifies a last-bit difference in y)
+    close(cpu.act_backward(xp, dy, ref, act, 0.3), reference.act_backward(xp, dy, ref, act, 0.3), dtype)
     out = dy.copy()
-    assert cpu.act_backward(xp, out, ours, act, 0.3, out=out) is out  # aliasing dy and out
+    assert cpu.act_backward(xp, out, ref, act, 0.3, out=out) is out  # aliasing dy and out
     close(out, reference.act_backward(xp, dy, ref, act, 0.3), dtype)
     no_bias = z.copy()
     cpu.bias_act(xp, no_bias, None, act, 0.3)
