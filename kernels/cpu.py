@@ -2,8 +2,9 @@
 
 Each public function has exactly the signature and side effects of its twin in ``reference.py``
 and falls back to it for anything but C-contiguous float32/float64 NumPy arrays. The per-element
-maths is written once (``_*_elem`` helpers, inlined); serial and parallel loops wrap it, and the
-parallel one is used above ``PARALLEL_MIN_ELEMENTS`` (measured in ``bench/kernels.py``).
+maths lives in ``elementwise.py`` (shared with the CUDA kernels) and is inlined here into serial and
+parallel loops; the parallel ones run above ``PARALLEL_MIN_ELEMENTS`` (measured by ``bench/cutover.py``).
+float32 loops use the vectorisable ``fast_*`` functions below where libm would keep them scalar.
 Compiled code is cached on disk (``cache=True``), so a second process pays no compile time.
 """
 from __future__ import annotations
