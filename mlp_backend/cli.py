@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -63,6 +64,8 @@ def _fraction(text):
 def _add_data_args(p):
     p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
     p.add_argument("--data-dir", default=None, help="directory holding the dataset's files")
+    p.add_argument("--download", action="store_true",
+                   help="fetch MNIST / Fashion-MNIST (SHA-256 checked) into --data-dir or $MLP_DATA if not found")
     p.add_argument("--scaling", default="global", choices=["standard", "global", "minmax", "none"],
                    help="standardise per feature, with one global mean/std, map to [-1, 1], or keep [0, 1]")
     p.add_argument("--val-split", type=_fraction, default=0.0,
@@ -221,7 +224,16 @@ def prepare_data(args):
     """Load, split (optional validation) and scale a dataset; returns (data, X, y, validation, X_test, scaler)."""
     from .data import MinMaxScaler, Standardizer, load_dataset, stratified_split
 
-    data = load_dataset(args.dataset, args.data_dir)
+    data_dir = args.data_dir
+    if getattr(args, "download", False) and args.dataset in ("mnist", "fashion-mnist"):
+        from .data import download_idx_dataset, find_idx_dir
+
+        try:
+            data_dir = find_idx_dir(args.dataset, data_dir)
+        except FileNotFoundError:
+            default_root = os.environ.get("MLP_DATA", Path.home() / ".cache" / "mlp-backend")
+            data_dir = download_idx_dataset(args.dataset, Path(data_dir) if data_dir else Path(default_root))
+    data = load_dataset(args.dataset, data_dir)
     X, y, validation = data.X_train, data.y_train, None
     if args.val_split:
         keep, held = stratified_split(y, args.val_split, args.seed)
@@ -549,7 +561,7 @@ def main(argv=None) -> int:
             from .bench import bench_command
 
             bench_command(args)
-    except (ValueError, TypeError, KeyError, OSError, ImportError, FloatingPointError) as e:
+    except (ValueError, TypeError, KeyError, OSError, ImportError, FloatingPointError) as e:  # incl. DownloadError
         print(f"mlp: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

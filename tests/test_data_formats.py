@@ -114,3 +114,20 @@ def test_preprocessing_helpers():
         data = make_synthetic(n_samples=200, kind=kind)
         assert data.X_train.shape[0] + data.X_test.shape[0] == 200
     assert make_synthetic(kind="regression").task == "regression"
+
+
+def test_cli_download_verifies_against_the_canonical_checksums(tmp_path, http_root, monkeypatch):
+    """--download fetches from the mirror; files that are not the canonical ones are refused (exit 2)."""
+    import subprocess
+    import sys
+
+    served, base = http_root
+    for split in ("train", "test"):
+        for stem in IDX_FILES[split]:
+            write_idx(served / f"{stem}.gz", np.zeros(3, np.uint8))
+    env = {**__import__("os").environ, "MLP_MIRROR": base, "MLP_DATA": str(tmp_path / "data")}
+    done = subprocess.run([sys.executable, "-m", "mlp_backend.cli", "train", "--dataset", "mnist", "--download",
+                           "--epochs", "1", "--out", str(tmp_path / "run")], capture_output=True, text=True, env=env)
+    assert done.returncode == 2
+    assert "does not match the expected" in done.stderr and "Traceback" not in done.stderr
+    assert not any((tmp_path / "data" / "mnist").glob("*.gz"))  # nothing kept under a final name

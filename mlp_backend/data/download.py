@@ -70,10 +70,14 @@ def fetch(url: str, dest, sha256: str, max_bytes: int = MAX_DOWNLOAD_BYTES, time
 
 
 def download_idx_dataset(name: str, root, base_url: str | None = None, checksums: dict | None = None) -> Path:
-    """Fetch the four IDX files of ``mnist`` or ``fashion-mnist`` into ``root/name``; returns that folder."""
+    """Fetch the four IDX files of ``mnist`` or ``fashion-mnist`` into ``root/name``; returns that folder.
+
+    ``base_url`` (or the ``MLP_MIRROR`` environment variable) replaces the canonical mirror; the
+    SHA-256 checks stay, so a mirror must serve the canonical files.
+    """
     if name not in SHA256:
         raise ValueError(f"no download for {name!r}; downloadable: {', '.join(SHA256)}")
-    base = base_url or MIRRORS[name]
+    base = base_url or os.environ.get("MLP_MIRROR") or MIRRORS[name]
     folder = Path(root) / name
     for filename, digest in (checksums or SHA256[name]).items():
         fetch(base.rstrip("/") + "/" + filename, folder / filename, digest)
