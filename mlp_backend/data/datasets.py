@@ -53,7 +53,8 @@ def find_idx_dir(name: str, data_dir=None) -> Path:
             return d
     looked = ", ".join(str(c) for c in candidates) or "(nowhere)"
     hint = " (on Debian: apt-get install dataset-fashion-mnist)" if name == "fashion-mnist" else ""
-    raise FileNotFoundError(f"{name} IDX files not found; looked in {looked}. Pass --data-dir DIR{hint}")
+    fetch = " or --download" if name in ("mnist", "fashion-mnist") else ""
+    raise FileNotFoundError(f"{name} IDX files not found; looked in {looked}. Pass --data-dir DIR{fetch}{hint}")
 
 
 def _idx_path(d: Path, stem: str):
