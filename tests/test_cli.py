@@ -153,3 +153,17 @@ def test_resume_a_killed_run_from_the_command_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "mlp_backend.cli", "train", "--resume", str(run), "--lr", "0.5"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "cannot resume" in done.stderr and "--lr 0.5" in done.stderr
+
+
+def test_bench_runs_on_a_small_dataset_and_writes_json_and_plot(tmp_path, capsys):
+    out, png = tmp_path / "b.json", tmp_path / "b.png"
+    assert main(["bench", "--dataset", "digits", "--batch-sizes", "64", "--impl", "numpy-fused",
+                 "--impl", "numpy-reference", "--epochs", "2", "--repeats", "2", "--quiet",
+                 "--json", str(out), "--plot", str(png)]) == 0
+    report = json.loads(out.read_text())
+    assert {r["impl"] for r in report["results"]} == {"numpy-fused", "numpy-reference"}
+    for r in report["results"]:
+        assert r["seconds_per_epoch"] > 0 and r["test_accuracy"] > 0.8 and r["vs_gemm_floor"] > 0
+        assert r["seconds_per_epoch"] == min(r["epoch_seconds"][1:])
+    assert report["meta"]["sgemm_gflops"] > 1 and png.stat().st_size > 10_000
+    assert "| numpy-fused | 64 |" in capsys.readouterr().out
