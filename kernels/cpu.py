@@ -57,7 +57,10 @@ def _fast_exp_impl(x):
                 return np.float32(np.inf)
             if x < np.float32(-87.0):  # underflow (denormals are flushed to 0)
                 return np.float32(0.0)
-            k = np.float32(math.floor(x * np.float32(1.4426950408889634) + np.float32(0.5)))
+            # k = round(x / ln 2) by truncation toward zero of y +- 0.5 (math.floor does not vectorise as well)
+            y = x * np.float32(1.4426950408889634)
+            ki = np.int32(y + (np.float32(0.5) if y >= np.float32(0.0) else np.float32(-0.5)))
+            k = np.float32(ki)
             r = x - k * np.float32(0.693145751953125) - k * np.float32(1.428606765330187e-06)
             p = np.float32(1.0 / 5040)
             p = p * r + np.float32(1.0 / 720)
@@ -67,7 +70,7 @@ def _fast_exp_impl(x):
             p = p * r + np.float32(0.5)
             p = p * r + np.float32(1.0)
             p = p * r + np.float32(1.0)
-            return p * np.int32((np.int32(k) + np.int32(127)) << np.int32(23)).view(np.float32)
+            return p * np.int32((ki + np.int32(127)) << np.int32(23)).view(np.float32)
         return impl
     return lambda x: math.exp(x)
 
