@@ -120,6 +120,12 @@ def read(path, max_bytes: int = MAX_BYTES) -> tuple[dict, dict]:
     return tensors, meta
 
 
+def section(tensors: dict, prefix: str) -> dict:
+    """The tensors stored under ``prefix/`` ('param', 'optim' or 'extra'), without the prefix."""
+    start = len(prefix) + 1
+    return {k[start:]: v for k, v in tensors.items() if k.startswith(prefix + "/")}
+
+
 def load(path, backend="numpy", device=None, dtype=None, kernels=None) -> Checkpoint:
     """Rebuild the model (and optimizer, if saved) from a checkpoint, on any backend."""
     from .layers import Sequential
@@ -130,7 +136,7 @@ def load(path, backend="numpy", device=None, dtype=None, kernels=None) -> Checkp
         config = json.loads(meta["model_config"])
         model = Sequential.from_config(config, backend=backend, device=device, kernels=kernels,
                                        **({"dtype": dtype} if dtype else {}))
-        model.load_parameters({k[6:]: v for k, v in tensors.items() if k.startswith("param/")})
+        model.load_parameters(section(tensors, "param"))
         extra = json.loads(meta.get("extra", "{}"))
         if "loss" in meta:
             from .losses import LOSSES
@@ -143,12 +149,9 @@ def load(path, backend="numpy", device=None, dtype=None, kernels=None) -> Checkp
     if "optimizer" in meta:
         info = json.loads(meta["optimizer"])
         try:
-            optimizer = Optimizer.from_config(info["class"], info["config"])
+            state = {"step_count": info["step_count"], "lr_scale": info["lr_scale"], **section(tensors, "optim")}
+            optimizer = Optimizer.rebuild(info["class"], info["config"], state, model.be, model.flat_params)
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{path}: invalid optimizer in checkpoint ({e})") from None
-        state = {k[6:]: v for k, v in tensors.items() if k.startswith("optim/")}
-        optimizer.load_state_dict({"step_count": info["step_count"], "lr_scale": info["lr_scale"], **state})
-        optimizer.init(model.be, model.flat_params)
         model.optimizer = optimizer
-    arrays = {k[6:]: v for k, v in tensors.items() if k.startswith("extra/")}
-    return Checkpoint(model, optimizer, extra, arrays)
+    return Checkpoint(model, optimizer, extra, section(tensors, "extra"))

@@ -526,7 +526,7 @@ def gradcheck_command(args) -> int:
 
 
 def datasets_command(args):
-    from .data.datasets import IDX_FILES, find_idx_dir  # noqa: F401
+    from .data.datasets import find_idx_dir
 
     rows = []
     for name in ("fashion-mnist", "mnist"):

@@ -14,6 +14,16 @@ def _plt():
     return plt
 
 
+def _save(fig, path, ax=None, legend_size=None):
+    """Legend and grid on ``ax`` (when given), then write the figure and free it."""
+    if ax is not None:
+        ax.legend(fontsize=legend_size)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+
+
 def _integer_ticks():
     from matplotlib.ticker import MaxNLocator
 
@@ -36,11 +46,7 @@ def plot_loss(history: dict, path):
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     ax.set_yscale("log")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, ax)
 
 
 def plot_accuracy(history: dict, path):
@@ -53,11 +59,7 @@ def plot_accuracy(history: dict, path):
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_ylabel("accuracy")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, ax)
 
 
 def plot_confusion(cm, class_names, path, title="Confusion matrix (test)"):
@@ -79,9 +81,7 @@ def plot_confusion(cm, class_names, path, title="Confusion matrix (test)"):
     ax.set_ylabel("true")
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_activations(path):
@@ -105,9 +105,7 @@ def plot_activations(path):
         ax.set_title(name + (" (slope 0.1)" if name == "leaky_relu" else ""))
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_comparison(groups: dict, metric: str, path, title=None):
@@ -128,11 +126,7 @@ def plot_comparison(groups: dict, metric: str, path, title=None):
     ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_ylabel(metric.replace("_", " "))
     ax.set_title(title or f"{metric.replace('_', ' ')}: mean ± std over seeds")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, ax, legend_size=8)
 
 
 def plot_decision_boundary(model, X, y, path, resolution: int = 200):
@@ -151,6 +145,4 @@ def plot_decision_boundary(model, X, y, path, resolution: int = 200):
     ax.contourf(gx, gy, pred, alpha=0.3, cmap="tab10", levels=np.arange(pred.max() + 2) - 0.5)
     ax.scatter(X[:, 0], X[:, 1], c=np.asarray(y), cmap="tab10", s=12, edgecolors="k", linewidths=0.3)
     ax.set_title("decision boundary")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)

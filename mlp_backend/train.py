@@ -310,7 +310,7 @@ def _save_training(path, model, optimizer, state, callbacks, signature, pos: _Po
 
 
 def _load_training(path, model, optimizer, state, callbacks, signature) -> _Position:
-    from .checkpoint import CheckpointError, read
+    from .checkpoint import CheckpointError, read, section
 
     tensors, meta = read(path)
     try:
@@ -324,19 +324,20 @@ def _load_training(path, model, optimizer, state, callbacks, signature) -> _Posi
     if changed:
         details = "; ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {current[k]!r} now" for k in changed)
         raise ValueError(f"cannot resume from {path} with a different configuration ({details})")
-    model.load_parameters({k[6:]: v for k, v in tensors.items() if k.startswith("param/")})
+    model.load_parameters(section(tensors, "param"))
     info = json.loads(meta["optimizer"])
     optimizer.load_state_dict({"step_count": info["step_count"], "lr_scale": info["lr_scale"],
-                               **{k[6:]: v for k, v in tensors.items() if k.startswith("optim/")}})
+                               **section(tensors, "optim")})
     model.be.set_state(training["rng"])
     for name, values in training["history"].items():
         setattr(state.history, name, values)
-    if "extra/best_params" in tensors:
-        state.best_params = model.be.asarray(tensors["extra/best_params"])
+    extra = section(tensors, "extra")
+    if "best_params" in extra:
+        state.best_params = model.be.asarray(extra["best_params"])
     state.best_monitor = training["best_monitor"] if training["best_monitor"] is not None else math.inf
     for cb, cb_state in zip(callbacks, training["callbacks"]):
         cb.set_state(cb_state)
-    order = tensors.get("extra/order")
+    order = extra.get("order")
     return _Position(epoch=training["epoch"], step=training["step"], order=order,
                      batch_losses=[tuple(b) for b in training["batch_losses"]], correct=training["correct"],
                      seconds=training["seconds"], lr=training["lr"])

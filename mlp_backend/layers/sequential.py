@@ -238,9 +238,7 @@ def _restore(config, backend, device, seed, rng_state, kernel_mode, state, loss,
     model.loss = loss
     if opt_state is not None:
         name, cfg, values = opt_state
-        model.optimizer = Optimizer.from_config(name, cfg)
-        model.optimizer.load_state_dict(values)
-        model.optimizer.init(model.be, model.flat_params)
+        model.optimizer = Optimizer.rebuild(name, cfg, values, model.be, model.flat_params)
     return model
 
 

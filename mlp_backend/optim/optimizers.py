@@ -68,6 +68,14 @@ class Optimizer:
             config["schedule"] = kinds[kind](**schedule)
         return classes[name](**config)
 
+    @staticmethod
+    def rebuild(name: str, config: dict, state: dict, be, params) -> "Optimizer":
+        """An optimizer from ``config()`` and ``state_dict()`` output, bound to ``params`` on ``be``."""
+        optimizer = Optimizer.from_config(name, config)
+        optimizer.load_state_dict(state)
+        optimizer.init(be, params)
+        return optimizer
+
     def current_lr(self) -> float:
         """The learning rate the next update will use."""
         lr = self.schedule(self.lr, self.step_count) if self.schedule is not None else self.lr
