@@ -38,6 +38,9 @@ def cases(rng):
             yield f"bias_{act} {n}x{m}", lambda impl, z=z, b=b, act=act: (lambda: impl.bias_act(xp, z, b, act, 0.1))
             yield f"{act}_backward {n}x{m}", lambda impl, dy=dy, y=y, act=act: (
                 lambda: impl.act_backward(xp, dy, y, act, 0.1))
+            # what a Dense layer's backward calls: dz and the bias gradient from one pass
+            yield f"{act}_backward+db {n}x{m}", lambda impl, dy=dy, y=y, act=act, db=np.empty(m, np.float32): (
+                lambda: impl.act_backward(xp, dy, y, act, 0.1, bias_grad=db))
     for size in (100_000, 10_000_000):
         p, g = rng.normal(size=size).astype(np.float32), rng.normal(size=size).astype(np.float32)
         m, v = np.zeros_like(p), np.zeros_like(p)

@@ -9,6 +9,7 @@ Compiled code is cached on disk (``cache=True``), so a second process pays no co
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -164,6 +165,12 @@ def _fusable(*arrays) -> bool:
         if type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous:
             return False
     return True
+
+
+@functools.lru_cache(maxsize=64)
+def _scalar(dtype, value):
+    """``value`` as a scalar of ``dtype``, cached: the conversion costs ~0.5 µs, a lookup ~0.1 µs."""
+    return dtype.type(value)
 
 
 def _labels_ok(labels, n) -> bool:
@@ -329,68 +336,144 @@ def bias_act(xp, z, b, act, alpha=0.0):
         return reference.bias_act(xp, z, b, act, alpha)
     z2 = z if b is not None else z.reshape(1, -1)
     kernel = _bias_act_parallel if z.size >= PARALLEL_MIN_ELEMENTS else _bias_act_serial
-    kernel(z2, np.zeros(z2.shape[1], z.dtype) if b is None else b, _ACT_CODES[act], z.dtype.type(alpha))
+    kernel(z2, np.zeros(z2.shape[1], z.dtype) if b is None else b, _ACT_CODES[act], _scalar(z.dtype, alpha))
     return z
 
 
+# ``in_place`` (out is dy) is a separate branch, not just out=dy: LLVM cannot prove that two array arguments
+# are the same array, so its overlap check would send an aliased loop to the scalar fallback (3x slower).
 @njit(**_INLINE)
-def _act_backward_loop(dy, y, act, alpha, out, start, stop):
-    for i in range(start, stop):
-        out[i] = _act_grad_elem(dy[i], y[i], act, alpha)
+def _act_backward_loop(dy, y, act, alpha, out, in_place, start, stop):
+    # Slices, then indices from 0: an index that might be negative gets a wrap-around check that stops
+    # LLVM from vectorising the loop (5x slower measured).
+    d, w, o = dy[start:stop], y[start:stop], out[start:stop]
+    if in_place:
+        for i in range(d.size):
+            d[i] = _act_grad_elem(d[i], w[i], act, alpha)
+    else:
+        for i in range(d.size):
+            o[i] = _act_grad_elem(d[i], w[i], act, alpha)
 
 
 @njit(**_INLINE)
-def _act_backward_range(dy, y, act, alpha, out, start, stop):
+def _act_backward_range(dy, y, act, alpha, out, in_place, start, stop):
     # constant codes per loop, as in _bias_act_row
     if act == RELU:
-        _act_backward_loop(dy, y, RELU, alpha, out, start, stop)
+        _act_backward_loop(dy, y, RELU, alpha, out, in_place, start, stop)
     elif act == LEAKY_RELU:
-        _act_backward_loop(dy, y, LEAKY_RELU, alpha, out, start, stop)
+        _act_backward_loop(dy, y, LEAKY_RELU, alpha, out, in_place, start, stop)
     elif act == SIGMOID:
-        _act_backward_loop(dy, y, SIGMOID, alpha, out, start, stop)
+        _act_backward_loop(dy, y, SIGMOID, alpha, out, in_place, start, stop)
     elif act == TANH:
-        _act_backward_loop(dy, y, TANH, alpha, out, start, stop)
+        _act_backward_loop(dy, y, TANH, alpha, out, in_place, start, stop)
     elif act == ELU:
-        _act_backward_loop(dy, y, ELU, alpha, out, start, stop)
+        _act_backward_loop(dy, y, ELU, alpha, out, in_place, start, stop)
     elif act == SELU:
-        _act_backward_loop(dy, y, SELU, alpha, out, start, stop)
+        _act_backward_loop(dy, y, SELU, alpha, out, in_place, start, stop)
     else:
-        _act_backward_loop(dy, y, IDENTITY, alpha, out, start, stop)
+        _act_backward_loop(dy, y, IDENTITY, alpha, out, in_place, start, stop)
 
 
 @njit(**_JIT)
-def _act_backward_serial(dy, y, act, alpha, out):
-    _act_backward_range(dy, y, act, alpha, out, 0, dy.size)
+def _act_backward_serial(dy, y, act, alpha, out, in_place):
+    _act_backward_range(dy, y, act, alpha, out, in_place, 0, dy.size)
 
 
 @njit(parallel=True, **_JIT)
-def _act_backward_parallel(dy, y, act, alpha, out):
+def _act_backward_parallel(dy, y, act, alpha, out, in_place, bands):
+    # contiguous bands, one per thread, each running the serial loop
+    n = dy.size
+    for t in prange(bands):
+        _act_backward_range(dy, y, act, alpha, out, in_place, t * n // bands, (t + 1) * n // bands)
+
+
+# With the bias gradient: rows of a 2-D dy, each element's dz written and added to its column's sum in the
+# same pass. Blocks of _SUM_BLOCK rows are summed in the data's dtype (SIMD-wide), the blocks' sums in
+# float64: as accurate as the reference's pairwise sum, and ~20% faster than float64 throughout.
+_SUM_BLOCK = 16
+
+
+@njit(**_INLINE)
+def _bias_grad_loop(dy, y, act, alpha, out, in_place, acc, start, stop):
+    block = np.empty(dy.shape[1], dy.dtype)
+    for first in range(start, stop, _SUM_BLOCK):
+        block[:] = 0
+        for i in range(first, min(first + _SUM_BLOCK, stop)):
+            if in_place:
+                for j in range(dy.shape[1]):
+                    d = _act_grad_elem(dy[i, j], y[i, j], act, alpha)
+                    dy[i, j] = d
+                    block[j] += d
+            else:
+                for j in range(dy.shape[1]):
+                    d = _act_grad_elem(dy[i, j], y[i, j], act, alpha)
+                    out[i, j] = d
+                    block[j] += d
+        for j in range(dy.shape[1]):
+            acc[j] += block[j]
+
+
+@njit(**_INLINE)
+def _bias_grad_rows(dy, y, act, alpha, out, in_place, acc, start, stop):
     if act == RELU:  # constant codes per loop, as in _bias_act_row
-        for i in prange(dy.size):
-            out[i] = _act_grad_elem(dy[i], y[i], RELU, alpha)
+        _bias_grad_loop(dy, y, RELU, alpha, out, in_place, acc, start, stop)
     elif act == LEAKY_RELU:
-        for i in prange(dy.size):
-            out[i] = _act_grad_elem(dy[i], y[i], LEAKY_RELU, alpha)
+        _bias_grad_loop(dy, y, LEAKY_RELU, alpha, out, in_place, acc, start, stop)
     elif act == SIGMOID:
-        for i in prange(dy.size):
-            out[i] = _act_grad_elem(dy[i], y[i], SIGMOID, alpha)
+        _bias_grad_loop(dy, y, SIGMOID, alpha, out, in_place, acc, start, stop)
     elif act == TANH:
-        for i in prange(dy.size):
-            out[i] = _act_grad_elem(dy[i], y[i], TANH, alpha)
+        _bias_grad_loop(dy, y, TANH, alpha, out, in_place, acc, start, stop)
+    elif act == ELU:
+        _bias_grad_loop(dy, y, ELU, alpha, out, in_place, acc, start, stop)
+    elif act == SELU:
+        _bias_grad_loop(dy, y, SELU, alpha, out, in_place, acc, start, stop)
     else:
-        for i in prange(dy.size):
-            out[i] = _act_grad_elem(dy[i], y[i], act, alpha)
+        _bias_grad_loop(dy, y, IDENTITY, alpha, out, in_place, acc, start, stop)
 
 
-def act_backward(xp, dy, y, act, alpha=0.0, out=None):
+@njit(**_JIT)
+def _act_backward_bias_serial(dy, y, act, alpha, out, in_place, bias_grad):
+    acc = np.zeros(dy.shape[1], np.float64)
+    _bias_grad_rows(dy, y, act, alpha, out, in_place, acc, 0, dy.shape[0])
+    for j in range(acc.size):
+        bias_grad[j] = acc[j]
+
+
+@njit(parallel=True, **_JIT)
+def _act_backward_bias_parallel(dy, y, act, alpha, out, in_place, bias_grad, bands):
+    # One band of rows and one partial sum per thread, added in a fixed order: deterministic for a fixed
+    # thread count, as the other parallel kernels.
+    n = dy.shape[0]
+    acc = np.zeros((bands, dy.shape[1]), np.float64)
+    for t in prange(bands):
+        _bias_grad_rows(dy, y, act, alpha, out, in_place, acc[t], t * n // bands, (t + 1) * n // bands)
+    for j in range(dy.shape[1]):
+        total = acc[0, j]
+        for t in range(1, bands):
+            total += acc[t, j]
+        bias_grad[j] = total
+
+
+def act_backward(xp, dy, y, act, alpha=0.0, out=None, bias_grad=None):
     if act not in _ACT_CODES:
-        return reference.act_backward(xp, dy, y, act, alpha, out)
-    if not (_fusable(dy, y, *(() if out is None else (out,))) and dy.shape == y.shape
-            and (out is None or (out.shape == dy.shape and out.flags.writeable))):
-        return reference.act_backward(xp, dy, y, act, alpha, out)
+        return reference.act_backward(xp, dy, y, act, alpha, out, bias_grad)
+    if not (_fusable(dy, y, *(() if out is None else (out,)), *(() if bias_grad is None else (bias_grad,)))
+            and dy.shape == y.shape and (out is None or (out.shape == dy.shape and out.flags.writeable))
+            and (bias_grad is None or (dy.ndim == 2 and bias_grad.shape == (dy.shape[1],)
+                                       and bias_grad.flags.writeable))):
+        return reference.act_backward(xp, dy, y, act, alpha, out, bias_grad)
     result = np.empty_like(dy) if out is None else out
-    kernel = _act_backward_parallel if dy.size >= PARALLEL_MIN_ELEMENTS else _act_backward_serial
-    kernel(dy.reshape(-1), y.reshape(-1), _ACT_CODES[act], dy.dtype.type(alpha), result.reshape(-1))
+    code, a, in_place = _ACT_CODES[act], _scalar(dy.dtype, alpha), result is dy
+    if bias_grad is not None:
+        if dy.size >= PARALLEL_MIN_ELEMENTS:
+            _act_backward_bias_parallel(dy, y, code, a, result, in_place, bias_grad, numba.get_num_threads())
+        else:
+            _act_backward_bias_serial(dy, y, code, a, result, in_place, bias_grad)
+    elif dy.size >= PARALLEL_MIN_ELEMENTS:
+        _act_backward_parallel(dy.reshape(-1), y.reshape(-1), code, a, result.reshape(-1), in_place,
+                               numba.get_num_threads())
+    else:
+        _act_backward_serial(dy.reshape(-1), y.reshape(-1), code, a, result.reshape(-1), in_place)
     return result
 
 

@@ -222,13 +222,15 @@ def bias_act(xp, z, b, act, alpha=0.0):
     return z
 
 
-def act_backward(xp, dy, y, act, alpha=0.0, out=None):
+def act_backward(xp, dy, y, act, alpha=0.0, out=None, bias_grad=None):
     if act not in ACT_CODES or not (_fusable(dy, y, *(() if out is None else (out,))) and dy.shape == y.shape
                                     and (out is None or out.shape == dy.shape)):
-        return reference.act_backward(xp, dy, y, act, alpha, out)
+        return reference.act_backward(xp, dy, y, act, alpha, out, bias_grad)
     result = xp.empty_like(dy) if out is None else out
     launch_act_backward(xp.reshape(dy, (-1,)), xp.reshape(y, (-1,)), ACT_CODES[act], dy.dtype.type(alpha),
                         xp.reshape(result, (-1,)), _stream())
+    if bias_grad is not None:  # on the GPU the column sums stay a separate reduction (CuPy's)
+        bias_grad[...] = xp.sum(result, axis=0)
     return result
 
 

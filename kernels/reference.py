@@ -124,12 +124,16 @@ def bias_act(xp, z, b, act: str, alpha: float = 0.0):
     return z
 
 
-def act_backward(xp, dy, y, act: str, alpha: float = 0.0, out=None):
+def act_backward(xp, dy, y, act: str, alpha: float = 0.0, out=None, bias_grad=None):
     """Gradient with respect to the pre-activation, from ``dy`` and the output ``y``.
 
-    Returns a new array, or writes into ``out`` (which may be ``dy``) and returns it.
+    Returns a new array, or writes into ``out`` (which may be ``dy``) and returns it. With ``bias_grad``
+    (a vector of length ``dy.shape[1]``, ``dy`` 2-D) also writes the column sums of the result into it:
+    a Dense layer's bias gradient, from the same pass.
     """
     dz = activation_grad_from_output(xp, dy, y, act, alpha)
+    if bias_grad is not None:
+        bias_grad[...] = xp.sum(dz, axis=0)
     if out is None:
         return dz if dz is not dy else xp.asarray(dy, copy=True)
     if out is not dz:

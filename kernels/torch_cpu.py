@@ -56,12 +56,15 @@ def bias_act(xp, z, b, act, alpha=0.0):
     return z if result is views[0] else _tensor(result)
 
 
-def act_backward(xp, dy, y, act, alpha=0.0, out=None):
-    views = _views(dy, y, *(() if out is None else (out,)))
+def act_backward(xp, dy, y, act, alpha=0.0, out=None, bias_grad=None):
+    optional = tuple(t for t in (out, bias_grad) if t is not None)
+    views = _views(dy, y, *optional)
     if views is None:
-        return reference.act_backward(xp, dy, y, act, alpha, out)
-    result = cpu.act_backward(np_xp, views[0], views[1], act, alpha, None if out is None else views[2])
-    return out if out is not None and result is views[2] else _tensor(result)
+        return reference.act_backward(xp, dy, y, act, alpha, out, bias_grad)
+    out_view = views[2] if out is not None else None
+    result = cpu.act_backward(np_xp, views[0], views[1], act, alpha, out_view,
+                              views[-1] if bias_grad is not None else None)
+    return out if out is not None and result is out_view else _tensor(result)
 
 
 def sgd_update(xp, p, g, v, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0,

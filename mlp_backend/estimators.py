@@ -20,7 +20,7 @@ from .train import EarlyStopping
 class _BaseMLP(BaseEstimator):
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", optimizer="adam", learning_rate=1e-3,
                  batch_size=64, epochs=200, alpha=0.0, dropout=0.0, early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=10, backend="numpy", dtype="float32", kernels=None,
+                 validation_fraction=0.1, n_iter_no_change=10, backend="numpy", dtype=None, kernels=None,
                  random_state=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -48,8 +48,12 @@ class _BaseMLP(BaseEstimator):
     def _train(self, X, targets, outputs, loss):
         hidden = [self.hidden_layer_sizes] if np.isscalar(self.hidden_layer_sizes) else list(self.hidden_layer_sizes)
         seed = self._seed()
+        # dtype None: X's (float32 or float64), as scikit-learn's own MLP does. A float32 model's predictions
+        # move in the last bits with the batch they are computed in (BLAS blocks differently), which
+        # scikit-learn's subset-invariance check (atol 1e-7) rejects for float64 input.
         self.model_ = build_mlp([X.shape[1], *hidden, outputs], self.activation, dropout=self.dropout,
-                                backend=self.backend, dtype=self.dtype, seed=seed, kernels=self.kernels)
+                                backend=self.backend, dtype=self.dtype or X.dtype.name, seed=seed,
+                                kernels=self.kernels)
         validation, callbacks = None, []
         if self.early_stopping:
             rng = np.random.default_rng(seed)
@@ -82,8 +86,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     ``hidden_layer_sizes``, ``activation`` (relu, tanh, sigmoid, leaky_relu, elu, selu), ``optimizer``
     (sgd, momentum, nesterov, rmsprop, adam, adamw), ``learning_rate``, ``batch_size``, ``epochs``,
-    ``alpha`` (L2 penalty on weights), ``dropout``, ``early_stopping``, ``backend``, ``dtype``,
-    ``kernels``, ``random_state``. Labels may be any sortable values (kept in ``classes_``).
+    ``alpha`` (L2 penalty on weights), ``dropout``, ``early_stopping``, ``backend``, ``dtype`` (None: the
+    input's, float32 or float64), ``kernels``, ``random_state``. Labels may be any sortable values (kept in ``classes_``).
     """
 
     def fit(self, X, y):

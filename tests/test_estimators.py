@@ -58,3 +58,11 @@ def test_classifier_errors_name_the_problem():
         MLPClassifier(**FAST).fit(np.zeros((5, 2)), np.linspace(0, 1, 5))
     with pytest.raises(ValueError, match="unknown activation"):
         MLPClassifier(activation="swish", **{k: v for k, v in FAST.items()}).fit(np.eye(4), [0, 1, 0, 1])
+
+
+def test_estimators_compute_in_the_inputs_dtype_unless_told():
+    X, y = load_iris(return_X_y=True)
+    kw = dict(FAST, epochs=2)
+    assert MLPClassifier(**kw).fit(X, y).model_.be.dtype == "float64"
+    assert MLPClassifier(**kw).fit(X.astype(np.float32), y).model_.be.dtype == "float32"
+    assert MLPClassifier(**kw, dtype="float32").fit(X, y).model_.be.dtype == "float32"

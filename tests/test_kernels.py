@@ -141,6 +141,33 @@ def test_bias_act_and_backward(dtype, act, rows):
     close(no_bias, reference.activation(xp, z, act, 0.3), dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", reference.ACTIVATIONS)
+@pytest.mark.parametrize("parallel", [False, True])
+def test_act_backward_writes_the_bias_gradient_from_the_same_pass(dtype, act, parallel, monkeypatch):
+    if parallel:
+        monkeypatch.setattr(cpu, "PARALLEL_MIN_ELEMENTS", 1)
+    rng = np.random.default_rng(4)
+    y = reference.activation(xp, (rng.normal(size=(777, 40)) * 3).astype(dtype), act, 0.3)
+    dy = rng.normal(size=y.shape).astype(dtype)
+    dz = reference.act_backward(xp, dy, y, act, 0.3)
+    exact = dz.astype(np.float64).sum(axis=0)  # the kernel sums in float64; the reference in dtype
+    for out in (None, dy.copy()):  # a new array, or written over dy
+        db = np.full(40, np.nan, dtype)
+        result = cpu.act_backward(xp, dy if out is None else out, y, act, 0.3, out=out, bias_grad=db)
+        close(result, dz, dtype)
+        np.testing.assert_allclose(db, exact, rtol=1e-12 if dtype == np.float64 else 1e-6, atol=1e-5)
+    ref_db = np.empty(40, dtype)
+    reference.act_backward(xp, dy, y, act, 0.3, bias_grad=ref_db)
+    np.testing.assert_allclose(ref_db, exact, rtol=1e-4, atol=1e-4)  # the reference's own float32 sum
+    # a bias gradient of the wrong shape, or a 1-D dy, goes to the reference and gets its error / result
+    with pytest.raises(ValueError):
+        cpu.act_backward(xp, dy, y, act, 0.3, bias_grad=np.empty(39, dtype))
+    flat_db = np.empty((), dtype)
+    cpu.act_backward(xp, dy[0], y[0], act, 0.3, bias_grad=flat_db)
+    close(flat_db, dz[0].sum(), dtype)
+
+
 OPTIMIZER_KWARGS = [
     ("sgd_update", 0, dict(lr=0.1, weight_decay=0.01)),
     ("sgd_update", 1, dict(lr=0.1, momentum=0.9)),

@@ -65,10 +65,9 @@ class Dense(Layer):
 
     def backward(self, dy, need_input_grad=True):
         xp = self.be.xp
-        dz = self.ops.act_backward(xp, dy, self._y, self.activation, self.alpha)
+        # one fused pass: dz and, from the same pass, the bias gradient
+        dz = self.ops.act_backward(xp, dy, self._y, self.activation, self.alpha, bias_grad=self.grads.get("b"))
         self.be.matmul(self._x.T, dz, out=self.grads["W"])
-        if self.use_bias:
-            self.be.sum_rows(dz, out=self.grads["b"])
         if not need_input_grad:
             return None
         dx = dz @ self.params["W"].T
