@@ -54,6 +54,12 @@ def test_torch_cpu_tensors_go_through_the_numba_kernels_in_place():
     assert isinstance(loss, torch.Tensor) and loss.ndim == 0 and isinstance(grad, torch.Tensor)
     close(loss.numpy(), rloss, np.float32)
     close(grad.numpy(), rgrad, np.float32)
+    dy, yv = torch.tensor(rng.normal(size=(6, 4)), dtype=torch.float32), torch.rand(6, 4)
+    db = torch.empty(4)
+    dz = torch_cpu.act_backward(txp, dy, yv, "sigmoid", bias_grad=db)
+    rdb = np.empty(4, np.float32)
+    close(dz.numpy(), reference.act_backward(xp, dy.numpy(), yv.numpy(), "sigmoid", bias_grad=rdb), np.float32)
+    close(db.numpy(), rdb, np.float32)  # written through the tensor's NumPy view
     needs_grad = torch.zeros(3, requires_grad=True)  # no NumPy view: the reference handles it
     out = torch_cpu.bias_act(txp, needs_grad * 1.0, None, "relu")
     assert isinstance(out, torch.Tensor)
