@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from .kernels import MODES
 from .optim import OPTIMIZERS
 
 DATASETS = ["fashion-mnist", "mnist", "svhn", "cifar10", "digits", "synthetic"]
+DOWNLOADABLE = ("fashion-mnist", "mnist", "svhn", "cifar10")
 
 
 def _ints(text: str) -> list[int]:
@@ -65,7 +65,8 @@ def _add_data_args(p):
     p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
     p.add_argument("--data-dir", default=None, help="directory holding the dataset's files")
     p.add_argument("--download", action="store_true",
-                   help="fetch MNIST / Fashion-MNIST (SHA-256 checked) into --data-dir or $MLP_DATA if not found")
+                   help="fetch MNIST, Fashion-MNIST, SVHN (train + test) or CIFAR-10 (SHA-256 checked) into "
+                        "--data-dir, $MLP_DATA or ~/.cache/mlp-backend if not found")
     p.add_argument("--scaling", default="global", choices=["standard", "global", "minmax", "none"],
                    help="standardise per feature, with one global mean/std, map to [-1, 1], or keep [0, 1]")
     p.add_argument("--val-split", type=_fraction, default=0.0,
@@ -225,15 +226,15 @@ def prepare_data(args):
     from .data import MinMaxScaler, Standardizer, load_dataset, stratified_split
 
     data_dir = args.data_dir
-    if getattr(args, "download", False) and args.dataset in ("mnist", "fashion-mnist"):
-        from .data import download_idx_dataset, find_idx_dir
+    try:
+        data = load_dataset(args.dataset, data_dir)
+    except FileNotFoundError:
+        if not (getattr(args, "download", False) and args.dataset in DOWNLOADABLE):
+            raise
+        from .data import default_data_root, download_dataset
 
-        try:
-            data_dir = find_idx_dir(args.dataset, data_dir)
-        except FileNotFoundError:
-            default_root = os.environ.get("MLP_DATA", Path.home() / ".cache" / "mlp-backend")
-            data_dir = download_idx_dataset(args.dataset, Path(data_dir) if data_dir else Path(default_root))
-    data = load_dataset(args.dataset, data_dir)
+        root = Path(data_dir) if data_dir else default_data_root()
+        data = load_dataset(args.dataset, download_dataset(args.dataset, root))
     X, y, validation = data.X_train, data.y_train, None
     if args.val_split:
         keep, held = stratified_split(y, args.val_split, args.seed)
@@ -526,17 +527,16 @@ def gradcheck_command(args) -> int:
 
 
 def datasets_command(args):
-    from .data.datasets import find_idx_dir
+    from .data.datasets import dataset_folder, find_idx_dir
 
     rows = []
-    for name in ("fashion-mnist", "mnist"):
+    for name in DOWNLOADABLE:
         try:
-            rows.append((name, f"found in {find_idx_dir(name)}"))
+            folder = find_idx_dir(name) if name in ("fashion-mnist", "mnist") else dataset_folder(name)
+            rows.append((name, f"found in {folder}"))
         except FileNotFoundError:
-            rows.append((name, "not found (pass --data-dir, set MLP_DATA, or mlp_backend.data.download_idx_dataset)"))
-    rows += [("svhn", "train_32x32.mat/test_32x32.mat from --data-dir or $MLP_DATA/svhn"),
-             ("cifar10", "binary batches from --data-dir or $MLP_DATA/cifar-10-batches-bin"),
-             ("digits", "built in (scikit-learn)"), ("synthetic", "generated")]
+            rows.append((name, "not found (pass --data-dir, set MLP_DATA, or mlp train --download)"))
+    rows += [("digits", "built in (scikit-learn)"), ("synthetic", "generated")]
     width = max(len(r[0]) for r in rows)
     for name, status in rows:
         print(f"{name:<{width}}  {status}")

@@ -87,7 +87,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     ``hidden_layer_sizes``, ``activation`` (relu, tanh, sigmoid, leaky_relu, elu, selu), ``optimizer``
     (sgd, momentum, nesterov, rmsprop, adam, adamw), ``learning_rate``, ``batch_size``, ``epochs``,
     ``alpha`` (L2 penalty on weights), ``dropout``, ``early_stopping``, ``backend``, ``dtype`` (None: the
-    input's, float32 or float64), ``kernels``, ``random_state``. Labels may be any sortable values (kept in ``classes_``).
+    input's, float32 or float64), ``kernels``, ``random_state``. Labels may be any sortable values (kept in
+    ``classes_``).
     """
 
     def fit(self, X, y):

@@ -1,6 +1,8 @@
 import gzip
 import hashlib
 import http.server
+import io
+import tarfile
 import threading
 from functools import partial
 
@@ -8,9 +10,9 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from mlp_backend.data import (DataFormatError, DownloadError, MinMaxScaler, download_idx_dataset, fetch,
-                              load_cifar10, load_dataset, load_svhn, make_synthetic, one_hot, read_cifar10_batch,
-                              read_svhn_mat, write_idx)
+from mlp_backend.data import (DataFormatError, DownloadError, MinMaxScaler, download_dataset, download_idx_dataset,
+                              fetch, load_cifar10, load_dataset, load_svhn, make_synthetic, one_hot,
+                              read_cifar10_batch, read_svhn_mat, write_idx)
 from mlp_backend.data.datasets import IDX_FILES
 
 
@@ -98,8 +100,60 @@ def test_download_verifies_checksums_and_never_leaves_partial_files(tmp_path, ht
         fetch(base + "train-labels-idx1-ubyte.gz", target, "0" * 64, max_bytes=5)
     with pytest.raises(DownloadError, match="download failed"):
         fetch(base + "missing.gz", target, "0" * 64)
-    with pytest.raises(ValueError, match="no download for 'svhn'"):
+    with pytest.raises(ValueError, match="no IDX download for 'svhn'"):
         download_idx_dataset("svhn", tmp_path)
+    with pytest.raises(ValueError, match="no download for 'digits'"):
+        download_dataset("digits", tmp_path)
+
+
+def _cifar_archive(path, members):
+    """A tar.gz with the given {name: bytes} members."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_svhn_and_cifar10_downloads_verify_and_load(tmp_path, http_root):
+    served, base = http_root
+    rng = np.random.default_rng(3)
+    for split, n in (("train", 6), ("test", 3)):
+        savemat(served / f"{split}_32x32.mat", {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
+                                                "y": rng.integers(1, 11, (n, 1))})
+    digests = {f: hashlib.sha256((served / f).read_bytes()).hexdigest() for f in ("train_32x32.mat", "test_32x32.mat")}
+    folder = download_dataset("svhn", tmp_path / "data", base_url=base, checksums=digests)
+    assert folder == tmp_path / "data" / "svhn"
+    assert load_svhn(folder).X_train.shape == (6, 3072)
+
+    records = {f"cifar-10-batches-bin/{name}": rng.integers(0, 10, (2, 3073), dtype=np.uint8).tobytes()
+               for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]}
+    records["cifar-10-batches-bin/batches.meta.txt"] = b"airplane\n"
+    records["../outside.txt"] = b"a crafted member: never extracted"
+    _cifar_archive(served / "cifar-10-binary.tar.gz", records)
+    digest = {"cifar-10-binary.tar.gz": hashlib.sha256((served / "cifar-10-binary.tar.gz").read_bytes()).hexdigest()}
+    folder = download_dataset("cifar10", tmp_path / "data", base_url=base, checksums=digest)
+    assert folder == tmp_path / "data" / "cifar-10-batches-bin"
+    data = load_cifar10(folder)
+    assert data.X_train.shape == (10, 3072) and data.X_test.shape == (2, 3072)
+    assert not (tmp_path / "outside.txt").exists() and not (tmp_path / "data" / "outside.txt").exists()
+    # an archive that lacks a batch, or is not a tar.gz at all, is an error naming the archive
+    del records["cifar-10-batches-bin/test_batch.bin"]
+    _cifar_archive(served / "cifar-10-binary.tar.gz", records)
+    digest = {"cifar-10-binary.tar.gz": hashlib.sha256((served / "cifar-10-binary.tar.gz").read_bytes()).hexdigest()}
+    with pytest.raises(DownloadError, match="no cifar-10-batches-bin/test_batch.bin"):
+        download_dataset("cifar10", tmp_path / "data2", base_url=base, checksums=digest)
+    (served / "cifar-10-binary.tar.gz").write_bytes(b"not gzip")
+    digest = {"cifar-10-binary.tar.gz": hashlib.sha256(b"not gzip").hexdigest()}
+    with pytest.raises(DownloadError, match="not a readable tar.gz"):
+        download_dataset("cifar10", tmp_path / "data3", base_url=base, checksums=digest)
+
+
+def test_missing_svhn_or_cifar10_files_say_how_to_get_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"svhn files not found .*missing train_32x32.mat.*--download"):
+        load_svhn(tmp_path)
+    with pytest.raises(FileNotFoundError, match="cifar10 files not found .*data_batch_1.bin"):
+        load_cifar10(tmp_path)
 
 
 def test_preprocessing_helpers():
@@ -131,3 +185,8 @@ def test_cli_download_verifies_against_the_canonical_checksums(tmp_path, http_ro
     assert done.returncode == 2
     assert "does not match the expected" in done.stderr and "Traceback" not in done.stderr
     assert not any((tmp_path / "data" / "mnist").glob("*.gz"))  # nothing kept under a final name
+    (served / "cifar-10-binary.tar.gz").write_bytes(b"not the canonical archive")
+    done = subprocess.run([sys.executable, "-m", "mlp_backend.cli", "train", "--dataset", "cifar10", "--download",
+                           "--epochs", "1", "--out", str(tmp_path / "run")], capture_output=True, text=True, env=env)
+    assert done.returncode == 2
+    assert "cifar-10-binary.tar.gz: SHA-256" in done.stderr and "Traceback" not in done.stderr

@@ -40,21 +40,25 @@ class Dataset:
         return len(self.class_names) if self.class_names else int(self.y_train.max()) + 1
 
 
+def default_data_root() -> Path:
+    """Where datasets are looked for and downloaded by default: ``$MLP_DATA``, else ``~/.cache/mlp-backend``."""
+    return Path(os.environ.get("MLP_DATA") or Path.home() / ".cache" / "mlp-backend")
+
+
 def find_idx_dir(name: str, data_dir=None) -> Path:
-    """The first directory holding all four IDX files: ``data_dir``, ``$MLP_DATA/<name>``, system dirs."""
+    """The first directory holding all four IDX files: ``data_dir``, ``<default_data_root()>/<name>``,
+    system dirs (Debian's package)."""
     candidates = []
     if data_dir is not None:
         candidates.append(Path(data_dir))
-    if os.environ.get("MLP_DATA"):
-        candidates.append(Path(os.environ["MLP_DATA"]) / name)
+    candidates.append(default_data_root() / name)
     candidates += [Path(d) for d in SYSTEM_DIRS.get(name, [])]
     for d in candidates:
         if all(_idx_path(d, f) is not None for pair in IDX_FILES.values() for f in pair):
             return d
     looked = ", ".join(str(c) for c in candidates) or "(nowhere)"
     hint = " (on Debian: apt-get install dataset-fashion-mnist)" if name == "fashion-mnist" else ""
-    fetch = " or --download" if name in ("mnist", "fashion-mnist") else ""
-    raise FileNotFoundError(f"{name} IDX files not found; looked in {looked}. Pass --data-dir DIR{fetch}{hint}")
+    raise FileNotFoundError(f"{name} IDX files not found; looked in {looked}. Pass --data-dir DIR or --download{hint}")
 
 
 def _idx_path(d: Path, stem: str):
@@ -146,6 +150,23 @@ def stratified_split(y, fraction: float, seed: int = 0):
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
 
 
+# The folder (under default_data_root()) and files of the datasets that are not IDX.
+FOLDER_FILES = {"svhn": ("svhn", ("train_32x32.mat", "test_32x32.mat")),
+                "cifar10": ("cifar-10-batches-bin",
+                            tuple(f"data_batch_{i}.bin" for i in range(1, 6)) + ("test_batch.bin",))}
+
+
+def dataset_folder(name: str, data_dir=None, extra_files=()) -> Path:
+    """``data_dir`` (or the default folder of ``name``) after checking that it holds the dataset's files."""
+    default, files = FOLDER_FILES[name]
+    folder = Path(data_dir) if data_dir is not None else default_data_root() / default
+    missing = [f for f in (*files, *extra_files) if not (folder / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{name} files not found in {folder} (missing {', '.join(missing)}). "
+                                "Pass --data-dir DIR, set MLP_DATA, or use --download")
+    return folder
+
+
 def load_svhn(data_dir, use_extra: bool = False) -> Dataset:
     """SVHN from ``train_32x32.mat`` and ``test_32x32.mat`` (and ``extra_32x32.mat`` when ``use_extra``).
 
@@ -154,7 +175,7 @@ def load_svhn(data_dir, use_extra: bool = False) -> Dataset:
     """
     from .formats import read_svhn_mat
 
-    d = Path(data_dir) if data_dir is not None else Path(os.environ.get("MLP_DATA", ".")) / "svhn"
+    d = dataset_folder("svhn", data_dir, ("extra_32x32.mat",) if use_extra else ())
     X, y = read_svhn_mat(d / "train_32x32.mat")
     if use_extra:
         Xe, ye = read_svhn_mat(d / "extra_32x32.mat")
@@ -167,7 +188,7 @@ def load_cifar10(data_dir) -> Dataset:
     """CIFAR-10 from its binary release (``data_batch_1.bin`` .. ``data_batch_5.bin``, ``test_batch.bin``)."""
     from .formats import CIFAR10_CLASSES, read_cifar10_batch
 
-    d = Path(data_dir) if data_dir is not None else Path(os.environ.get("MLP_DATA", ".")) / "cifar-10-batches-bin"
+    d = dataset_folder("cifar10", data_dir)
     parts = [read_cifar10_batch(d / f"data_batch_{i}.bin") for i in range(1, 6)]
     Xt, yt = read_cifar10_batch(d / "test_batch.bin")
     return Dataset("cifar10", np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),

@@ -3,15 +3,22 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
-# Canonical files (gzip) and their SHA-256, as published alongside the datasets' mirrors.
+# Canonical files with their SHA-256 and size in bytes. The MNIST, SVHN and CIFAR-10 checksums agree across
+# several independent public sources; the Fashion-MNIST ones come from one (none could be checked here
+# against the real files: this project's machines cannot reach the hosts).
 MIRRORS = {
     "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "fashion-mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "svhn": "http://ufldl.stanford.edu/housenumbers/",
+    "cifar10": "https://www.cs.toronto.edu/~kriz/",
 }
 SHA256 = {
     "mnist": {
@@ -26,8 +33,23 @@ SHA256 = {
         "t10k-images-idx3-ubyte.gz": "78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229",
         "t10k-labels-idx1-ubyte.gz": "42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf",
     },
+    "svhn": {
+        "train_32x32.mat": "435e94d69a87fde4fd4d7f3dd208dfc32cb6ae8af2240d066de1df7508d083b8",
+        "test_32x32.mat": "cdce80dfb2a2c4c6160906d0bd7c68ec5a99d7ca4831afa54f09182025b6a75b",
+    },
+    "svhn-extra": {
+        "extra_32x32.mat": "a133a4beb38a00fcdda90c9489e0c04f900b660ce8a316a5e854838379a71eb3",
+    },
+    "cifar10": {
+        "cifar-10-binary.tar.gz": "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
+    },
 }
-MAX_DOWNLOAD_BYTES = 200 << 20
+SIZES = {"train_32x32.mat": 182_040_794, "test_32x32.mat": 64_275_384, "extra_32x32.mat": 1_329_278_602,
+         "cifar-10-binary.tar.gz": 170_052_171}
+MAX_DOWNLOAD_BYTES = 200 << 20  # files of unknown size (the IDX ones are < 30 MB)
+# The members of the CIFAR-10 archive that the loader reads; nothing else is extracted.
+CIFAR10_DIR = "cifar-10-batches-bin"
+CIFAR10_MEMBERS = tuple(f"data_batch_{i}.bin" for i in range(1, 6)) + ("test_batch.bin", "batches.meta.txt")
 
 
 class DownloadError(OSError):
@@ -69,16 +91,58 @@ def fetch(url: str, dest, sha256: str, max_bytes: int = MAX_DOWNLOAD_BYTES, time
     return dest
 
 
-def download_idx_dataset(name: str, root, base_url: str | None = None, checksums: dict | None = None) -> Path:
-    """Fetch the four IDX files of ``mnist`` or ``fashion-mnist`` into ``root/name``; returns that folder.
+def download_dataset(name: str, root, base_url: str | None = None, checksums: dict | None = None,
+                     use_extra: bool = False) -> Path:
+    """Fetch ``mnist``, ``fashion-mnist``, ``svhn`` or ``cifar10`` under ``root``; returns the folder that
+    :func:`mlp_backend.data.load_dataset` reads (``root/<name>``; ``root/cifar-10-batches-bin`` for CIFAR-10).
 
-    ``base_url`` (or the ``MLP_MIRROR`` environment variable) replaces the canonical mirror; the
-    SHA-256 checks stay, so a mirror must serve the canonical files.
+    ``base_url`` (or the ``MLP_MIRROR`` environment variable) replaces the canonical host; the SHA-256
+    checks stay, so a mirror must serve the canonical files. ``use_extra`` adds SVHN's 1.3 GB extra split.
+    Files already present with the right checksum are not fetched again.
     """
-    if name not in SHA256:
-        raise ValueError(f"no download for {name!r}; downloadable: {', '.join(SHA256)}")
-    base = base_url or os.environ.get("MLP_MIRROR") or MIRRORS[name]
-    folder = Path(root) / name
-    for filename, digest in (checksums or SHA256[name]).items():
-        fetch(base.rstrip("/") + "/" + filename, folder / filename, digest)
-    return folder
+    if name not in MIRRORS:
+        raise ValueError(f"no download for {name!r}; downloadable: {', '.join(MIRRORS)}")
+    base = (base_url or os.environ.get("MLP_MIRROR") or MIRRORS[name]).rstrip("/") + "/"
+    files = dict(checksums or {**SHA256[name], **(SHA256["svhn-extra"] if name == "svhn" and use_extra else {})})
+    folder = Path(root) / ("cifar10-download" if name == "cifar10" else name)
+    for filename, digest in files.items():
+        fetch(base + filename, folder / filename, digest, max_bytes=SIZES.get(filename, MAX_DOWNLOAD_BYTES))
+    if name != "cifar10":
+        return folder
+    return _extract_cifar10(folder / "cifar-10-binary.tar.gz", Path(root) / CIFAR10_DIR)
+
+
+def download_idx_dataset(name: str, root, base_url: str | None = None, checksums: dict | None = None) -> Path:
+    """Fetch the four IDX files of ``mnist`` or ``fashion-mnist`` into ``root/name``; returns that folder."""
+    if name not in ("mnist", "fashion-mnist"):
+        raise ValueError(f"no IDX download for {name!r}; downloadable: mnist, fashion-mnist")
+    return download_dataset(name, root, base_url, checksums)
+
+
+def _extract_cifar10(archive: Path, dest: Path) -> Path:
+    """The batch files of the (checksum-verified) archive into ``dest``, each written atomically.
+
+    Only the named regular-file members are read, so a crafted archive cannot write outside ``dest``.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member_name in CIFAR10_MEMBERS:
+                try:
+                    member = tar.getmember(f"{CIFAR10_DIR}/{member_name}")
+                except KeyError:
+                    raise DownloadError(f"{archive}: no {CIFAR10_DIR}/{member_name} in the archive") from None
+                source = tar.extractfile(member) if member.isfile() else None
+                if source is None:
+                    raise DownloadError(f"{archive}: {member.name} is not a regular file")
+                fd, tmp = tempfile.mkstemp(prefix=f".{member_name}.", suffix=".part", dir=dest)
+                try:
+                    with os.fdopen(fd, "wb") as out:
+                        shutil.copyfileobj(source, out)
+                    os.replace(tmp, dest / member_name)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+    except (tarfile.TarError, EOFError, zlib.error) as e:
+        raise DownloadError(f"{archive}: not a readable tar.gz archive ({e})") from None
+    return dest
