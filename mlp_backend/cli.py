@@ -61,6 +61,13 @@ def _fraction(text):
     return value
 
 
+def _fraction_or_count(text):
+    """A fraction in [0, 1), or a whole number of samples (``3257``)."""
+    if text.strip().isdigit():
+        return int(text)
+    return _fraction(text)
+
+
 def _add_data_args(p):
     p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
     p.add_argument("--data-dir", default=None, help="directory holding the dataset's files")
@@ -69,8 +76,9 @@ def _add_data_args(p):
                         "--data-dir, $MLP_DATA or ~/.cache/mlp-backend if not found")
     p.add_argument("--scaling", default="global", choices=["standard", "global", "minmax", "none"],
                    help="standardise per feature, with one global mean/std, map to [-1, 1], or keep [0, 1]")
-    p.add_argument("--val-split", type=_fraction, default=0.0,
-                   help="fraction of the training set held out (stratified, seeded) for validation")
+    p.add_argument("--val-split", type=_fraction_or_count, default=0.0,
+                   help="fraction (0.1) or number of samples (3257) of the training set held out for validation "
+                        "(stratified, seeded)")
 
 
 def _add_model_args(p):
@@ -389,7 +397,8 @@ def train_command(args) -> dict:
     summary = {
         "dataset": data.name, "backend": args.backend, "dtype": args.dtype, "kernels": model.ops.mode,
         "epochs": len(history.train_loss), "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-        "test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
+        "train_samples": int(X.shape[0]), "validation_samples": 0 if validation is None else int(len(validation[1])),
+        "test_samples": int(X_test.shape[0]), "test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
         "final_train_loss": history.train_loss[-1], "train_loss": history.train_loss,
         "val_loss": history.val_loss, "val_accuracy": history.val_accuracy,
         "epoch_seconds": history.epoch_seconds, "train_seconds": wall, "run_dir": str(run),

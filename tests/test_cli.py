@@ -79,6 +79,14 @@ def test_sweep_writes_mean_and_std_report_and_plots(tmp_path, capsys):
     assert len(data["results"]) == 4
 
 
+def test_val_split_takes_a_number_of_samples(tmp_path):
+    out = tmp_path / "run.json"
+    assert main(["train", *SMALL, "--epochs", "1", "--val-split", "150", "--quiet", "--json", str(out),
+                 "--out", str(tmp_path / "run")]) == 0
+    summary = json.loads(out.read_text())
+    assert summary["validation_samples"] == 150 and summary["train_samples"] + 150 == 1600
+
+
 def test_digits_trains_with_nothing_downloaded(tmp_path):
     out = tmp_path / "d.json"
     assert main(["train", "--dataset", "digits", "--hidden", "64", "--epochs", "15", "--quiet", "--no-progress",
@@ -123,6 +131,7 @@ def test_plot_gradcheck_and_datasets_commands(tmp_path, capsys):
     (["train", "--dataset", "mnist", "--data-dir", "/nonexistent"], "mnist IDX files not found"),
     (["train", "--dataset", "synthetic", "--activation", "swish"], "unknown activation 'swish'"),
     (["train", "--val-split", "1.5"], "must be in [0, 1)"),
+    (["train", "--dataset", "synthetic", "--val-split", "99999"], "split size must be between 1 and"),
     (["evaluate", "--checkpoint", "/nonexistent.safetensors"], "No such file"),
     (["plot", "--out", "x.png"], "give run folders"),
 ])

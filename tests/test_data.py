@@ -90,3 +90,15 @@ def test_standardizer_and_stratified_split():
     assert len(np.intersect1d(keep, held)) == 0 and len(keep) + len(held) == 600
     again, _ = stratified_split(y, 0.1, seed=1)
     np.testing.assert_array_equal(keep, again)
+
+
+def test_stratified_split_by_count_holds_out_exactly_that_many():
+    rng = np.random.default_rng(5)
+    y = rng.choice(10, size=73257, p=np.linspace(1, 2, 10) / np.linspace(1, 2, 10).sum())  # unbalanced
+    keep, held = stratified_split(y, 3257, seed=0)  # SVHN's 70,000 / 3,257 split of its training set
+    assert len(held) == 3257 and len(keep) == 70000 and len(np.intersect1d(keep, held)) == 0
+    expected = 3257 * np.bincount(y) / y.size
+    assert np.all(np.abs(np.bincount(y[held], minlength=10) - expected) < 1)  # proportional, to within one
+    for bad in (0, 73257, 1.0, -0.5, True, "3"):
+        with pytest.raises(ValueError, match="split size"):
+            stratified_split(y, bad)

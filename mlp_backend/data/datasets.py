@@ -135,18 +135,31 @@ def make_synthetic(n_samples: int = 2000, n_features: int = 20, n_classes: int =
                    tuple(map(str, range(n_classes))), "generated")
 
 
-def stratified_split(y, fraction: float, seed: int = 0):
-    """Index arrays ``(keep, held_out)`` holding out ``fraction`` of each class, seeded."""
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"split fraction must be in (0, 1), got {fraction!r}")
+def stratified_split(y, size, seed: int = 0):
+    """Index arrays ``(keep, held_out)``, seeded and stratified by class, as scikit-learn's ``test_size``:
+    a float in (0, 1) holds out that fraction of each class (rounded per class); an int holds out exactly
+    that many samples (per class in proportion, largest remainders first), e.g. SVHN's 3,257 validation
+    images of 73,257."""
     y = np.asarray(y)
+    counts = {c: int(np.sum(y == c)) for c in np.unique(y)}
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        if not 0 < size < y.shape[0]:
+            raise ValueError(f"split size must be between 1 and {y.shape[0] - 1} samples, got {size}")
+        share = {c: size * n / y.shape[0] for c, n in counts.items()}
+        take = {c: int(np.floor(v)) for c, v in share.items()}
+        by_remainder = sorted(counts, key=lambda c: take[c] - share[c])  # largest remainder first, stable
+        for c in by_remainder[:size - sum(take.values())]:
+            take[c] += 1
+    elif isinstance(size, float) and 0.0 < size < 1.0:
+        take = {c: int(round(size * n)) for c, n in counts.items()}
+    else:
+        raise ValueError(f"split size must be a fraction in (0, 1) or a number of samples, got {size!r}")
     rng = np.random.default_rng(seed)
     keep, held = [], []
-    for c in np.unique(y):
+    for c in counts:
         idx = rng.permutation(np.flatnonzero(y == c))
-        k = int(round(fraction * idx.size))
-        held.append(idx[:k])
-        keep.append(idx[k:])
+        held.append(idx[:take[c]])
+        keep.append(idx[take[c]:])
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
 
 
@@ -170,8 +183,8 @@ def dataset_folder(name: str, data_dir=None, extra_files=()) -> Path:
 def load_svhn(data_dir, use_extra: bool = False) -> Dataset:
     """SVHN from ``train_32x32.mat`` and ``test_32x32.mat`` (and ``extra_32x32.mat`` when ``use_extra``).
 
-    The coursework split (e.g. 70,000 train / 3,257 validation / 26,032 test) is a seeded split of the
-    training part: ``mlp train --val-split`` or :func:`stratified_split`.
+    The coursework split (70,000 train / 3,257 validation / 26,032 test) is a seeded, stratified split of
+    the training part: ``mlp train --dataset svhn --val-split 3257`` or ``stratified_split(y, 3257)``.
     """
     from .formats import read_svhn_mat
 
