@@ -164,15 +164,27 @@ def test_resume_a_killed_run_from_the_command_line(tmp_path):
     assert done.returncode == 2 and "cannot resume" in done.stderr and "--lr 0.5" in done.stderr
 
 
+def test_paired_ratio_pairs_passes_and_skips_failed_runs():
+    from mlp_backend.bench import paired_ratio
+
+    assert paired_ratio([1.0, 2.0, 3.0], [2.0, 2.0, 2.0]) == pytest.approx(1.0)  # median of 0.5, 1, 1.5
+    assert paired_ratio([1.0, None, 3.0], [2.0, 2.0, None]) == pytest.approx(0.5)
+    assert paired_ratio([1.0], None) is None and paired_ratio([None], [1.0]) is None
+
+
 def test_bench_runs_on_a_small_dataset_and_writes_json_and_plot(tmp_path, capsys):
     out, png = tmp_path / "b.json", tmp_path / "b.png"
-    assert main(["bench", "--dataset", "digits", "--batch-sizes", "64", "--impl", "numpy-fused",
-                 "--impl", "numpy-reference", "--epochs", "2", "--repeats", "2", "--quiet",
-                 "--json", str(out), "--plot", str(png)]) == 0
+    impls = ["numpy-fused", "numpy-reference"] + (["pytorch-cpu"] if "torch" in AVAILABLE else [])
+    assert main(["bench", "--dataset", "digits", "--batch-sizes", "64", *(a for i in impls for a in ("--impl", i)),
+                 "--epochs", "2", "--repeats", "2", "--quiet", "--json", str(out), "--plot", str(png)]) == 0
     report = json.loads(out.read_text())
-    assert {r["impl"] for r in report["results"]} == {"numpy-fused", "numpy-reference"}
+    assert {r["impl"] for r in report["results"]} == set(impls)
     for r in report["results"]:
         assert r["seconds_per_epoch"] > 0 and r["test_accuracy"] > 0.8 and r["vs_gemm_floor"] > 0
         assert r["seconds_per_epoch"] == min(r["epoch_seconds"][1:])
+        assert r["seconds_per_epoch"] == min(r["pass_seconds"]) and len(r["pass_seconds"]) == 2
+        if "pytorch-cpu" in impls:
+            anchor = next(a for a in report["results"] if a["impl"] == "pytorch-cpu")["pass_seconds"]
+            assert r["vs_pytorch_cpu_paired"] == pytest.approx(np.median(np.divide(r["pass_seconds"], anchor)))
     assert report["meta"]["sgemm_gflops"] > 1 and png.stat().st_size > 10_000
     assert "| numpy-fused | 64 |" in capsys.readouterr().out
