@@ -104,7 +104,7 @@ def download_dataset(name: str, root, base_url: str | None = None, checksums: di
         raise ValueError(f"no download for {name!r}; downloadable: {', '.join(MIRRORS)}")
     base = (base_url or os.environ.get("MLP_MIRROR") or MIRRORS[name]).rstrip("/") + "/"
     files = dict(checksums or {**SHA256[name], **(SHA256["svhn-extra"] if name == "svhn" and use_extra else {})})
-    folder = Path(root) / ("cifar10-download" if name == "cifar10" else name)
+    folder = Path(root) if name == "cifar10" else Path(root) / name  # the archive sits beside what it holds
     for filename, digest in files.items():
         fetch(base + filename, folder / filename, digest, max_bytes=SIZES.get(filename, MAX_DOWNLOAD_BYTES))
     if name != "cifar10":
