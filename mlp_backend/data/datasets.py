@@ -150,7 +150,7 @@ def stratified_split(y, size, seed: int = 0):
         by_remainder = sorted(counts, key=lambda c: take[c] - share[c])  # largest remainder first, stable
         for c in by_remainder[:size - sum(take.values())]:
             take[c] += 1
-    elif isinstance(size, float) and 0.0 < size < 1.0:
+    elif isinstance(size, (float, np.floating)) and 0.0 < size < 1.0:
         take = {c: int(round(size * n)) for c, n in counts.items()}
     else:
         raise ValueError(f"split size must be a fraction in (0, 1) or a number of samples, got {size!r}")

@@ -11,6 +11,8 @@ import urllib.request
 import zlib
 from pathlib import Path
 
+from .datasets import FOLDER_FILES
+
 # Canonical files with their SHA-256 and size in bytes. The MNIST, SVHN and CIFAR-10 checksums agree across
 # several independent public sources; the Fashion-MNIST ones come from one (none could be checked here
 # against the real files: this project's machines cannot reach the hosts).
@@ -47,9 +49,9 @@ SHA256 = {
 SIZES = {"train_32x32.mat": 182_040_794, "test_32x32.mat": 64_275_384, "extra_32x32.mat": 1_329_278_602,
          "cifar-10-binary.tar.gz": 170_052_171}
 MAX_DOWNLOAD_BYTES = 200 << 20  # files of unknown size (the IDX ones are < 30 MB)
-# The members of the CIFAR-10 archive that the loader reads; nothing else is extracted.
-CIFAR10_DIR = "cifar-10-batches-bin"
-CIFAR10_MEMBERS = tuple(f"data_batch_{i}.bin" for i in range(1, 6)) + ("test_batch.bin", "batches.meta.txt")
+# The members of the CIFAR-10 archive that are extracted: the loader's files and the class names, nothing else.
+CIFAR10_DIR, _CIFAR10_FILES = FOLDER_FILES["cifar10"]
+CIFAR10_MEMBERS = (*_CIFAR10_FILES, "batches.meta.txt")
 
 
 class DownloadError(OSError):
