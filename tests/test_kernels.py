@@ -157,7 +157,7 @@ def test_act_backward_writes_the_bias_gradient_from_the_same_pass(dtype, act, pa
     y = reference.activation(xp, (rng.normal(size=(777, 40)) * 3).astype(dtype), act, 0.3)
     dy = rng.normal(size=y.shape).astype(dtype)
     dz = reference.act_backward(xp, dy, y, act, 0.3)
-    exact = dz.astype(np.float64).sum(axis=0)  # the kernel sums in float64; the reference in dtype
+    exact = dz.astype(np.float64).sum(axis=0)  # the kernel's sums end in float64; the reference's in dtype
     for out in (None, dy.copy()):  # a new array, or written over dy
         db = np.full(40, np.nan, dtype)
         result = cpu.act_backward(xp, dy if out is None else out, y, act, 0.3, out=out, bias_grad=db)

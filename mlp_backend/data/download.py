@@ -124,27 +124,30 @@ def download_idx_dataset(name: str, root, base_url: str | None = None, checksums
 def _extract_cifar10(archive: Path, dest: Path) -> Path:
     """The batch files of the (checksum-verified) archive into ``dest``, each written atomically.
 
-    Only the named regular-file members are read, so a crafted archive cannot write outside ``dest``.
+    One pass over the archive (a gzip stream cannot seek back cheaply); only the named regular-file members
+    are read, so a crafted archive cannot write outside ``dest``.
     """
     dest.mkdir(parents=True, exist_ok=True)
+    wanted = {f"{CIFAR10_DIR}/{name}": name for name in CIFAR10_MEMBERS}
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            for member_name in CIFAR10_MEMBERS:
-                try:
-                    member = tar.getmember(f"{CIFAR10_DIR}/{member_name}")
-                except KeyError:
-                    raise DownloadError(f"{archive}: no {CIFAR10_DIR}/{member_name} in the archive") from None
+            for member in tar:
+                name = wanted.pop(member.name, None)
+                if name is None:
+                    continue
                 source = tar.extractfile(member) if member.isfile() else None
                 if source is None:
                     raise DownloadError(f"{archive}: {member.name} is not a regular file")
-                fd, tmp = tempfile.mkstemp(prefix=f".{member_name}.", suffix=".part", dir=dest)
+                fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=dest)
                 try:
                     with os.fdopen(fd, "wb") as out:
                         shutil.copyfileobj(source, out)
-                    os.replace(tmp, dest / member_name)
+                    os.replace(tmp, dest / name)
                 finally:
                     if os.path.exists(tmp):
                         os.unlink(tmp)
     except (tarfile.TarError, EOFError, zlib.error) as e:
         raise DownloadError(f"{archive}: not a readable tar.gz archive ({e})") from None
+    if wanted:
+        raise DownloadError(f"{archive}: no {', '.join(sorted(wanted))} in the archive")
     return dest
