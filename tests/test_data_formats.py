@@ -190,3 +190,15 @@ def test_cli_download_verifies_against_the_canonical_checksums(tmp_path, http_ro
                            "--epochs", "1", "--out", str(tmp_path / "run")], capture_output=True, text=True, env=env)
     assert done.returncode == 2
     assert "cifar-10-binary.tar.gz: SHA-256" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_default_data_root_is_mlp_data_else_the_user_cache(tmp_path, monkeypatch):
+    from mlp_backend.data import default_data_root
+
+    monkeypatch.setenv("MLP_DATA", str(tmp_path / "d"))
+    assert default_data_root() == tmp_path / "d"
+    monkeypatch.delenv("MLP_DATA")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_data_root() == tmp_path / "home" / ".cache" / "mlp-backend"
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "home" / ".cache" / "mlp-backend" / "svhn")):
+        load_svhn(None)  # looked for under the default root
