@@ -15,15 +15,16 @@ def main():
     for size in (8_000, 32_000, 65_536, 131_072, 262_144, 1_048_576):
         p, g = np.random.rand(size).astype(f), np.random.rand(size).astype(f)
         m, v = np.zeros_like(p), np.zeros_like(p)
-        adam = (np.array([0.9, 0.1, 0.999, 0.001, 1e-8, 1e-3, 1.0, 1.0, 0.0, 1.0, np.inf], f), False)
-        sgd = (np.array([1e-3, 0.9, 0.0, 1.0, np.inf], f), False, True, False)
-        for name, serial, parallel, args in (
-            ("adam", cpu._adam_serial, cpu._adam_parallel, (p, g, m, v, *adam)),
-            ("sgd_momentum", cpu._sgd_serial, cpu._sgd_parallel, (p, g, m, *sgd)),
-            ("relu_backward", cpu._act_backward_serial, cpu._act_backward_parallel, (g, p, 1, f(0), m)),
+        adam = np.array([1e-3, 0.0, 1.0, np.inf, 0.9, 0.1, 0.999, 0.001, 1e-8, 1e-3, 1.0, 1.0], f)
+        sgd = np.array([1e-3, 0.0, 1.0, np.inf, 0.9], f)
+        threads = cpu.numba.get_num_threads()
+        for name, (serial, parallel), args, parallel_args in (
+            ("adam", cpu._ADAM, (p, g, m, v, adam), None),
+            ("sgd_momentum", cpu._SGD, (p, g, m, sgd, False, True), None),
+            ("relu_backward", cpu._ACT_BACKWARD["relu"], (g, p, f(0), m, False, 1), (g, p, f(0), m, False, threads)),
         ):
             s = median_us(lambda: serial(*args), 200)
-            q = median_us(lambda: parallel(*args), 200)
+            q = median_us(lambda: parallel(*(parallel_args or args)), 200)
             print(f"{size:>10} {name:<14} {s:>10.1f} {q:>12.1f}", flush=True)
 
 

@@ -3,8 +3,12 @@
 ``MLP_KERNELS=auto|numba|reference`` (environment) or ``mode=`` (per call) chooses:
 
 - ``auto``: the Numba kernel where the library has one (numpy -> ``cpu.py``, torch CPU tensors ->
-  ``torch_cpu.py`` (zero-copy views into ``cpu.py``), cupy -> ``cuda.py``), else the reference. Each kernel itself falls back to the reference for dtypes or layouts it does
-  not handle (anything but C-contiguous float32/float64), never to a wrong result.
+  ``torch_cpu.py`` (zero-copy views into ``cpu.py``), cupy -> ``cuda.py``), else the reference.
+
+A fused module overrides only the ops it speeds up (an op it does not define is the reference's), and
+each override returns ``NotImplemented`` for inputs it does not handle (dtypes, layouts, devices): the
+registry then runs the reference, so an unsupported input gets the reference's result or error, never a
+wrong one.
 - ``numba``: like ``auto``, but an error when the library has no Numba kernels.
 - ``reference``: always the pure Array API code.
 
@@ -12,6 +16,7 @@ Kernel modules are imported on first use, so importing mlp_backend imports neith
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from types import SimpleNamespace
@@ -56,7 +61,20 @@ def resolve(op: str, library: str, mode: str | None = None):
                 "use kernels='auto' or 'reference'"
             )
         return getattr(reference, op)
-    return getattr(importlib.import_module(f"{__name__}.{module}"), op)
+    fused = getattr(importlib.import_module(f"{__name__}.{module}"), op, None)
+    return getattr(reference, op) if fused is None else _with_fallback(fused, getattr(reference, op))
+
+
+@functools.lru_cache(maxsize=None)
+def _with_fallback(fused, ref):
+    """``fused``, or ``ref`` where ``fused`` answers NotImplemented."""
+    @functools.wraps(ref)
+    def op(*args, **kwargs):
+        result = fused(*args, **kwargs)
+        return ref(*args, **kwargs) if result is NotImplemented else result
+
+    op.fused = fused
+    return op
 
 
 def kernel_set(library: str, mode: str | None = None) -> SimpleNamespace:

@@ -1,17 +1,23 @@
 """Numba CPU kernels: the reference ops fused into single passes over NumPy arrays.
 
-Each public function has exactly the signature and side effects of its twin in ``reference.py``
-and falls back to it for anything but C-contiguous float32/float64 NumPy arrays. The per-element
-maths lives in ``elementwise.py`` (shared with the CUDA kernels) and is inlined here into serial and
-parallel loops; the parallel ones run above ``PARALLEL_MIN_ELEMENTS`` (measured by ``bench/cutover.py``).
-float32 loops use the vectorisable ``fast_*`` functions below where libm would keep them scalar.
-Compiled code is cached on disk (``cache=True``), so a second process pays no compile time.
+Each public function has the signature of its twin in ``reference.py`` and the same side effects, and
+returns ``NotImplemented`` for what it does not handle (anything but C-contiguous float32/float64 NumPy
+arrays): the registry (``__init__.py``) then runs the reference. The maths is not here: activations come
+from ``activations.py`` and update rules from ``elementwise.py``, compiled inline into loops written once
+each and compiled twice, serial and parallel (``_twins``); the parallel ones run above
+``PARALLEL_MIN_ELEMENTS`` (measured by ``bench/cutover.py``). Activation kernels are compiled per
+activation with a constant code, so each loop is branch-free and vectorises. float32 loops use the
+vectorisable ``fast_*`` functions below where libm would keep them scalar. Compiled code is cached on
+disk (``cache=True``), so a second process pays no compile time.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import os
+import types
+from pathlib import Path
 
 # Numba's OpenMP workers and OpenBLAS's threads take turns on the same cores every training step; with
 # OpenMP's default active waiting they spin against each other (8.7 ms vs 1.4 ms per step measured on 2
@@ -22,11 +28,13 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 from numba.extending import overload  # noqa: E402
+from numba.np.unsafe.ndarray import to_fixed_tuple  # noqa: E402
 
-from . import reference  # noqa: E402
-from .elementwise import (ACT_CODES, ELU, IDENTITY, LEAKY_RELU, RELU, SELU, SELU_ALPHA,  # noqa: E402
-                          SELU_SCALE, SIGMOID, TANH, _act_elem, _act_grad_elem, _adam_elem, _rmsprop_elem,
-                          _sgd_elem)
+from . import hyper  # noqa: E402
+from .activations import CODES  # noqa: E402
+from .elementwise import adam_element, rmsprop_element, sgd_element  # noqa: E402
+from .jit import act_derivative, act_forward  # noqa: E402
+from .scalar_math import fast_exp, fast_expm1, fast_log1p, fast_tanh  # noqa: E402
 
 # No nnan/ninf: -inf logits and NaN divergence must propagate exactly as in the reference.
 _FAST = {"contract", "arcp", "reassoc", "nsz"}
@@ -38,15 +46,9 @@ _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 # wake the workers, so it pays from about 1e6 elements on (bench/cutover.py, bench/RESULTS.md).
 PARALLEL_MIN_ELEMENTS = 1 << 20
 
-_ACT_CODES = ACT_CODES
-
 
 # -- a vectorisable exp ------------------------------------------------------------------------
-def fast_exp(x):  # pragma: no cover - replaced by the overload inside compiled code
-    return math.exp(x)
-
-
-@overload(fast_exp, jit_options=_INLINE)
+@overload(fast_exp, target="cpu", jit_options=_INLINE)
 def _fast_exp_impl(x):
     """float32: range reduction + degree-7 polynomial + exponent bits (LLVM vectorises it; libm's
     exp does not vectorise without SVML); max relative error ~1e-7. float64: libm exp, exact."""
@@ -76,11 +78,7 @@ def _fast_exp_impl(x):
     return lambda x: math.exp(x)
 
 
-def fast_log1p(x):  # pragma: no cover - replaced by the overload inside compiled code
-    return math.log1p(x)
-
-
-@overload(fast_log1p, jit_options=_INLINE)
+@overload(fast_log1p, target="cpu", jit_options=_INLINE)
 def _fast_log1p_impl(x):
     """float32, for x >= 0: log(1 + x) from the exponent bits and an atanh series on the mantissa in
     [sqrt(1/2), sqrt(2)) (vectorisable; absolute error ~1e-7). float64: libm log1p, exact."""
@@ -105,11 +103,7 @@ def _fast_log1p_impl(x):
     return lambda x: math.log1p(x)
 
 
-def fast_expm1(x):  # pragma: no cover - replaced by the overload inside compiled code
-    return math.expm1(x)
-
-
-@overload(fast_expm1, jit_options=_INLINE)
+@overload(fast_expm1, target="cpu", jit_options=_INLINE)
 def _fast_expm1_impl(x):
     """float32: a Taylor polynomial near 0 (where exp(x) - 1 would cancel), fast_exp(x) - 1 elsewhere;
     relative error ~1e-6. float64: libm expm1, exact."""
@@ -125,11 +119,7 @@ def _fast_expm1_impl(x):
     return lambda x: math.expm1(x)
 
 
-def fast_tanh(x):  # pragma: no cover - replaced by the overload inside compiled code
-    return math.tanh(x)
-
-
-@overload(fast_tanh, jit_options=_INLINE)
+@overload(fast_tanh, target="cpu", jit_options=_INLINE)
 def _fast_tanh_impl(x):
     """float32: a 13/6 rational approximation on [-7.9, 7.9] (as Eigen's fast tanh; one division, no exp),
     exact to float32 rounding, saturating beyond. float64: libm tanh."""
@@ -152,6 +142,42 @@ def _fast_tanh_impl(x):
     return lambda x: math.tanh(x)
 
 
+# -- compiling one body twice, and once per activation -------------------------------------------------
+# Numba's disk cache tells functions apart by qualified name and bytecode, not by ``parallel`` or by the
+# element functions inlined from other files: each variant gets its own name, which carries a digest of
+# those files so that editing the maths recompiles instead of loading a stale kernel.
+_MATHS_DIGEST = hashlib.sha256(b"".join(
+    (Path(__file__).parent / f).read_bytes()
+    for f in ("activations.py", "elementwise.py", "hyper.py", "jit.py", "scalar_math.py"))).hexdigest()[:10]
+
+
+def _renamed(fn, name):
+    copy = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = f"{name}_{_MATHS_DIGEST}"
+    return copy
+
+
+def _twins(fn):
+    """``(serial, parallel)`` compilations of one body written with ``prange`` (a ``range`` when serial)."""
+    name = fn.__name__
+    return (njit(**_JIT)(_renamed(fn, f"{name}_serial")),
+            njit(parallel=True, **_JIT)(_renamed(fn, f"{name}_parallel")))
+
+
+def _per_activation(factory):
+    """``{name: (serial, parallel)}``: ``factory(code)`` returns a body whose closure holds the constant code."""
+    return {name: _twins(_renamed(factory(code), f"{factory.__name__}_{name}")) for name, code in CODES.items()}
+
+
+def _pick(twins, size):
+    return twins[size >= PARALLEL_MIN_ELEMENTS]
+
+
+def _bands(size):
+    """Contiguous bands of work: one per thread when parallel, else one."""
+    return numba.get_num_threads() if size >= PARALLEL_MIN_ELEMENTS else 1
+
+
 # -- support checks ----------------------------------------------------------------------------
 def _fusable(*arrays) -> bool:
     """True when every array is a C-contiguous NumPy array of the first one's float dtype."""
@@ -165,6 +191,10 @@ def _fusable(*arrays) -> bool:
         if type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous:
             return False
     return True
+
+
+def _given(*arrays):
+    return tuple(a for a in arrays if a is not None)
 
 
 @functools.lru_cache(maxsize=64)
@@ -213,35 +243,28 @@ def _labels_in_range(labels, c):
     return True
 
 
-@njit(**_JIT)
-def _xent_serial(z, labels, smoothing, grad):
-    n = z.shape[0]
-    if not _labels_in_range(labels, z.shape[1]):
-        return np.nan
-    total = 0.0
-    for i in range(n):
-        total += _xent_row(z, labels[i], smoothing, 1.0 / n, grad, i)
-    return total / n
-
-
-@njit(parallel=True, **_JIT)
-def _xent_parallel(z, labels, smoothing, grad):
+def _xent(z, labels, smoothing, grad):
     n = z.shape[0]
     if not _labels_in_range(labels, z.shape[1]):
         return np.nan
     rows = np.empty(n)
     for i in prange(n):
         rows[i] = _xent_row(z, labels[i], smoothing, 1.0 / n, grad, i)
-    return rows.sum() / n  # summed in row order: the same for any thread count
+    total = 0.0
+    for i in range(n):  # summed in row order: the same for any thread count
+        total += rows[i]
+    return total / n
+
+
+_XENT = _twins(_xent)
 
 
 def softmax_cross_entropy(xp, logits, labels, label_smoothing=0.0, out=None):
-    if not (_fusable(logits, *(() if out is None else (out,))) and logits.ndim == 2
+    if not (_fusable(logits, *_given(out)) and logits.ndim == 2
             and _labels_ok(labels, logits.shape[0]) and (out is None or out.shape == logits.shape)):
-        return reference.softmax_cross_entropy(xp, logits, labels, label_smoothing, out)
+        return NotImplemented
     grad = np.empty_like(logits) if out is None else out
-    kernel = _xent_parallel if logits.size >= PARALLEL_MIN_ELEMENTS else _xent_serial
-    loss = kernel(logits, labels, float(label_smoothing), grad)
+    loss = _pick(_XENT, logits.size)(logits, labels, float(label_smoothing), grad)
     if loss != loss and not _labels_in_range(labels, logits.shape[1]):  # checked in the kernel, reported here
         raise ValueError(f"labels must be in [0, {logits.shape[1] - 1}]")
     return np.asarray(loss, dtype=logits.dtype), grad
@@ -264,305 +287,155 @@ def _bce(z, t, grad, one):
 
 
 def sigmoid_binary_cross_entropy(xp, logits, targets, out=None):
-    if not (_fusable(logits, targets, *(() if out is None else (out,)))
+    if not (_fusable(logits, targets, *_given(out))
             and targets.shape == logits.shape and (out is None or out.shape == logits.shape)):
-        return reference.sigmoid_binary_cross_entropy(xp, logits, targets, out)
+        return NotImplemented
     grad = np.empty_like(logits) if out is None else out
     loss = _bce(logits.reshape(-1), targets.reshape(-1), grad.reshape(-1), logits.dtype.type(1.0))
     return np.asarray(loss, dtype=logits.dtype), grad
 
 
 # -- activations -------------------------------------------------------------------------------
-@njit(**_INLINE)
-def _act_fast(v, act, alpha):
-    """``elementwise._act_elem`` with the vectorisable exp/expm1/tanh above (CPU only)."""
-    zero = alpha - alpha
-    one = zero + np.float32(1.0)  # typed like the data: no float64 promotion of float32 loops
-    if act == SIGMOID:
-        e = fast_exp(-abs(v))
-        return one / (one + e) if v >= zero else e / (one + e)
-    if act == TANH:
-        return fast_tanh(v)
-    if act == ELU:
-        return v if v > zero else alpha * fast_expm1(v)
-    if act == SELU:
-        return v * SELU_SCALE if v > zero else fast_expm1(v) * (SELU_SCALE * SELU_ALPHA)
-    return _act_elem(v, act, alpha)
-
-
-@njit(**_INLINE)
-def _bias_act_loop(z, b, act, alpha, i):
-    for j in range(z.shape[1]):
-        z[i, j] = _act_fast(z[i, j] + b[j], act, alpha)
-
-
-@njit(**_INLINE)
-def _bias_act_row(z, b, act, alpha, i):
-    # One loop per activation, each called with a constant code: the inlined body folds to branch-free
-    # code that LLVM vectorises (a loop over the generic 7-way body does not).
-    if act == RELU:
-        _bias_act_loop(z, b, RELU, alpha, i)
-    elif act == LEAKY_RELU:
-        _bias_act_loop(z, b, LEAKY_RELU, alpha, i)
-    elif act == SIGMOID:
-        _bias_act_loop(z, b, SIGMOID, alpha, i)
-    elif act == TANH:
-        _bias_act_loop(z, b, TANH, alpha, i)
-    elif act == ELU:
-        _bias_act_loop(z, b, ELU, alpha, i)
-    elif act == SELU:
-        _bias_act_loop(z, b, SELU, alpha, i)
-    else:
-        _bias_act_loop(z, b, IDENTITY, alpha, i)
-
-
-@njit(**_JIT)
-def _bias_act_serial(z, b, act, alpha):
-    for i in range(z.shape[0]):
-        _bias_act_row(z, b, act, alpha, i)
-
-
-@njit(parallel=True, **_JIT)
-def _bias_act_parallel(z, b, act, alpha):
-    for i in prange(z.shape[0]):
-        _bias_act_row(z, b, act, alpha, i)
-
-
-def bias_act(xp, z, b, act, alpha=0.0):
-    if act not in _ACT_CODES:
-        return reference.bias_act(xp, z, b, act, alpha)  # raises the reference's error
-    if not (_fusable(z, *(() if b is None else (b,))) and z.flags.writeable and z.size
-            and (b is None or (z.ndim == 2 and b.shape == (z.shape[1],)))):
-        return reference.bias_act(xp, z, b, act, alpha)
-    z2 = z if b is not None else z.reshape(1, -1)
-    kernel = _bias_act_parallel if z.size >= PARALLEL_MIN_ELEMENTS else _bias_act_serial
-    kernel(z2, np.zeros(z2.shape[1], z.dtype) if b is None else b, _ACT_CODES[act], _scalar(z.dtype, alpha))
-    return z
+def bias_act_kernel(code):
+    def kernel(z, b, alpha):
+        for i in prange(z.shape[0]):
+            for j in range(z.shape[1]):
+                z[i, j] = act_forward(z[i, j] + b[j], code, alpha)
+    return kernel
 
 
 # ``in_place`` (out is dy) is a separate branch, not just out=dy: LLVM cannot prove that two array arguments
 # are the same array, so its overlap check would send an aliased loop to the scalar fallback (3x slower).
-@njit(**_INLINE)
-def _act_backward_loop(dy, y, act, alpha, out, in_place, start, stop):
-    # Slices, then indices from 0: an index that might be negative gets a wrap-around check that stops
-    # LLVM from vectorising the loop (5x slower measured).
-    d, w, o = dy[start:stop], y[start:stop], out[start:stop]
-    if in_place:
-        for i in range(d.size):
-            d[i] = _act_grad_elem(d[i], w[i], act, alpha)
-    else:
-        for i in range(d.size):
-            o[i] = _act_grad_elem(d[i], w[i], act, alpha)
-
-
-@njit(**_INLINE)
-def _act_backward_range(dy, y, act, alpha, out, in_place, start, stop):
-    # constant codes per loop, as in _bias_act_row
-    if act == RELU:
-        _act_backward_loop(dy, y, RELU, alpha, out, in_place, start, stop)
-    elif act == LEAKY_RELU:
-        _act_backward_loop(dy, y, LEAKY_RELU, alpha, out, in_place, start, stop)
-    elif act == SIGMOID:
-        _act_backward_loop(dy, y, SIGMOID, alpha, out, in_place, start, stop)
-    elif act == TANH:
-        _act_backward_loop(dy, y, TANH, alpha, out, in_place, start, stop)
-    elif act == ELU:
-        _act_backward_loop(dy, y, ELU, alpha, out, in_place, start, stop)
-    elif act == SELU:
-        _act_backward_loop(dy, y, SELU, alpha, out, in_place, start, stop)
-    else:
-        _act_backward_loop(dy, y, IDENTITY, alpha, out, in_place, start, stop)
-
-
-@njit(**_JIT)
-def _act_backward_serial(dy, y, act, alpha, out, in_place):
-    _act_backward_range(dy, y, act, alpha, out, in_place, 0, dy.size)
-
-
-@njit(parallel=True, **_JIT)
-def _act_backward_parallel(dy, y, act, alpha, out, in_place, bands):
-    # contiguous bands, one per thread, each running the serial loop
-    n = dy.size
-    for t in prange(bands):
-        _act_backward_range(dy, y, act, alpha, out, in_place, t * n // bands, (t + 1) * n // bands)
+def act_backward_kernel(code):
+    def kernel(dy, saved, alpha, out, in_place, bands):
+        n = dy.size
+        for t in prange(bands):
+            # Slices, then indices from 0: an index that might be negative gets a wrap-around check that
+            # stops LLVM from vectorising the loop (5x slower measured).
+            start, stop = t * n // bands, (t + 1) * n // bands
+            d, w, o = dy[start:stop], saved[start:stop], out[start:stop]
+            if in_place:
+                for i in range(d.size):
+                    d[i] = act_derivative(d[i], w[i], code, alpha)
+            else:
+                for i in range(d.size):
+                    o[i] = act_derivative(d[i], w[i], code, alpha)
+    return kernel
 
 
 # With the bias gradient: rows of a 2-D dy, each element's dz written and added to its column's sum in the
 # same pass. Blocks of _SUM_BLOCK rows are summed in the data's dtype (SIMD-wide), the blocks' sums in
-# float64: as accurate as the reference's pairwise sum, and ~20% faster than float64 throughout.
+# float64: as accurate as the reference's pairwise sum, and ~20% faster than float64 throughout. One band
+# of rows and one partial sum per thread, added in a fixed order: deterministic for a fixed thread count.
 _SUM_BLOCK = 16
 
 
-@njit(**_INLINE)
-def _bias_grad_loop(dy, y, act, alpha, out, in_place, acc, start, stop):
-    block = np.empty(dy.shape[1], dy.dtype)
-    for first in range(start, stop, _SUM_BLOCK):
-        block[:] = 0
-        for i in range(first, min(first + _SUM_BLOCK, stop)):
-            if in_place:
-                for j in range(dy.shape[1]):
-                    d = _act_grad_elem(dy[i, j], y[i, j], act, alpha)
-                    dy[i, j] = d
-                    block[j] += d
-            else:
-                for j in range(dy.shape[1]):
-                    d = _act_grad_elem(dy[i, j], y[i, j], act, alpha)
-                    out[i, j] = d
-                    block[j] += d
-        for j in range(dy.shape[1]):
-            acc[j] += block[j]
+def act_backward_bias_kernel(code):
+    def kernel(dy, saved, alpha, out, in_place, bias_grad, bands):
+        n, cols = dy.shape
+        acc = np.zeros((bands, cols), np.float64)
+        for t in prange(bands):
+            block = np.empty(cols, dy.dtype)
+            stop = (t + 1) * n // bands
+            for first in range(t * n // bands, stop, _SUM_BLOCK):
+                block[:] = 0
+                for i in range(first, min(first + _SUM_BLOCK, stop)):
+                    if in_place:
+                        for j in range(cols):
+                            d = act_derivative(dy[i, j], saved[i, j], code, alpha)
+                            dy[i, j] = d
+                            block[j] += d
+                    else:
+                        for j in range(cols):
+                            d = act_derivative(dy[i, j], saved[i, j], code, alpha)
+                            out[i, j] = d
+                            block[j] += d
+                for j in range(cols):
+                    acc[t, j] += block[j]
+        for j in range(cols):
+            total = acc[0, j]
+            for t in range(1, bands):
+                total += acc[t, j]
+            bias_grad[j] = total
+    return kernel
 
 
-@njit(**_INLINE)
-def _bias_grad_rows(dy, y, act, alpha, out, in_place, acc, start, stop):
-    if act == RELU:  # constant codes per loop, as in _bias_act_row
-        _bias_grad_loop(dy, y, RELU, alpha, out, in_place, acc, start, stop)
-    elif act == LEAKY_RELU:
-        _bias_grad_loop(dy, y, LEAKY_RELU, alpha, out, in_place, acc, start, stop)
-    elif act == SIGMOID:
-        _bias_grad_loop(dy, y, SIGMOID, alpha, out, in_place, acc, start, stop)
-    elif act == TANH:
-        _bias_grad_loop(dy, y, TANH, alpha, out, in_place, acc, start, stop)
-    elif act == ELU:
-        _bias_grad_loop(dy, y, ELU, alpha, out, in_place, acc, start, stop)
-    elif act == SELU:
-        _bias_grad_loop(dy, y, SELU, alpha, out, in_place, acc, start, stop)
-    else:
-        _bias_grad_loop(dy, y, IDENTITY, alpha, out, in_place, acc, start, stop)
+_BIAS_ACT = _per_activation(bias_act_kernel)
+_ACT_BACKWARD = _per_activation(act_backward_kernel)
+_ACT_BACKWARD_BIAS = _per_activation(act_backward_bias_kernel)
 
 
-@njit(**_JIT)
-def _act_backward_bias_serial(dy, y, act, alpha, out, in_place, bias_grad):
-    acc = np.zeros(dy.shape[1], np.float64)
-    _bias_grad_rows(dy, y, act, alpha, out, in_place, acc, 0, dy.shape[0])
-    for j in range(acc.size):
-        bias_grad[j] = acc[j]
+def bias_act(xp, z, b, act, alpha=0.0):
+    if not (act in CODES and _fusable(z, *_given(b)) and z.flags.writeable and z.size
+            and (b is None or (z.ndim == 2 and b.shape == (z.shape[1],)))):
+        return NotImplemented
+    z2 = z if b is not None else z.reshape(1, -1)
+    _pick(_BIAS_ACT[act], z.size)(z2, np.zeros(z2.shape[1], z.dtype) if b is None else b, _scalar(z.dtype, alpha))
+    return z
 
 
-@njit(parallel=True, **_JIT)
-def _act_backward_bias_parallel(dy, y, act, alpha, out, in_place, bias_grad, bands):
-    # One band of rows and one partial sum per thread, added in a fixed order: deterministic for a fixed
-    # thread count, as the other parallel kernels.
-    n = dy.shape[0]
-    acc = np.zeros((bands, dy.shape[1]), np.float64)
-    for t in prange(bands):
-        _bias_grad_rows(dy, y, act, alpha, out, in_place, acc[t], t * n // bands, (t + 1) * n // bands)
-    for j in range(dy.shape[1]):
-        total = acc[0, j]
-        for t in range(1, bands):
-            total += acc[t, j]
-        bias_grad[j] = total
-
-
-def act_backward(xp, dy, y, act, alpha=0.0, out=None, bias_grad=None):
-    if act not in _ACT_CODES:
-        return reference.act_backward(xp, dy, y, act, alpha, out, bias_grad)
-    if not (_fusable(dy, y, *(() if out is None else (out,)), *(() if bias_grad is None else (bias_grad,)))
-            and dy.shape == y.shape and (out is None or (out.shape == dy.shape and out.flags.writeable))
+def act_backward(xp, dy, saved, act, alpha=0.0, out=None, bias_grad=None):
+    if not (act in CODES and _fusable(dy, saved, *_given(out, bias_grad)) and dy.shape == saved.shape
+            and (out is None or (out.shape == dy.shape and out.flags.writeable))
             and (bias_grad is None or (dy.ndim == 2 and bias_grad.shape == (dy.shape[1],)
                                        and bias_grad.flags.writeable))):
-        return reference.act_backward(xp, dy, y, act, alpha, out, bias_grad)
+        return NotImplemented
     result = np.empty_like(dy) if out is None else out
-    code, a, in_place = _ACT_CODES[act], _scalar(dy.dtype, alpha), result is dy
+    a, in_place, bands = _scalar(dy.dtype, alpha), result is dy, _bands(dy.size)
     if bias_grad is not None:
-        if dy.size >= PARALLEL_MIN_ELEMENTS:
-            _act_backward_bias_parallel(dy, y, code, a, result, in_place, bias_grad, numba.get_num_threads())
-        else:
-            _act_backward_bias_serial(dy, y, code, a, result, in_place, bias_grad)
-    elif dy.size >= PARALLEL_MIN_ELEMENTS:
-        _act_backward_parallel(dy.reshape(-1), y.reshape(-1), code, a, result.reshape(-1), in_place,
-                               numba.get_num_threads())
+        _pick(_ACT_BACKWARD_BIAS[act], dy.size)(dy, saved, a, result, in_place, bias_grad, bands)
     else:
-        _act_backward_serial(dy.reshape(-1), y.reshape(-1), code, a, result.reshape(-1), in_place)
+        _pick(_ACT_BACKWARD[act], dy.size)(dy.reshape(-1), saved.reshape(-1), a, result.reshape(-1), in_place,
+                                           bands)
     return result
 
 
 # -- optimizer updates -------------------------------------------------------------------------
-# Hyper-parameters travel as one array ``hp`` in the parameters' dtype: float32 updates stay in float32
-# SIMD lanes (a Python float would promote them to float64), and the call stays cheap.
-@njit(**_JIT)
-def _sgd_serial(p, g, v, hp, nesterov, has_v, do_clip):
-    lr, mom, l2, scale, clip = hp[0], hp[1], hp[2], hp[3], hp[4]
-    for i in range(p.size):
-        p[i], vi = _sgd_elem(p[i], g[i], v[i], lr, mom, nesterov, has_v, l2, scale, clip, do_clip)
+# The step's scalars arrive as the record ``hp`` in the parameters' dtype (float32 updates stay in float32
+# SIMD lanes) and are read once into a tuple before the loop.
+_SGD_FIELDS, _RMSPROP_FIELDS, _ADAM_FIELDS = (len(hyper.FIELDS[r]) for r in ("sgd", "rmsprop", "adam"))
+
+
+def _sgd(p, g, v, hp, nesterov, has_v):
+    h = to_fixed_tuple(hp, _SGD_FIELDS)
+    for i in prange(p.size):
+        p[i], vi = sgd_element(p[i], g[i], v[i], h, nesterov, has_v)
         if has_v:
             v[i] = vi
 
 
-@njit(parallel=True, **_JIT)
-def _sgd_parallel(p, g, v, hp, nesterov, has_v, do_clip):
-    lr, mom, l2, scale, clip = hp[0], hp[1], hp[2], hp[3], hp[4]
+def _rmsprop(p, g, s, hp):
+    h = to_fixed_tuple(hp, _RMSPROP_FIELDS)
     for i in prange(p.size):
-        p[i], vi = _sgd_elem(p[i], g[i], v[i], lr, mom, nesterov, has_v, l2, scale, clip, do_clip)
-        if has_v:
-            v[i] = vi
+        p[i], s[i] = rmsprop_element(p[i], g[i], s[i], h)
 
 
-@njit(**_JIT)
-def _rmsprop_serial(p, g, s, hp, do_clip):
-    lr, rho, one_minus_rho, eps, l2, scale, clip = hp[0], hp[1], hp[2], hp[3], hp[4], hp[5], hp[6]
-    for i in range(p.size):
-        p[i], s[i] = _rmsprop_elem(p[i], g[i], s[i], lr, rho, one_minus_rho, eps, l2, scale, clip, do_clip)
-
-
-@njit(parallel=True, **_JIT)
-def _rmsprop_parallel(p, g, s, hp, do_clip):
-    lr, rho, one_minus_rho, eps, l2, scale, clip = hp[0], hp[1], hp[2], hp[3], hp[4], hp[5], hp[6]
+def _adam(p, g, m, v, hp):
+    h = to_fixed_tuple(hp, _ADAM_FIELDS)
     for i in prange(p.size):
-        p[i], s[i] = _rmsprop_elem(p[i], g[i], s[i], lr, rho, one_minus_rho, eps, l2, scale, clip, do_clip)
+        p[i], m[i], v[i] = adam_element(p[i], g[i], m[i], v[i], h)
 
 
-@njit(**_JIT)
-def _adam_serial(p, g, m, v, hp, do_clip):
-    b1, c1, b2, c2, eps, step_size, inv_sqrt_bias2, decay, l2, scale, clip = hp[0], hp[1], hp[2], hp[3], hp[4], \
-        hp[5], hp[6], hp[7], hp[8], hp[9], hp[10]
-    for i in range(p.size):
-        p[i], m[i], v[i] = _adam_elem(p[i], g[i], m[i], v[i], b1, c1, b2, c2, eps, step_size, inv_sqrt_bias2,
-                                      decay, l2, scale, clip, do_clip)
-
-
-@njit(parallel=True, **_JIT)
-def _adam_parallel(p, g, m, v, hp, do_clip):
-    b1, c1, b2, c2, eps, step_size, inv_sqrt_bias2, decay, l2, scale, clip = hp[0], hp[1], hp[2], hp[3], hp[4], \
-        hp[5], hp[6], hp[7], hp[8], hp[9], hp[10]
-    for i in prange(p.size):
-        p[i], m[i], v[i] = _adam_elem(p[i], g[i], m[i], v[i], b1, c1, b2, c2, eps, step_size, inv_sqrt_bias2,
-                                      decay, l2, scale, clip, do_clip)
+_SGD, _RMSPROP, _ADAM = _twins(_sgd), _twins(_rmsprop), _twins(_adam)
 
 
 def _flat_ok(p, *others) -> bool:
     return _fusable(p, *others) and p.ndim == 1 and p.flags.writeable and all(o.shape == p.shape for o in others)
 
 
-def sgd_update(xp, p, g, v, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0,
-               grad_scale=1.0, clip_value=math.inf):
-    has_v = momentum != 0.0
-    if not _flat_ok(p, g, *((v,) if has_v else ())):
-        return reference.sgd_update(xp, p, g, v, lr=lr, momentum=momentum, nesterov=nesterov,
-                                    weight_decay=weight_decay, grad_scale=grad_scale, clip_value=clip_value)
-    kernel = _sgd_parallel if p.size >= PARALLEL_MIN_ELEMENTS else _sgd_serial
-    hp = np.array((lr, momentum, weight_decay, grad_scale, clip_value), dtype=p.dtype)
-    kernel(p, g, v if has_v else g, hp, bool(nesterov), has_v, math.isfinite(clip_value))
+def sgd_update(xp, p, g, v, hp, *, nesterov=False):
+    if not (_flat_ok(p, g, *_given(v)) and _fusable(p, hp) and hp.shape == (_SGD_FIELDS,)):
+        return NotImplemented
+    _pick(_SGD, p.size)(p, g, g if v is None else v, hp, bool(nesterov), v is not None)
 
 
-def rmsprop_update(xp, p, g, s, *, lr, rho=0.9, eps=1e-8, weight_decay=0.0,
-                   grad_scale=1.0, clip_value=math.inf):
-    if not _flat_ok(p, g, s):
-        return reference.rmsprop_update(xp, p, g, s, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
-                                        grad_scale=grad_scale, clip_value=clip_value)
-    kernel = _rmsprop_parallel if p.size >= PARALLEL_MIN_ELEMENTS else _rmsprop_serial
-    hp = np.array((lr, rho, 1.0 - rho, eps, weight_decay, grad_scale, clip_value), dtype=p.dtype)
-    kernel(p, g, s, hp, math.isfinite(clip_value))
+def rmsprop_update(xp, p, g, s, hp):
+    if not (_flat_ok(p, g, s) and _fusable(p, hp) and hp.shape == (_RMSPROP_FIELDS,)):
+        return NotImplemented
+    _pick(_RMSPROP, p.size)(p, g, s, hp)
 
 
-def adam_update(xp, p, g, m, v, *, lr, step, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                decoupled=False, grad_scale=1.0, clip_value=math.inf):
-    if not _flat_ok(p, g, m, v):
-        return reference.adam_update(xp, p, g, m, v, lr=lr, step=step, beta1=beta1, beta2=beta2, eps=eps,
-                                     weight_decay=weight_decay, decoupled=decoupled, grad_scale=grad_scale,
-                                     clip_value=clip_value)
-    kernel = _adam_parallel if p.size >= PARALLEL_MIN_ELEMENTS else _adam_serial
-    hp = np.array((beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps, lr / (1.0 - beta1**step),
-                   1.0 / math.sqrt(1.0 - beta2**step), 1.0 - lr * weight_decay if decoupled else 1.0,
-                   0.0 if decoupled else weight_decay, grad_scale, clip_value), dtype=p.dtype)
-    kernel(p, g, m, v, hp, math.isfinite(clip_value))
+def adam_update(xp, p, g, m, v, hp):
+    if not (_flat_ok(p, g, m, v) and _fusable(p, hp) and hp.shape == (_ADAM_FIELDS,)):
+        return NotImplemented
+    _pick(_ADAM, p.size)(p, g, m, v, hp)

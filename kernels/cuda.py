@@ -1,10 +1,10 @@
 """Numba CUDA kernels for CuPy arrays (passed through ``__cuda_array_interface__``).
 
-The public functions have exactly the reference signatures and side effects and fall back to
-``reference.py`` for anything but C-contiguous float32/float64 CuPy arrays. Kernels launch on CuPy's
-current stream. Per-element maths comes from ``elementwise.py`` (shared with the CPU kernels); the
-``launch_*`` functions take any CUDA arrays (NumPy arrays under ``NUMBA_ENABLE_CUDASIM=1``) and are
-what the simulator tests drive.
+The public functions have exactly the reference signatures and side effects and answer NotImplemented
+(the registry then runs ``reference.py``) for anything but C-contiguous float32/float64 CuPy arrays.
+Kernels launch on CuPy's current stream. Per-element maths comes from ``activations.py`` and
+``elementwise.py`` (shared with the CPU kernels); the ``launch_*`` functions take any CUDA arrays (NumPy
+arrays under ``NUMBA_ENABLE_CUDASIM=1``) and are what the simulator tests drive.
 """
 from __future__ import annotations
 
@@ -13,8 +13,25 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from . import reference
-from .elementwise import ACT_CODES, _act_elem, _act_grad_elem, _adam_elem, _rmsprop_elem, _sgd_elem
+from numba.extending import overload
+
+from .activations import CODES
+from .elementwise import adam_element, rmsprop_element, sgd_element
+from .jit import act_derivative, act_forward
+from .scalar_math import fast_exp, fast_expm1, fast_log1p, fast_tanh
+
+
+
+def _device_math(exact):
+    def typer(x):
+        return lambda x: exact(x)
+    return typer
+
+
+# The device's own math functions are fast: the element functions' fast_* are these on the GPU.
+for _fast, _exact in ((fast_exp, math.exp), (fast_expm1, math.expm1), (fast_log1p, math.log1p),
+                      (fast_tanh, math.tanh)):
+    overload(_fast, target="cuda")(_device_math(_exact))
 
 THREADS = 256          # elementwise kernels
 ROW_THREADS = 128      # softmax: one block per row; a power of two for the tree reductions
@@ -97,78 +114,69 @@ def launch_bce(z, t, grad, elem_loss, stream=0, threads=THREADS):
     _bce_kernel[_blocks(z.size, threads), threads, stream](z, t, 1.0 / z.size, grad, elem_loss)
 
 
-# -- activations -------------------------------------------------------------------------------
+# -- activations: one kernel per activation, its code a compile-time constant (as on the CPU) -----------
+def _bias_act_kernel(code):
+    def kernel(z, b, has_bias, alpha):
+        cols = z.shape[1]
+        for k in range(cuda.grid(1), z.size, cuda.gridsize(1)):
+            i, j = k // cols, k % cols
+            v = z[i, j] + b[j] if has_bias else z[i, j]
+            z[i, j] = act_forward(v, code, alpha)
+    return cuda.jit(kernel)
+
+
+def _act_backward_kernel(code):
+    def kernel(dy, saved, alpha, out):
+        for i in range(cuda.grid(1), dy.size, cuda.gridsize(1)):
+            out[i] = act_derivative(dy[i], saved[i], code, alpha)
+    return cuda.jit(kernel)
+
+
+_BIAS_ACT = {name: _bias_act_kernel(code) for name, code in CODES.items()}
+_ACT_BACKWARD = {name: _act_backward_kernel(code) for name, code in CODES.items()}
+
+
+def launch_bias_act(z2, b, has_bias, act, alpha, stream=0, threads=THREADS):
+    _BIAS_ACT[act][_blocks(z2.size, threads), threads, stream](z2, b, has_bias, alpha)
+
+
+def launch_act_backward(dy, saved, act, alpha, out, stream=0, threads=THREADS):
+    _ACT_BACKWARD[act][_blocks(dy.size, threads), threads, stream](dy, saved, alpha, out)
+
+
+# -- optimizers: the step's scalars read from the record ``hp`` on the device ---------------------------
 @cuda.jit
-def _bias_act_kernel(z, b, has_bias, act, alpha):
-    cols = z.shape[1]
-    for k in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        i, j = k // cols, k % cols
-        v = z[i, j] + b[j] if has_bias else z[i, j]
-        z[i, j] = _act_elem(v, act, alpha)
-
-
-@cuda.jit
-def _act_backward_kernel(dy, y, act, alpha, out):
-    for i in range(cuda.grid(1), dy.size, cuda.gridsize(1)):
-        out[i] = _act_grad_elem(dy[i], y[i], act, alpha)
-
-
-def launch_bias_act(z2, b, has_bias, act_code, alpha, stream=0, threads=THREADS):
-    _bias_act_kernel[_blocks(z2.size, threads), threads, stream](z2, b, has_bias, act_code, alpha)
-
-
-def launch_act_backward(dy, y, act_code, alpha, out, stream=0, threads=THREADS):
-    _act_backward_kernel[_blocks(dy.size, threads), threads, stream](dy, y, act_code, alpha, out)
-
-
-# -- optimizers --------------------------------------------------------------------------------
-@cuda.jit
-def _sgd_kernel(p, g, v, lr, mom, nesterov, has_v, l2, scale, clip, do_clip):
+def _sgd_kernel(p, g, v, hp, nesterov, has_v):
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        pi, vi = _sgd_elem(p[i], g[i], v[i], lr, mom, nesterov, has_v, l2, scale, clip, do_clip)
+        pi, vi = sgd_element(p[i], g[i], v[i], hp, nesterov, has_v)
         p[i] = pi
         if has_v:
             v[i] = vi
 
 
 @cuda.jit
-def _rmsprop_kernel(p, g, s, lr, rho, one_minus_rho, eps, l2, scale, clip, do_clip):
+def _rmsprop_kernel(p, g, s, hp):
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        p[i], s[i] = _rmsprop_elem(p[i], g[i], s[i], lr, rho, one_minus_rho, eps, l2, scale, clip, do_clip)
+        p[i], s[i] = rmsprop_element(p[i], g[i], s[i], hp)
 
 
 @cuda.jit
-def _adam_kernel(p, g, m, v, b1, c1, b2, c2, eps, step_size, inv_sqrt_bias2, decay, l2, scale, clip, do_clip):
+def _adam_kernel(p, g, m, v, hp):
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        p[i], m[i], v[i] = _adam_elem(p[i], g[i], m[i], v[i], b1, c1, b2, c2, eps, step_size, inv_sqrt_bias2, decay, l2,
-                                      scale,
-                                      clip, do_clip)
+        p[i], m[i], v[i] = adam_element(p[i], g[i], m[i], v[i], hp)
 
 
-def launch_sgd(p, g, v, lr, momentum, nesterov, weight_decay, grad_scale, clip_value, stream=0, threads=THREADS):
-    has_v = momentum != 0.0
-    t = p.dtype.type
-    _sgd_kernel[_blocks(p.size, threads), threads, stream](
-        p, g, v if has_v else g, t(lr), t(momentum), bool(nesterov), has_v, t(weight_decay), t(grad_scale),
-        t(clip_value), math.isfinite(clip_value))
+def launch_sgd(p, g, v, hp, nesterov, stream=0, threads=THREADS):
+    _sgd_kernel[_blocks(p.size, threads), threads, stream](p, g, g if v is None else v, hp, bool(nesterov),
+                                                          v is not None)
 
 
-def launch_rmsprop(p, g, s, lr, rho, eps, weight_decay, grad_scale, clip_value, stream=0, threads=THREADS):
-    t = p.dtype.type
-    _rmsprop_kernel[_blocks(p.size, threads), threads, stream](
-        p, g, s, t(lr), t(rho), t(1.0 - rho), t(eps), t(weight_decay), t(grad_scale), t(clip_value),
-        math.isfinite(clip_value))
+def launch_rmsprop(p, g, s, hp, stream=0, threads=THREADS):
+    _rmsprop_kernel[_blocks(p.size, threads), threads, stream](p, g, s, hp)
 
 
-def launch_adam(p, g, m, v, lr, step, beta1, beta2, eps, weight_decay, decoupled, grad_scale, clip_value,
-                stream=0, threads=THREADS):
-    t = p.dtype.type
-    decay = 1.0 - lr * weight_decay if decoupled else 1.0
-    l2 = 0.0 if decoupled else weight_decay
-    _adam_kernel[_blocks(p.size, threads), threads, stream](
-        p, g, m, v, t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2), t(eps), t(lr / (1.0 - beta1**step)),
-        t(1.0 / math.sqrt(1.0 - beta2**step)),
-        t(decay), t(l2), t(grad_scale), t(clip_value), math.isfinite(clip_value))
+def launch_adam(p, g, m, v, hp, stream=0, threads=THREADS):
+    _adam_kernel[_blocks(p.size, threads), threads, stream](p, g, m, v, hp)
 
 
 # -- the registry-facing functions (CuPy arrays) -------------------------------------------------
@@ -192,11 +200,15 @@ def _fusable(*arrays) -> bool:
     return all(type(a) is type(first) and a.dtype == first.dtype and a.flags.c_contiguous for a in arrays)
 
 
+def _given(*arrays):
+    return tuple(a for a in arrays if a is not None)
+
+
 def softmax_cross_entropy(xp, logits, labels, label_smoothing=0.0, out=None):
-    if not (_fusable(logits, *(() if out is None else (out,))) and logits.ndim == 2 and labels.ndim == 1
+    if not (_fusable(logits, *_given(out)) and logits.ndim == 2 and labels.ndim == 1
             and labels.dtype.kind in "iu" and labels.shape[0] == logits.shape[0]
             and (out is None or out.shape == logits.shape)):
-        return reference.softmax_cross_entropy(xp, logits, labels, label_smoothing, out)
+        return NotImplemented
     grad = xp.empty_like(logits) if out is None else out
     row_loss = xp.empty(logits.shape[0], dtype=xp.float64)
     launch_softmax_cross_entropy(logits, labels, label_smoothing, grad, row_loss, _stream())
@@ -204,8 +216,8 @@ def softmax_cross_entropy(xp, logits, labels, label_smoothing=0.0, out=None):
 
 
 def sigmoid_binary_cross_entropy(xp, logits, targets, out=None):
-    if not (_fusable(logits, targets, *(() if out is None else (out,))) and targets.shape == logits.shape):
-        return reference.sigmoid_binary_cross_entropy(xp, logits, targets, out)
+    if not (_fusable(logits, targets, *_given(out)) and targets.shape == logits.shape):
+        return NotImplemented
     grad = xp.empty_like(logits) if out is None else out
     elem_loss = xp.empty(logits.shape, dtype=logits.dtype)
     launch_bce(xp.reshape(logits, (-1,)), xp.reshape(targets, (-1,)), xp.reshape(grad, (-1,)),
@@ -214,46 +226,43 @@ def sigmoid_binary_cross_entropy(xp, logits, targets, out=None):
 
 
 def bias_act(xp, z, b, act, alpha=0.0):
-    if act not in ACT_CODES or not (_fusable(z, *(() if b is None else (b,))) and z.size
-                                    and (b is None or (z.ndim == 2 and b.shape == (z.shape[1],)))):
-        return reference.bias_act(xp, z, b, act, alpha)
+    if not (act in CODES and _fusable(z, *_given(b)) and z.size
+            and (b is None or (z.ndim == 2 and b.shape == (z.shape[1],)))):
+        return NotImplemented
     z2 = z if b is not None else xp.reshape(z, (1, -1))
-    launch_bias_act(z2, z2[0] if b is None else b, b is not None, ACT_CODES[act], z.dtype.type(alpha), _stream())
+    launch_bias_act(z2, z2[0] if b is None else b, b is not None, act, z.dtype.type(alpha), _stream())
     return z
 
 
-def act_backward(xp, dy, y, act, alpha=0.0, out=None, bias_grad=None):
-    if act not in ACT_CODES or not (_fusable(dy, y, *(() if out is None else (out,))) and dy.shape == y.shape
-                                    and (out is None or out.shape == dy.shape)):
-        return reference.act_backward(xp, dy, y, act, alpha, out, bias_grad)
+def act_backward(xp, dy, saved, act, alpha=0.0, out=None, bias_grad=None):
+    if not (act in CODES and _fusable(dy, saved, *_given(out)) and dy.shape == saved.shape
+            and (out is None or out.shape == dy.shape)):
+        return NotImplemented
     result = xp.empty_like(dy) if out is None else out
-    launch_act_backward(xp.reshape(dy, (-1,)), xp.reshape(y, (-1,)), ACT_CODES[act], dy.dtype.type(alpha),
+    launch_act_backward(xp.reshape(dy, (-1,)), xp.reshape(saved, (-1,)), act, dy.dtype.type(alpha),
                         xp.reshape(result, (-1,)), _stream())
     if bias_grad is not None:  # on the GPU the column sums stay a separate reduction (CuPy's)
         bias_grad[...] = xp.sum(result, axis=0)
     return result
 
 
-def sgd_update(xp, p, g, v, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0,
-               grad_scale=1.0, clip_value=math.inf):
-    if not (_fusable(p, g, *((v,) if momentum else ())) and p.ndim == 1):
-        return reference.sgd_update(xp, p, g, v, lr=lr, momentum=momentum, nesterov=nesterov,
-                                    weight_decay=weight_decay, grad_scale=grad_scale, clip_value=clip_value)
-    launch_sgd(p, g, v, lr, momentum, nesterov, weight_decay, grad_scale, clip_value, _stream())
+def _flat_ok(p, hp, *others):
+    return _fusable(p, hp, *others) and p.ndim == 1 and all(o.shape == p.shape for o in others)
 
 
-def rmsprop_update(xp, p, g, s, *, lr, rho=0.9, eps=1e-8, weight_decay=0.0,
-                   grad_scale=1.0, clip_value=math.inf):
-    if not (_fusable(p, g, s) and p.ndim == 1):
-        return reference.rmsprop_update(xp, p, g, s, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
-                                        grad_scale=grad_scale, clip_value=clip_value)
-    launch_rmsprop(p, g, s, lr, rho, eps, weight_decay, grad_scale, clip_value, _stream())
+def sgd_update(xp, p, g, v, hp, *, nesterov=False):
+    if not _flat_ok(p, hp, g, *_given(v)):
+        return NotImplemented
+    launch_sgd(p, g, v, hp, nesterov, _stream())
 
 
-def adam_update(xp, p, g, m, v, *, lr, step, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                decoupled=False, grad_scale=1.0, clip_value=math.inf):
-    if not (_fusable(p, g, m, v) and p.ndim == 1):
-        return reference.adam_update(xp, p, g, m, v, lr=lr, step=step, beta1=beta1, beta2=beta2, eps=eps,
-                                     weight_decay=weight_decay, decoupled=decoupled, grad_scale=grad_scale,
-                                     clip_value=clip_value)
-    launch_adam(p, g, m, v, lr, step, beta1, beta2, eps, weight_decay, decoupled, grad_scale, clip_value, _stream())
+def rmsprop_update(xp, p, g, s, hp):
+    if not _flat_ok(p, hp, g, s):
+        return NotImplemented
+    launch_rmsprop(p, g, s, hp, _stream())
+
+
+def adam_update(xp, p, g, m, v, hp):
+    if not _flat_ok(p, hp, g, m, v):
+        return NotImplemented
+    launch_adam(p, g, m, v, hp, _stream())

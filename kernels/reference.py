@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 
-ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh", "elu", "selu")
-SELU_ALPHA = 1.6732632423543772848170429916717
-SELU_SCALE = 1.0507009873554804934193349852946
+from .activations import ACTIVATIONS, TABLE  # noqa: F401  (ACTIVATIONS re-exported for callers)
+from . import hyper as H
+from .activations import get as get_activation
 
 
 # -- losses ---------------------------------------------------------------------------------
@@ -67,49 +67,19 @@ def softmax_backward(xp, y, dy):
     return y * (dy - xp.sum(dy * y, axis=-1, keepdims=True))
 
 
-# -- activations ----------------------------------------------------------------------------
+# -- activations (their maths: activations.py) ---------------------------------------------------
 def _sigmoid(xp, z):
-    # exp of a non-positive number only: no overflow for large |z|.
-    e = xp.exp(-xp.abs(z))
-    return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return TABLE["sigmoid"].xp_forward(xp, z, 0.0)
 
 
 def activation(xp, z, act: str, alpha: float = 0.0):
-    """``act(z)`` as a new array. ``alpha``: slope of leaky_relu, alpha of elu."""
-    if act == "identity":
-        return z
-    if act == "relu":
-        return xp.maximum(z, 0.0)
-    if act == "leaky_relu":
-        return xp.where(z > 0, z, alpha * z)
-    if act == "sigmoid":
-        return _sigmoid(xp, z)
-    if act == "tanh":
-        return xp.tanh(z)
-    if act == "elu":
-        return xp.where(z > 0, z, alpha * xp.expm1(xp.minimum(z, 0.0)))
-    if act == "selu":
-        return SELU_SCALE * xp.where(z > 0, z, SELU_ALPHA * xp.expm1(xp.minimum(z, 0.0)))
-    raise ValueError(f"unknown activation {act!r}; choose one of {', '.join(ACTIVATIONS)}")
+    """``act(z)`` as a new array (``z`` itself for identity). ``alpha``: slope of leaky_relu, alpha of elu."""
+    return get_activation(act).xp_forward(xp, z, alpha)
 
 
-def activation_grad_from_output(xp, dy, y, act: str, alpha: float = 0.0):
-    """``dy * act'(z)`` computed from the activation's output ``y`` (no need to keep ``z``)."""
-    if act == "identity":
-        return dy
-    if act == "relu":
-        return xp.where(y > 0, dy, 0.0)
-    if act == "leaky_relu":
-        return xp.where(y > 0, dy, alpha * dy)
-    if act == "sigmoid":
-        return dy * y * (1.0 - y)
-    if act == "tanh":
-        return dy * (1.0 - y * y)
-    if act == "elu":
-        return xp.where(y > 0, dy, dy * (y + alpha))
-    if act == "selu":
-        return xp.where(y > 0, SELU_SCALE * dy, dy * (y + SELU_SCALE * SELU_ALPHA))
-    raise ValueError(f"unknown activation {act!r}; choose one of {', '.join(ACTIVATIONS)}")
+def activation_derivative(xp, dy, saved, act: str, alpha: float = 0.0):
+    """``dy * act'(z)`` from what the activation saves: its output ``y``, or ``z`` where ``saves == 'input'``."""
+    return get_activation(act).xp_derivative(xp, dy, saved, alpha)
 
 
 def bias_act(xp, z, b, act: str, alpha: float = 0.0):
@@ -117,6 +87,7 @@ def bias_act(xp, z, b, act: str, alpha: float = 0.0):
 
     ``z`` must be a buffer the caller owns, usually the fresh output of a matmul.
     """
+    get_activation(act)  # an unknown name is an error before z is touched
     if b is not None:
         z += b
     if act != "identity":
@@ -124,14 +95,15 @@ def bias_act(xp, z, b, act: str, alpha: float = 0.0):
     return z
 
 
-def act_backward(xp, dy, y, act: str, alpha: float = 0.0, out=None, bias_grad=None):
-    """Gradient with respect to the pre-activation, from ``dy`` and the output ``y``.
+def act_backward(xp, dy, saved, act: str, alpha: float = 0.0, out=None, bias_grad=None):
+    """Gradient with respect to the pre-activation, from ``dy`` and what the activation saves
+    (``TABLE[act].saves``: its output ``y``, or its input ``z``).
 
     Returns a new array, or writes into ``out`` (which may be ``dy``) and returns it. With ``bias_grad``
     (a vector of length ``dy.shape[1]``, ``dy`` 2-D) also writes the column sums of the result into it:
     a Dense layer's bias gradient, from the same pass.
     """
-    dz = activation_grad_from_output(xp, dy, y, act, alpha)
+    dz = activation_derivative(xp, dy, saved, act, alpha)
     if bias_grad is not None:
         bias_grad[...] = xp.sum(dz, axis=0)
     if out is None:
@@ -142,56 +114,48 @@ def act_backward(xp, dy, y, act: str, alpha: float = 0.0, out=None, bias_grad=No
 
 
 # -- optimizer updates over flat buffers -----------------------------------------------------
-# Each writes ``p`` and its state arrays in place and leaves ``g`` untouched. ``grad_scale`` is the
-# global-norm clipping factor (1.0 when off), ``clip_value`` clips each element (inf when off).
-def _effective_grad(xp, g, p, grad_scale, clip_value, weight_decay):
-    g = g * grad_scale
-    if math.isfinite(clip_value):
-        g = xp.clip(g, -clip_value, clip_value)
-    if weight_decay:
-        g = g + weight_decay * p
-    return g
+# Each writes ``p`` and its state arrays in place and leaves ``g`` untouched. ``hp`` is the step's scalar
+# record (``hyper.py``): an array in p's dtype on p's device, already folded by the optimizer.
+def _effective_grad(xp, g, p, hp):
+    """``clip(g * grad_scale, -clip, clip) + l2 * p`` (clip is inf when off)."""
+    g = g * hp[H.GRAD_SCALE]
+    g = xp.minimum(xp.maximum(g, -hp[H.CLIP]), hp[H.CLIP])
+    return g + hp[H.L2] * p
 
 
-def sgd_update(xp, p, g, v, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0,
-               grad_scale=1.0, clip_value=math.inf):
+def sgd_update(xp, p, g, v, hp, *, nesterov=False):
     """SGD; with momentum ``v = m v - lr g; p += v`` (Nesterov: ``p += m v - lr g``).
 
-    ``v`` (the velocity) is None when ``momentum`` is 0.
+    ``v`` (the velocity) is None without momentum.
     """
-    g = _effective_grad(xp, g, p, grad_scale, clip_value, weight_decay)
-    if momentum == 0.0:
-        p -= lr * g
+    g = _effective_grad(xp, g, p, hp)
+    if v is None:
+        p -= hp[H.LR] * g
         return
-    v[...] = momentum * v - lr * g
+    v[...] = hp[H.MOMENTUM] * v - hp[H.LR] * g
     if nesterov:
-        p += momentum * v - lr * g
+        p += hp[H.MOMENTUM] * v - hp[H.LR] * g
     else:
         p += v
 
 
-def rmsprop_update(xp, p, g, s, *, lr, rho=0.9, eps=1e-8, weight_decay=0.0,
-                   grad_scale=1.0, clip_value=math.inf):
+def rmsprop_update(xp, p, g, s, hp):
     """RMSProp: ``s = rho s + (1 - rho) g^2; p -= lr g / (sqrt(s) + eps)``."""
-    g = _effective_grad(xp, g, p, grad_scale, clip_value, weight_decay)
-    s[...] = rho * s + (1.0 - rho) * g * g
-    p -= lr * g / (xp.sqrt(s) + eps)
+    g = _effective_grad(xp, g, p, hp)
+    s[...] = hp[H.RHO] * s + hp[H.ONE_MINUS_RHO] * g * g
+    p -= hp[H.LR] * g / (xp.sqrt(s) + hp[H.RMS_EPS])
 
 
-def adam_update(xp, p, g, m, v, *, lr, step, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                decoupled=False, grad_scale=1.0, clip_value=math.inf):
-    """Adam with bias correction at ``step`` (1 on the first update).
+def adam_update(xp, p, g, m, v, hp):
+    """Adam: ``p = decay p - step_size m / (sqrt(v) inv_sqrt_bias2 + eps)``.
 
-    ``decoupled=True`` is AdamW: ``p *= 1 - lr * weight_decay`` instead of adding ``wd * p`` to g.
+    ``step_size`` is lr over the first moment's bias correction, ``inv_sqrt_bias2`` one over the root of the
+    second's; ``decay`` is AdamW's ``1 - lr wd`` (1 for Adam, whose decay is ``l2`` in the gradient).
     """
-    g = _effective_grad(xp, g, p, grad_scale, clip_value, 0.0 if decoupled else weight_decay)
-    if decoupled and weight_decay:
-        p *= 1.0 - lr * weight_decay
-    m[...] = beta1 * m + (1.0 - beta1) * g
-    v[...] = beta2 * v + (1.0 - beta2) * g * g
-    bias1 = 1.0 - beta1**step
-    bias2 = 1.0 - beta2**step
-    p -= (lr / bias1) * m / (xp.sqrt(v) / math.sqrt(bias2) + eps)
+    g = _effective_grad(xp, g, p, hp)
+    m[...] = hp[H.BETA1] * m + hp[H.ONE_MINUS_BETA1] * g
+    v[...] = hp[H.BETA2] * v + hp[H.ONE_MINUS_BETA2] * g * g
+    p[...] = hp[H.DECAY] * p - hp[H.STEP_SIZE] * m / (xp.sqrt(v) * hp[H.INV_SQRT_BIAS2] + hp[H.ADAM_EPS])
 
 
 def global_norm(xp, g):

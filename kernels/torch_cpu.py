@@ -1,98 +1,67 @@
 """torch CPU tensors through the Numba CPU kernels.
 
 Numba does not take tensors, but ``Tensor.numpy()`` and ``torch.from_numpy`` are zero-copy views (under a
-microsecond each), so each op here views its tensors as NumPy arrays, runs the ``cpu.py`` kernel (which
-writes in place exactly as the reference does) and hands results back as tensors sharing that memory.
-Tensors on other devices, or that require grad, go to the reference.
+microsecond each), so every op of ``cpu.py`` is adapted here the same way: its tensor arguments viewed as
+NumPy arrays, the kernel run (it writes in place exactly as the reference does), and arrays it returns
+handed back as tensors sharing that memory (the caller's own tensor where the kernel returned its view).
+Tensors on other devices, or that require grad, make the op answer NotImplemented: the registry then
+runs the reference.
 """
 from __future__ import annotations
 
-import math
+import functools
 
 import array_api_compat.numpy as np_xp
+import numpy as np
 import torch
 
-from . import cpu, reference
+from . import cpu
 
 
 def _view(t):
     """A NumPy view of a CPU tensor, or None when there is none to take."""
-    if t is None or not isinstance(t, torch.Tensor) or t.device.type != "cpu" or t.requires_grad:
+    if t.device.type != "cpu" or t.requires_grad:
         return None
     return t.numpy()
 
 
-def _views(*tensors):
-    views = [_view(t) for t in tensors]
-    return None if any(v is None for v in views) else views
-
-
-def _tensor(a):
+def _tensor(a, views):
+    """The tensor for kernel result ``a``: the caller's, when ``a`` is one of the views handed in."""
+    if not isinstance(a, np.ndarray):
+        return a
+    for view, tensor in views:
+        if a is view:
+            return tensor
     return torch.from_numpy(a) if a.ndim else torch.from_numpy(a.reshape(1)).reshape(())
 
 
-def softmax_cross_entropy(xp, logits, labels, label_smoothing=0.0, out=None):
-    views = _views(logits, labels, *(() if out is None else (out,)))
-    if views is None:
-        return reference.softmax_cross_entropy(xp, logits, labels, label_smoothing, out)
-    loss, grad = cpu.softmax_cross_entropy(np_xp, views[0], views[1], label_smoothing,
-                                           None if out is None else views[2])
-    return _tensor(loss), out if out is not None else _tensor(grad)
+def _adapt(kernel):
+    @functools.wraps(kernel)
+    def op(xp, *args, **kwargs):
+        views = []
+
+        def as_numpy(x):
+            if not isinstance(x, torch.Tensor):
+                return x
+            view = _view(x)
+            views.append((view, x))
+            return view
+
+        args = [as_numpy(a) for a in args]
+        kwargs = {k: as_numpy(v) for k, v in kwargs.items()}
+        if any(view is None for view, _ in views):
+            return NotImplemented
+        result = kernel(np_xp, *args, **kwargs)
+        if isinstance(result, tuple):
+            return tuple(_tensor(r, views) for r in result)
+        return _tensor(result, views)
+    return op
 
 
-def sigmoid_binary_cross_entropy(xp, logits, targets, out=None):
-    views = _views(logits, targets, *(() if out is None else (out,)))
-    if views is None:
-        return reference.sigmoid_binary_cross_entropy(xp, logits, targets, out)
-    loss, grad = cpu.sigmoid_binary_cross_entropy(np_xp, views[0], views[1], None if out is None else views[2])
-    return _tensor(loss), out if out is not None else _tensor(grad)
-
-
-def bias_act(xp, z, b, act, alpha=0.0):
-    views = _views(z, *(() if b is None else (b,)))
-    if views is None:
-        return reference.bias_act(xp, z, b, act, alpha)
-    result = cpu.bias_act(np_xp, views[0], None if b is None else views[1], act, alpha)
-    return z if result is views[0] else _tensor(result)
-
-
-def act_backward(xp, dy, y, act, alpha=0.0, out=None, bias_grad=None):
-    optional = tuple(t for t in (out, bias_grad) if t is not None)
-    views = _views(dy, y, *optional)
-    if views is None:
-        return reference.act_backward(xp, dy, y, act, alpha, out, bias_grad)
-    out_view = views[2] if out is not None else None
-    result = cpu.act_backward(np_xp, views[0], views[1], act, alpha, out_view,
-                              views[-1] if bias_grad is not None else None)
-    return out if out is not None and result is out_view else _tensor(result)
-
-
-def sgd_update(xp, p, g, v, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0,
-               grad_scale=1.0, clip_value=math.inf):
-    views = _views(p, g, *((v,) if momentum else ()))
-    if views is None:
-        return reference.sgd_update(xp, p, g, v, lr=lr, momentum=momentum, nesterov=nesterov,
-                                    weight_decay=weight_decay, grad_scale=grad_scale, clip_value=clip_value)
-    cpu.sgd_update(np_xp, views[0], views[1], views[2] if momentum else None, lr=lr, momentum=momentum,
-                   nesterov=nesterov, weight_decay=weight_decay, grad_scale=grad_scale, clip_value=clip_value)
-
-
-def rmsprop_update(xp, p, g, s, *, lr, rho=0.9, eps=1e-8, weight_decay=0.0,
-                   grad_scale=1.0, clip_value=math.inf):
-    views = _views(p, g, s)
-    if views is None:
-        return reference.rmsprop_update(xp, p, g, s, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
-                                        grad_scale=grad_scale, clip_value=clip_value)
-    cpu.rmsprop_update(np_xp, *views, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, grad_scale=grad_scale,
-                       clip_value=clip_value)
-
-
-def adam_update(xp, p, g, m, v, *, lr, step, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                decoupled=False, grad_scale=1.0, clip_value=math.inf):
-    views = _views(p, g, m, v)
-    if views is None:
-        return reference.adam_update(xp, p, g, m, v, lr=lr, step=step, beta1=beta1, beta2=beta2, eps=eps,
-                                     weight_decay=weight_decay, decoupled=decoupled, grad_scale=grad_scale,
-                                     clip_value=clip_value)
-    cpu.adam_update(np_xp, *views, lr=lr, step=step, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-                    decoupled=decoupled, grad_scale=grad_scale, clip_value=clip_value)
+softmax_cross_entropy = _adapt(cpu.softmax_cross_entropy)
+sigmoid_binary_cross_entropy = _adapt(cpu.sigmoid_binary_cross_entropy)
+bias_act = _adapt(cpu.bias_act)
+act_backward = _adapt(cpu.act_backward)
+sgd_update = _adapt(cpu.sgd_update)
+rmsprop_update = _adapt(cpu.rmsprop_update)
+adam_update = _adapt(cpu.adam_update)

@@ -7,13 +7,15 @@ from .checkpoint import CheckpointError
 from .checkpoint import load as load_checkpoint
 from .checkpoint import save as save_checkpoint
 from .gradcheck import check_layer_gradients, check_loss_gradients, check_model_gradients
-from .layers import (ELU, LAYERS, SELU, Activation, BatchNorm1d, Dense, Dropout, Identity, LayerNorm, LeakyReLU,
-                     ReLU, Sequential, Sigmoid, Softmax, Tanh, build_mlp)
+from .layers import (ACTIVATION_LAYERS, LAYERS, Activation, BatchNorm1d, Dense, Dropout, LayerNorm, Sequential, Softmax,
+                     build_mlp)
 from .losses import (L1, L2, LOSSES, BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy,
                      SoftmaxMeanSquaredError, get_loss)
 from .metrics import accuracy, classification_report, confusion_matrix, regression_scores
 from .optim import (SGD, Adam, AdamW, CosineDecay, ExponentialDecay, Momentum, Nesterov, RMSProp, StepDecay,
                     get_optimizer)
 from .train import Callback, EarlyStopping, History, ReduceLROnPlateau, evaluate, fit, predict, predict_proba
+
+globals().update(ACTIVATION_LAYERS)  # ReLU, LeakyReLU, ELU, ...: one per entry of the activation table
 
 __version__ = "0.1.0"

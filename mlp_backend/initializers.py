@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from functools import partial
 
+from .kernels.activations import get as get_activation
+
 
 def uniform(be, shape, fan_in, fan_out, scale=0.05):
     return be.uniform(shape, -scale, scale)
@@ -46,8 +48,6 @@ INITIALIZERS = {
     f.__name__: f
     for f in (uniform, normal, glorot_uniform, glorot_normal, he_uniform, he_normal, lecun_normal, zeros)
 }
-# "auto": He for the ReLU family, LeCun for SELU (self-normalising), Glorot otherwise.
-_AUTO = {"relu": "he_uniform", "leaky_relu": "he_uniform", "elu": "he_uniform", "selu": "lecun_normal"}
 
 
 def get_initializer(init, activation: str = "identity"):
@@ -56,8 +56,8 @@ def get_initializer(init, activation: str = "identity"):
         return init
     if not isinstance(init, str):
         raise TypeError(f"init must be a name or a callable, got {type(init).__name__}")
-    if init == "auto":
-        init = _AUTO.get(activation, "glorot_uniform")
+    if init == "auto":  # the activation table's choice: He for the ReLU family, LeCun for SELU, else Glorot
+        init = get_activation(activation).init
     name, _, arg = init.partition(":")
     if name not in INITIALIZERS:
         raise ValueError(f"unknown initializer {name!r}; choose one of {', '.join(INITIALIZERS)} or 'auto'")

@@ -2,6 +2,8 @@
 comparisons over seeds with mean ± std bands, and decision boundaries of 2-D problems."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -85,24 +87,30 @@ def plot_confusion(cm, class_names, path, title="Confusion matrix (test)"):
 
 
 def plot_activations(path):
-    """Gallery of the activation functions and their derivatives (computed by the reference kernels)."""
+    """Gallery of every activation in the table and its derivative (computed by the reference kernels)."""
     import array_api_compat.numpy as xp
 
     from .kernels import reference
+    from .kernels.activations import TABLE
 
     plt = _plt()
-    names = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu"]
-    fig, axes = plt.subplots(2, 3, figsize=(10, 6))
+    entries = [a for a in TABLE.values() if a.name != "identity"]
+    cols = 3
+    rows = math.ceil(len(entries) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(10, 3 * rows), squeeze=False)
     z = np.linspace(-4, 4, 801)
-    for ax, name in zip(axes.ravel(), names):
-        alpha = 0.1 if name == "leaky_relu" else 1.0
-        y = reference.activation(xp, z.copy(), name, alpha)
-        dy = reference.activation_grad_from_output(xp, np.ones_like(z), y, name, alpha)
-        ax.plot(z, y, label=name)
+    for ax in axes.ravel()[len(entries):]:
+        ax.axis("off")
+    for ax, act in zip(axes.ravel(), entries):
+        alpha = 0.1 if act.name == "leaky_relu" else (act.alpha or 0.0)
+        y = reference.activation(xp, z.copy(), act.name, alpha)
+        saved = y if act.saves == "output" else z
+        dy = reference.activation_derivative(xp, np.ones_like(z), saved, act.name, alpha)
+        ax.plot(z, y, label=act.name)
         ax.plot(z, dy, "--", label="derivative")
         ax.axhline(0, color="k", lw=0.5)
         ax.axvline(0, color="k", lw=0.5)
-        ax.set_title(name + (" (slope 0.1)" if name == "leaky_relu" else ""))
+        ax.set_title(act.name + (" (slope 0.1)" if act.name == "leaky_relu" else ""))
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     _save(fig, path)

@@ -16,12 +16,14 @@ def compile_kernels(dtype: str) -> float:
     import array_api_compat.numpy as xp
     import numpy as np
 
-    from .kernels import cpu
-    from .kernels.reference import ACTIVATIONS
+    from .kernels import hyper, kernel_set
+    from .kernels.activations import ACTIVATIONS
+    from .kernels.cpu import PARALLEL_MIN_ELEMENTS
 
     start = time.perf_counter()
     rng = np.random.default_rng(0)
-    big = cpu.PARALLEL_MIN_ELEMENTS
+    big = PARALLEL_MIN_ELEMENTS
+    cpu = kernel_set("numpy", "numba")
     for rows, cols in ((4, 3), (big // 8, 8)):  # serial kernels, then the parallel ones
         z = rng.standard_normal((rows, cols)).astype(dtype)
         b = np.zeros(cols, dtype)
@@ -36,11 +38,15 @@ def compile_kernels(dtype: str) -> float:
             cpu.act_backward(xp, dy, y, act, 0.1, out=dy)
             cpu.act_backward(xp, dy, y, act, 0.1, out=dy, bias_grad=b.copy())
         p, g = z.reshape(-1).copy(), z.reshape(-1)
-        for clip in (1.0, float("inf")):
-            cpu.sgd_update(xp, p, g, None, lr=0.1, clip_value=clip)
-            cpu.sgd_update(xp, p, g, np.zeros_like(p), lr=0.1, momentum=0.9, clip_value=clip)
-            cpu.rmsprop_update(xp, p, g, np.zeros_like(p), lr=0.1, clip_value=clip)
-            cpu.adam_update(xp, p, g, np.zeros_like(p), np.zeros_like(p), lr=0.1, step=1, clip_value=clip)
+        for rule in ("sgd", "rmsprop", "adam"):
+            record = np.full(len(hyper.FIELDS[rule]), 0.5, dtype)
+            if rule == "sgd":
+                cpu.sgd_update(xp, p, g, None, record)
+                cpu.sgd_update(xp, p, g, np.zeros_like(p), record, nesterov=True)
+            elif rule == "rmsprop":
+                cpu.rmsprop_update(xp, p, g, np.zeros_like(p), record)
+            else:
+                cpu.adam_update(xp, p, g, np.zeros_like(p), np.zeros_like(p), record)
     return time.perf_counter() - start
 
 

@@ -6,8 +6,13 @@ import array_api_compat.numpy as xp
 import numpy as np
 import pytest
 
+import mlp_backend as mlp
 from mlp_backend import kernels
-from mlp_backend.kernels import cpu, reference
+from mlp_backend.kernels import cpu as cpu_module
+from mlp_backend.kernels import hyper, reference
+from mlp_backend.kernels.activations import TABLE
+
+cpu = kernels.kernel_set("numpy", "numba")  # the fused ops as training calls them (reference where they decline)
 
 DTYPES = [np.float32, np.float64]
 
@@ -22,15 +27,32 @@ def signature(fn):
     return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
 
 
-def test_every_op_has_fused_kernels_with_the_reference_signature():
+def test_every_fused_kernel_has_the_reference_signature():
     import importlib
 
     for module in kernels.FUSED_MODULES.values():
         if module != "cpu" and importlib.util.find_spec({"torch_cpu": "torch", "cuda": "numba.cuda"}[module]) is None:
             continue
         impl = importlib.import_module(f"mlp_backend.kernels.{module}")
-        for op in kernels.OPS:
+        overridden = [op for op in kernels.OPS if hasattr(impl, op)]
+        assert overridden, module
+        for op in overridden:
             assert signature(getattr(impl, op)) == signature(getattr(reference, op)), (module, op)
+
+
+def test_an_op_a_module_does_not_override_is_the_reference(monkeypatch):
+    monkeypatch.delattr(cpu_module, "rmsprop_update")
+    assert kernels.resolve("rmsprop_update", "numpy", "auto") is reference.rmsprop_update
+
+
+def record(opt, step=1, grad_scale=1.0, dtype=np.float64):
+    """The scalar record an optimizer hands its kernel at ``step``."""
+    return np.array(hyper.pack(opt.rule, {**opt.scalars(opt.lr, step), "grad_scale": grad_scale}), dtype)
+
+
+def saved_for(act, z, y):
+    """What the activation's backward reads: its output, or its input."""
+    return y if TABLE[act].saves == "output" else z
 
 
 def test_torch_cpu_tensors_go_through_the_numba_kernels_in_place():
@@ -42,9 +64,10 @@ def test_torch_cpu_tensors_go_through_the_numba_kernels_in_place():
     rng = np.random.default_rng(9)
     p0, g = rng.normal(size=1000).astype(np.float32), rng.normal(size=1000).astype(np.float32)
     tp, tm, tv = torch.tensor(p0), torch.zeros(1000), torch.zeros(1000)
-    torch_cpu.adam_update(txp, tp, torch.tensor(g), tm, tv, lr=1e-2, step=1)
+    hp = record(mlp.Adam(1e-2), dtype=np.float32)
+    assert torch_cpu.adam_update(txp, tp, torch.tensor(g), tm, tv, torch.tensor(hp)) is None  # fused, not declined
     p, m, v = p0.copy(), np.zeros(1000, np.float32), np.zeros(1000, np.float32)
-    reference.adam_update(xp, p, g, m, v, lr=1e-2, step=1)
+    reference.adam_update(xp, p, g, m, v, hp)
     close(tp.numpy(), p, np.float32)
     close(tv.numpy(), v, np.float32)
     z = torch.tensor(rng.normal(size=(6, 4)), dtype=torch.float32)
@@ -60,13 +83,14 @@ def test_torch_cpu_tensors_go_through_the_numba_kernels_in_place():
     rdb = np.empty(4, np.float32)
     close(dz.numpy(), reference.act_backward(xp, dy.numpy(), yv.numpy(), "sigmoid", bias_grad=rdb), np.float32)
     close(db.numpy(), rdb, np.float32)  # written through the tensor's NumPy view
-    needs_grad = torch.zeros(3, requires_grad=True)  # no NumPy view: the reference handles it
-    out = torch_cpu.bias_act(txp, needs_grad * 1.0, None, "relu")
-    assert isinstance(out, torch.Tensor)
+    needs_grad = torch.zeros(3, requires_grad=True)  # no NumPy view: declined, and the reference handles it
+    assert torch_cpu.bias_act(txp, needs_grad * 1.0, None, "relu") is NotImplemented
+    out = kernels.resolve("bias_act", "torch", "auto")(txp, needs_grad * 1.0, None, "relu")
+    assert isinstance(out, torch.Tensor) and out.requires_grad
 
 
 def test_registry_modes(monkeypatch):
-    assert kernels.resolve("adam_update", "numpy", "auto") is cpu.adam_update
+    assert kernels.resolve("adam_update", "numpy", "auto").fused is cpu_module.adam_update
     assert kernels.resolve("adam_update", "numpy", "reference") is reference.adam_update
     assert kernels.resolve("adam_update", "array_api_strict", "auto") is reference.adam_update
     with pytest.raises(ValueError, match="no Numba kernels for 'array_api_strict'"):
@@ -138,10 +162,11 @@ def test_bias_act_and_backward(dtype, act, rows):
     reference.bias_act(xp, ref, b, act, 0.3)
     close(ours, ref, dtype)
     # the backward from the same y (near saturation, 1 - y*y magnifies a last-bit difference in y)
-    close(cpu.act_backward(xp, dy, ref, act, 0.3), reference.act_backward(xp, dy, ref, act, 0.3), dtype)
+    saved = saved_for(act, z + b, ref)
+    close(cpu.act_backward(xp, dy, saved, act, 0.3), reference.act_backward(xp, dy, saved, act, 0.3), dtype)
     out = dy.copy()
-    assert cpu.act_backward(xp, out, ref, act, 0.3, out=out) is out  # aliasing dy and out
-    close(out, reference.act_backward(xp, dy, ref, act, 0.3), dtype)
+    assert cpu.act_backward(xp, out, saved, act, 0.3, out=out) is out  # aliasing dy and out
+    close(out, reference.act_backward(xp, dy, saved, act, 0.3), dtype)
     no_bias = z.copy()
     cpu.bias_act(xp, no_bias, None, act, 0.3)
     close(no_bias, reference.activation(xp, z, act, 0.3), dtype)
@@ -152,12 +177,14 @@ def test_bias_act_and_backward(dtype, act, rows):
 @pytest.mark.parametrize("parallel", [False, True])
 def test_act_backward_writes_the_bias_gradient_from_the_same_pass(dtype, act, parallel, monkeypatch):
     if parallel:
-        monkeypatch.setattr(cpu, "PARALLEL_MIN_ELEMENTS", 1)
+        monkeypatch.setattr(cpu_module, "PARALLEL_MIN_ELEMENTS", 1)
     rng = np.random.default_rng(4)
-    y = reference.activation(xp, (rng.normal(size=(777, 40)) * 3).astype(dtype), act, 0.3)
+    z = (rng.normal(size=(777, 40)) * 3).astype(dtype)
+    y = saved_for(act, z, reference.activation(xp, z, act, 0.3))
     dy = rng.normal(size=y.shape).astype(dtype)
     dz = reference.act_backward(xp, dy, y, act, 0.3)
-    exact = dz.astype(np.float64).sum(axis=0)  # the kernel's sums end in float64; the reference's in dtype
+    # the kernel's sums end in float64, the reference's in dtype: compare with float64 maths on the same inputs
+    exact = reference.act_backward(xp, dy.astype(np.float64), y.astype(np.float64), act, 0.3).sum(axis=0)
     for out in (None, dy.copy()):  # a new array, or written over dy
         db = np.full(40, np.nan, dtype)
         result = cpu.act_backward(xp, dy if out is None else out, y, act, 0.3, out=out, bias_grad=db)
@@ -174,35 +201,37 @@ def test_act_backward_writes_the_bias_gradient_from_the_same_pass(dtype, act, pa
     close(flat_db, dz[0].sum(), dtype)
 
 
-OPTIMIZER_KWARGS = [
-    ("sgd_update", 0, dict(lr=0.1, weight_decay=0.01)),
-    ("sgd_update", 1, dict(lr=0.1, momentum=0.9)),
-    ("sgd_update", 1, dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01, grad_scale=0.5, clip_value=0.7)),
-    ("rmsprop_update", 1, dict(lr=0.01, rho=0.9, eps=1e-8, weight_decay=0.01, clip_value=1.0)),
-    ("adam_update", 2, dict(lr=0.01, weight_decay=0.01, grad_scale=0.3)),
-    ("adam_update", 2, dict(lr=0.01, weight_decay=0.1, decoupled=True, clip_value=0.5)),
+OPTIMIZER_CASES = [  # (optimizer, global-norm clipping factor)
+    (lambda: mlp.SGD(0.1, weight_decay=0.01), 1.0),
+    (lambda: mlp.Momentum(0.1, 0.9), 1.0),
+    (lambda: mlp.Nesterov(0.1, 0.9, weight_decay=0.01, clip_value=0.7), 0.5),
+    (lambda: mlp.RMSProp(0.01, rho=0.9, eps=1e-8, weight_decay=0.01, clip_value=1.0), 1.0),
+    (lambda: mlp.Adam(0.01, weight_decay=0.01), 0.3),
+    (lambda: mlp.AdamW(0.01, weight_decay=0.1, clip_value=0.5), 1.0),
 ]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size", [1, 1000, 300_000])
-@pytest.mark.parametrize("op,n_state,kwargs", OPTIMIZER_KWARGS)
-def test_optimizer_kernels_match_reference_over_steps(dtype, size, op, n_state, kwargs):
+@pytest.mark.parametrize("make,grad_scale", OPTIMIZER_CASES)
+def test_optimizer_kernels_match_reference_over_steps(dtype, size, make, grad_scale, monkeypatch):
     """N steps both ways: parameters and every state array agree; gradients are left untouched."""
+    if size == 300_000:
+        monkeypatch.setattr(cpu_module, "PARALLEL_MIN_ELEMENTS", 1)  # the parallel kernels too
     rng = np.random.default_rng(4)
     p0 = rng.normal(size=size).astype(dtype)
     runs = []
-    for impl in (getattr(cpu, op), getattr(reference, op)):
+    for ops in (cpu, kernels.kernel_set("numpy", "reference")):
+        opt = make()
         p = p0.copy()
-        state = [np.zeros_like(p) for _ in range(n_state)]
+        opt.state = {name: np.zeros_like(p) for name in opt.state_names}
         gen = np.random.default_rng(5)
         for step in range(1, 6):
             g = gen.normal(size=size).astype(dtype)
             g_before = g.copy()
-            extra = {"step": step} if op == "adam_update" else {}
-            args = state if n_state else [None]
-            impl(xp, p, g, *args, **kwargs, **extra)
+            opt.apply(ops, xp, p, g, record(opt, step, grad_scale, dtype))
             np.testing.assert_array_equal(g, g_before)
+        state = [opt.state[name] for name in opt.state_names]
         runs.append((p, state))
     (p1, s1), (p2, s2) = runs
     close(p1, p2, dtype)
@@ -210,7 +239,9 @@ def test_optimizer_kernels_match_reference_over_steps(dtype, size, op, n_state, 
         close(a, b, dtype)
 
 
-def test_parallel_kernels_are_deterministic():
+def test_parallel_kernels_are_deterministic(monkeypatch):
+    monkeypatch.setattr(cpu_module, "PARALLEL_MIN_ELEMENTS", 1)
+    assert cpu_module._pick(cpu_module._XENT, 4096 * 100) is cpu_module._XENT[1]  # the parallel kernel runs
     rng = np.random.default_rng(6)
     z = rng.normal(size=(4096, 100)).astype(np.float32)
     y = rng.integers(0, 100, 4096)

@@ -1,8 +1,11 @@
+from functools import partial
+
 import numpy as np
 import pytest
 
 import mlp_backend as mlp
 from mlp_backend.backend import to_numpy
+from mlp_backend.kernels.activations import TABLE
 from mlp_backend.gradcheck import check_layer_gradients, check_model_gradients
 
 from conftest import AVAILABLE, BACKEND_DEVICES, backend_matrix, backends, tol
@@ -11,22 +14,24 @@ torch = pytest.importorskip("torch") if "torch" in AVAILABLE else None
 
 LAYER_FACTORIES = {
     "dense": lambda: mlp.Dense(6, 4),
-    "dense_relu": lambda: mlp.Dense(6, 4, activation="relu"),
-    "dense_tanh": lambda: mlp.Dense(6, 4, activation="tanh"),
-    "dense_sigmoid": lambda: mlp.Dense(6, 4, activation="sigmoid"),
-    "dense_elu": lambda: mlp.Dense(6, 4, activation="elu", alpha=0.7),
-    "dense_leaky": lambda: mlp.Dense(6, 4, activation="leaky_relu", alpha=0.2),
-    "dense_selu": lambda: mlp.Dense(6, 4, activation="selu"),
-    "relu": mlp.ReLU, "sigmoid": mlp.Sigmoid, "tanh": mlp.Tanh, "identity": mlp.Identity, "selu": mlp.SELU,
-    "leaky_relu": lambda: mlp.LeakyReLU(negative_slope=0.1), "elu": lambda: mlp.ELU(alpha=1.3),
     "softmax": mlp.Softmax, "dropout": lambda: mlp.Dropout(0.3),
     "batchnorm": lambda: mlp.BatchNorm1d(6), "layernorm": lambda: mlp.LayerNorm(6),
 }
+for _act in TABLE.values():  # every activation of the table: as a Dense layer's and as a layer of its own
+    _alpha = {} if _act.alpha is None else {_act.alpha_name: 0.3}
+    LAYER_FACTORIES[f"dense_{_act.name}"] = partial(mlp.Dense, 6, 4, activation=_act.name,
+                                                    alpha=None if _act.alpha is None else 0.7)
+    LAYER_FACTORIES[_act.name] = partial(mlp.ACTIVATION_LAYERS[_act.layer], **_alpha)
 
 
 def test_every_registered_layer_is_gradient_checked():
     checked = {type(f()).__name__ for f in LAYER_FACTORIES.values()}
     assert set(mlp.LAYERS) - {"Activation"} <= checked
+    assert {a.layer for a in TABLE.values()} <= set(mlp.LAYERS)  # every table entry has its layer class
+
+
+def test_every_activation_has_a_torch_oracle():
+    assert set(TORCH_ACTIVATIONS) == set(TABLE)
 
 
 @pytest.mark.parametrize("backend", backends(["numpy", "array_api_strict", "torch"]))
@@ -50,15 +55,21 @@ def test_dense_flattens_nd_input_and_returns_gradient_in_its_shape():
     assert check_model_gradients(model, x, np.array([0, 1, 2, 0])).ok
 
 
+TORCH_ACTIVATIONS = {  # name -> (torch function of (z, alpha))
+    "identity": lambda z, a: z, "relu": lambda z, a: torch.relu(z),
+    "leaky_relu": lambda z, a: torch.nn.functional.leaky_relu(z, a), "sigmoid": lambda z, a: torch.sigmoid(z),
+    "tanh": lambda z, a: torch.tanh(z), "elu": lambda z, a: torch.nn.functional.elu(z, a),
+    "selu": lambda z, a: torch.selu(z),
+}
+
+
 def _torch_activation(name, alpha):
-    F = torch.nn.functional
-    return {"identity": lambda z: z, "relu": F.relu, "leaky_relu": lambda z: F.leaky_relu(z, alpha),
-            "sigmoid": torch.sigmoid, "tanh": torch.tanh, "elu": lambda z: F.elu(z, alpha), "selu": F.selu}[name]
+    return partial(TORCH_ACTIVATIONS[name], a=alpha)
 
 
 @pytest.mark.skipif("torch" not in AVAILABLE, reason="torch oracle not installed")
 @pytest.mark.parametrize("case", backend_matrix())
-@pytest.mark.parametrize("act", ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "elu", "selu"])
+@pytest.mark.parametrize("act", list(TABLE))
 def test_dense_forward_backward_match_torch(case, act):
     name, device, dtype, mode = case
     rng = np.random.default_rng(3)
@@ -173,3 +184,27 @@ def test_model_moves_between_backends_and_keeps_training(target):
     b.fit(X, y, epochs=2, batch_size=16)
     b.to("numpy")
     np.testing.assert_allclose(b.flat_params, a.flat_params, rtol=1e-9, atol=1e-12)
+
+
+def test_activations_known_values_at_linspace():
+    """The coursework's check: every activation at linspace(-5, 5, 10), fused and reference, against closed forms."""
+    import array_api_compat.numpy as xp
+
+    from mlp_backend.kernels import kernel_set
+
+    z = np.linspace(-5, 5, 10)
+    a = 0.3
+    sig = 1 / (1 + np.exp(-z))
+    scale, alpha = 1.0507009873554805, 1.6732632423543772
+    expected = {
+        "identity": z, "relu": np.maximum(z, 0), "leaky_relu": np.where(z > 0, z, a * z), "sigmoid": sig,
+        "tanh": np.tanh(z), "elu": np.where(z > 0, z, a * (np.exp(z) - 1)),
+        "selu": scale * np.where(z > 0, z, alpha * (np.exp(z) - 1)),
+    }
+    assert set(expected) == set(TABLE)
+    np.testing.assert_allclose(expected["sigmoid"][0], 0.0066928509242848554, rtol=1e-15)  # sigmoid(-5)
+    for mode in ("numba", "reference"):
+        ops = kernel_set("numpy", mode)
+        for name, want in expected.items():
+            got = ops.bias_act(xp, z.copy(), None, name, a)
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15, err_msg=f"{name} {mode}")

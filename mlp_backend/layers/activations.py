@@ -1,27 +1,21 @@
-"""Activation layers. The maths lives in the kernels (reference: ``kernels/reference.py``)."""
+"""Activation layers, one class per entry of the activation table (``kernels/activations.py``).
+
+``Activation("gelu")`` is the general layer; ``ACTIVATION_LAYERS`` holds the named classes generated from
+the table (``ReLU``, ``LeakyReLU(negative_slope=...)``, ``ELU(alpha=...)``, ``GELU``, ...), exported by
+``mlp_backend.layers``. The maths lives in the table; this file only keeps what the backward pass needs.
+"""
 from __future__ import annotations
 
+from ..kernels import activations as table
 from ..kernels import reference
-from ..kernels.reference import ACTIVATIONS
 from .base import Layer
 
-_DEFAULT_ALPHA = {"leaky_relu": 0.01, "elu": 1.0}
-
-
-def check_activation(name: str, alpha: float | None = None) -> tuple[str, float]:
-    """Validated ``(name, alpha)``; ``alpha`` defaults per activation (leaky_relu 0.01, elu 1.0)."""
-    if not isinstance(name, str) or name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
-    if alpha is None:
-        alpha = _DEFAULT_ALPHA.get(name, 0.0)
-    alpha = float(alpha)
-    if name in _DEFAULT_ALPHA and not alpha >= 0:
-        raise ValueError(f"{name} needs a non-negative alpha, got {alpha}")
-    return name, alpha
+check_activation = table.check
 
 
 class Activation(Layer):
-    """Elementwise activation by name; its gradient is computed from the output it keeps."""
+    """Elementwise activation by name; its gradient is computed from the array the table says it saves
+    (its output for most, its input for GELU)."""
 
     def __init__(self, activation: str, alpha: float | None = None):
         super().__init__()
@@ -34,37 +28,37 @@ class Activation(Layer):
     def forward(self, x, training=False):
         xp = self.be.xp
         # bias_act works in place, so it gets a copy: x may be the caller's data.
-        self._y = self.ops.bias_act(xp, xp.asarray(x, copy=True), None, self.activation, self.alpha)
-        return self._y
+        y = self.ops.bias_act(xp, xp.asarray(x, copy=True), None, self.activation, self.alpha)
+        self._saved = y if table.TABLE[self.activation].saves == "output" else x
+        return y
 
     def backward(self, dy, need_input_grad=True):
-        return self.ops.act_backward(self.be.xp, dy, self._y, self.activation, self.alpha)
+        return self.ops.act_backward(self.be.xp, dy, self._saved, self.activation, self.alpha)
 
 
-def _named(cls_name: str, name: str, doc: str, with_alpha: str | None = None):
-    if with_alpha:
-        def __init__(self, **kw):
-            kw = {("alpha" if k == with_alpha else k): v for k, v in kw.items()}
-            Activation.__init__(self, name, **kw)
-
-        def config(self):
-            return {with_alpha: self.alpha}
-    else:
+def _layer_class(act: table.ActivationDef) -> type:
+    """The named layer class of one table entry: no arguments, or its parameter by the entry's name for it."""
+    if act.alpha is None:
         def __init__(self):
-            Activation.__init__(self, name)
+            Activation.__init__(self, act.name)
 
         def config(self):
             return {}
-    return type(cls_name, (Activation,), {"__init__": __init__, "config": config, "__doc__": doc})
+    else:
+        def __init__(self, **kw):
+            unknown = set(kw) - {act.alpha_name}
+            if unknown:
+                raise TypeError(f"{act.layer}() got unexpected keyword arguments {sorted(unknown)}")
+            Activation.__init__(self, act.name, kw.get(act.alpha_name))
+
+        def config(self):
+            return {act.alpha_name: self.alpha}
+    return type(act.layer, (Activation,), {"__init__": __init__, "config": config, "__doc__": act.doc,
+                                           "__module__": __name__})
 
 
-ReLU = _named("ReLU", "relu", "ReLU: max(x, 0).")
-LeakyReLU = _named("LeakyReLU", "leaky_relu", "LeakyReLU: x if x > 0 else negative_slope * x.", with_alpha="negative_slope")
-ELU = _named("ELU", "elu", "ELU: x if x > 0 else alpha * (exp(x) - 1).", with_alpha="alpha")
-SELU = _named("SELU", "selu", "SELU: scale * (x if x > 0 else alpha * (exp(x) - 1)), self-normalising constants.")
-Sigmoid = _named("Sigmoid", "sigmoid", "Sigmoid: 1 / (1 + exp(-x)), computed without overflow.")
-Tanh = _named("Tanh", "tanh", "Tanh: hyperbolic tangent.")
-Identity = _named("Identity", "identity", "Identity: y = x.")
+ACTIVATION_LAYERS = {act.layer: _layer_class(act) for act in table.TABLE.values()}
+globals().update(ACTIVATION_LAYERS)
 
 
 class Softmax(Layer):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from ..initializers import get_initializer
+from ..kernels.activations import TABLE
 from .activations import check_activation
 from .base import Layer
 
@@ -60,13 +61,18 @@ class Dense(Layer):
             raise ValueError(f"Dense expects {self.in_features} input features, got {x.shape[1]}")
         z = self.be.matmul(x, self.params["W"])
         self._x = x
-        self._y = self.ops.bias_act(xp, z, self.params.get("b"), self.activation, self.alpha)
-        return self._y
+        b = self.params.get("b")
+        if TABLE[self.activation].saves == "output":  # the backward needs y only: one fused pass, in place
+            self._saved = y = self.ops.bias_act(xp, z, b, self.activation, self.alpha)
+        else:  # it needs z = x W + b: keep a copy before the activation overwrites it
+            self._saved = xp.asarray(self.ops.bias_act(xp, z, b, "identity"), copy=True)
+            y = self.ops.bias_act(xp, z, None, self.activation, self.alpha)
+        return y
 
     def backward(self, dy, need_input_grad=True):
         xp = self.be.xp
         # one fused pass: dz and, from the same pass, the bias gradient
-        dz = self.ops.act_backward(xp, dy, self._y, self.activation, self.alpha, bias_grad=self.grads.get("b"))
+        dz = self.ops.act_backward(xp, dy, self._saved, self.activation, self.alpha, bias_grad=self.grads.get("b"))
         self.be.matmul(self._x.T, dz, out=self.grads["W"])
         if not need_input_grad:
             return None

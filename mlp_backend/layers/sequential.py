@@ -11,14 +11,14 @@ import numpy as np
 
 from .. import kernels
 from ..backend import get_backend, to_numpy
-from .activations import ELU, SELU, Activation, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .activations import ACTIVATION_LAYERS, Activation, Softmax
 from .base import Layer
 from .dense import Dense
 from .dropout import Dropout
 from .norm import BatchNorm1d, LayerNorm
 
-LAYERS = {cls.__name__: cls for cls in (Dense, Activation, ReLU, LeakyReLU, ELU, SELU, Sigmoid, Tanh, Identity,
-                                        Softmax, Dropout, BatchNorm1d, LayerNorm)}
+LAYERS = {cls.__name__: cls for cls in (Dense, Activation, *ACTIVATION_LAYERS.values(), Softmax, Dropout, BatchNorm1d,
+                                        LayerNorm)}
 
 
 class Sequential:

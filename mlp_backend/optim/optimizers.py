@@ -1,8 +1,10 @@
 """Optimizers as configurations of three update rules over the flat parameter buffer.
 
 State (velocity, moments) is flat arrays shaped like the parameter buffer; one ``step`` is one call
-of one kernel (``sgd_update``, ``rmsprop_update`` or ``adam_update``) over every parameter, with
-global-norm clipping folded in as a scale factor. The maths is in ``kernels/reference.py``.
+of one kernel (``sgd_update``, ``rmsprop_update`` or ``adam_update``) over every parameter. The step's
+scalars are folded here, once: the scheduled learning rate, weight decay, the global-norm clipping
+factor and the rule's own (``scalars``: Adam's bias corrections, AdamW's decay), and reach the kernel as
+one record (``kernels/hyper.py``). The per-element maths is in ``kernels/reference.py``.
 """
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ import math
 import numpy as np
 
 from ..backend import to_numpy
-from ..kernels import reference
+from ..kernels import hyper, reference
 from .schedules import Schedule
 
 
 class Optimizer:
+    rule = "sgd"  # the update kernel: f"{rule}_update", its scalars hyper.FIELDS[rule]
     state_names: tuple = ()
 
     def __init__(self, lr: float, *, weight_decay: float = 0.0, clip_norm: float | None = None,
@@ -121,6 +124,10 @@ class Optimizer:
         norm = float(reference.global_norm(xp, grads))
         return min(1.0, self.clip_norm / (norm + 1e-6))
 
+    def scalars(self, lr: float, step: int) -> dict:
+        """The step's scalars (``hyper.FIELDS[self.rule]``) for learning rate ``lr`` at ``step`` (1 first)."""
+        return {"lr": lr, "l2": self.weight_decay, "clip": self.clip_value if self.clip_value is not None else math.inf}
+
     def step(self, params, grads, ops):
         """One update of the flat ``params`` from the flat ``grads``; call ``init`` first."""
         if not self.is_initialised_for(params):
@@ -128,11 +135,11 @@ class Optimizer:
         xp = self.be.xp
         lr = self.current_lr()
         self.step_count += 1
-        clip_value = self.clip_value if self.clip_value is not None else math.inf
-        self.apply(ops, xp, params, grads, dict(lr=lr, weight_decay=self.weight_decay, clip_value=clip_value,
-                                                grad_scale=self.grad_scale(xp, grads), **self.hyper()))
+        values = {**self.scalars(lr, self.step_count), "grad_scale": self.grad_scale(xp, grads)}
+        record = self.be.asarray(hyper.pack(self.rule, values))  # the parameters' dtype and device
+        self.apply(ops, xp, params, grads, record)
 
-    def apply(self, ops, xp, params, grads, kwargs):
+    def apply(self, ops, xp, params, grads, record):
         raise NotImplementedError
 
     def __repr__(self):
@@ -155,8 +162,11 @@ class SGD(Optimizer):
     def hyper(self):
         return {"momentum": self.momentum, "nesterov": self.nesterov}
 
-    def apply(self, ops, xp, params, grads, kwargs):
-        ops.sgd_update(xp, params, grads, self.state.get("velocity"), **kwargs)
+    def scalars(self, lr, step):
+        return {**super().scalars(lr, step), "momentum": self.momentum}
+
+    def apply(self, ops, xp, params, grads, record):
+        ops.sgd_update(xp, params, grads, self.state.get("velocity"), record, nesterov=self.nesterov)
 
 
 class Momentum(SGD):
@@ -171,6 +181,7 @@ class Nesterov(SGD):
 
 
 class RMSProp(Optimizer):
+    rule = "rmsprop"
     state_names = ("square_avg",)
 
     def __init__(self, lr: float = 1e-3, rho: float = 0.9, eps: float = 1e-8, **kwargs):
@@ -184,13 +195,17 @@ class RMSProp(Optimizer):
     def hyper(self):
         return {"rho": self.rho, "eps": self.eps}
 
-    def apply(self, ops, xp, params, grads, kwargs):
-        ops.rmsprop_update(xp, params, grads, self.state["square_avg"], **kwargs)
+    def scalars(self, lr, step):
+        return {**super().scalars(lr, step), "rho": self.rho, "one_minus_rho": 1.0 - self.rho, "eps": self.eps}
+
+    def apply(self, ops, xp, params, grads, record):
+        ops.rmsprop_update(xp, params, grads, self.state["square_avg"], record)
 
 
 class Adam(Optimizer):
     """Adam with bias correction; ``decoupled=True`` (AdamW) decays weights outside the gradient."""
 
+    rule = "adam"
     state_names = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
@@ -207,9 +222,17 @@ class Adam(Optimizer):
     def hyper(self):
         return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps, "decoupled": self.decoupled}
 
-    def apply(self, ops, xp, params, grads, kwargs):
-        ops.adam_update(xp, params, grads, self.state["exp_avg"], self.state["exp_avg_sq"],
-                        step=self.step_count, **kwargs)
+    def scalars(self, lr, step):
+        # Adam: weight decay as L2 in the gradient; AdamW (decoupled): p *= 1 - lr wd, outside it.
+        wd = self.weight_decay
+        return {**super().scalars(lr, step), "l2": 0.0 if self.decoupled else wd,
+                "decay": 1.0 - lr * wd if self.decoupled else 1.0,
+                "beta1": self.beta1, "one_minus_beta1": 1.0 - self.beta1,
+                "beta2": self.beta2, "one_minus_beta2": 1.0 - self.beta2, "eps": self.eps,
+                "step_size": lr / (1.0 - self.beta1**step), "inv_sqrt_bias2": 1.0 / math.sqrt(1.0 - self.beta2**step)}
+
+    def apply(self, ops, xp, params, grads, record):
+        ops.adam_update(xp, params, grads, self.state["exp_avg"], self.state["exp_avg_sq"], record)
 
 
 class AdamW(Adam):

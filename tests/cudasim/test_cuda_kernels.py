@@ -3,9 +3,10 @@ import array_api_compat.numpy as xp
 import numpy as np
 import pytest
 
+import mlp_backend as mlp
 from mlp_backend.kernels import cuda as K
-from mlp_backend.kernels import reference
-from mlp_backend.kernels.elementwise import ACT_CODES
+from mlp_backend.kernels import hyper, reference
+from mlp_backend.kernels.activations import TABLE
 
 DTYPES = [np.float32, np.float64]
 
@@ -52,44 +53,49 @@ def test_bias_act_and_backward(dtype, act):
     z = (rng.normal(size=(3, 5)) * 3).astype(dtype)
     b = rng.normal(size=5).astype(dtype)
     ours, ref = z.copy(), z.copy()
-    K.launch_bias_act(ours, b, True, ACT_CODES[act], 0.2, threads=8)
+    K.launch_bias_act(ours, b, True, act, dtype(0.2), threads=8)  # alpha typed as the wrapper types it
     reference.bias_act(xp, ref, b, act, 0.2)
     close(ours, ref, dtype)
     dy = rng.normal(size=z.shape).astype(dtype)
     out = np.empty_like(dy)
-    K.launch_act_backward(dy.ravel(), ours.ravel(), ACT_CODES[act], 0.2, out.ravel(), threads=8)
-    close(out, reference.act_backward(xp, dy, ref, act, 0.2), dtype)
+    saved = ref if TABLE[act].saves == "output" else z + b
+    K.launch_act_backward(dy.ravel(), saved.ravel(), act, dtype(0.2), out.ravel(), threads=8)
+    close(out, reference.act_backward(xp, dy, saved, act, 0.2), dtype)
+
+
+OPTIMIZERS = {
+    "sgd": lambda: mlp.SGD(0.1, weight_decay=0.01, clip_value=0.8),
+    "momentum": lambda: mlp.Momentum(0.1, 0.9, weight_decay=0.01, clip_value=0.8),
+    "nesterov": lambda: mlp.Nesterov(0.1, 0.9, weight_decay=0.01, clip_value=0.8),
+    "rmsprop": lambda: mlp.RMSProp(0.01, rho=0.9, eps=1e-8, weight_decay=0.01, clip_value=0.8),
+    "adam": lambda: mlp.Adam(0.01, weight_decay=0.01, clip_value=0.8),
+    "adamw": lambda: mlp.AdamW(0.01, weight_decay=0.01, clip_value=0.8),
+}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("rule", ["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"])
-def test_optimizer_updates_over_steps(dtype, rule):
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_optimizer_updates_over_steps(dtype, name):
     rng = np.random.default_rng(3)
     p0 = rng.normal(size=21).astype(dtype)
     results = []
     for fused in (True, False):
+        opt = OPTIMIZERS[name]()
         p, s1, s2 = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
         gen = np.random.default_rng(4)
         for step in range(1, 4):
             g = gen.normal(size=21).astype(dtype)
-            common = dict(weight_decay=0.01, grad_scale=0.5, clip_value=0.8)
-            if rule in ("sgd", "momentum", "nesterov"):
-                mom, nest = (0.0 if rule == "sgd" else 0.9), rule == "nesterov"
+            hp = np.array(hyper.pack(opt.rule, {**opt.scalars(opt.lr, step), "grad_scale": 0.5}), dtype)
+            v = s1 if opt.state_names else None
+            if opt.rule == "sgd":
                 if fused:
-                    K.launch_sgd(p, g, s1, 0.1, mom, nest, 0.01, 0.5, 0.8, threads=8)
+                    K.launch_sgd(p, g, v, hp, opt.nesterov, threads=8)
                 else:
-                    reference.sgd_update(xp, p, g, s1, lr=0.1, momentum=mom, nesterov=nest, **common)
-            elif rule == "rmsprop":
-                if fused:
-                    K.launch_rmsprop(p, g, s1, 0.01, 0.9, 1e-8, 0.01, 0.5, 0.8, threads=8)
-                else:
-                    reference.rmsprop_update(xp, p, g, s1, lr=0.01, rho=0.9, eps=1e-8, **common)
+                    reference.sgd_update(xp, p, g, v, hp, nesterov=opt.nesterov)
+            elif opt.rule == "rmsprop":
+                (K.launch_rmsprop(p, g, s1, hp, threads=8) if fused else reference.rmsprop_update(xp, p, g, s1, hp))
             else:
-                dec = rule == "adamw"
-                if fused:
-                    K.launch_adam(p, g, s1, s2, 0.01, step, 0.9, 0.999, 1e-8, 0.01, dec, 0.5, 0.8, threads=8)
-                else:
-                    reference.adam_update(xp, p, g, s1, s2, lr=0.01, step=step, decoupled=dec, **common)
+                (K.launch_adam(p, g, s1, s2, hp, threads=8) if fused else reference.adam_update(xp, p, g, s1, s2, hp))
         results.append((p, s1, s2))
     for a, b in zip(*results):
         close(a, b, dtype)

@@ -1,0 +1,165 @@
+"""The activation table: every activation defined once, here.
+
+Each entry gives
+- ``forward(z, alpha)`` and ``derivative(dy, saved, alpha)``: scalar element functions in plain Python.
+  ``cpu.py`` compiles them into its fused loops, ``cuda.py`` into its kernels; the same functions are
+  what a GEMM epilogue would call. They use only ``math``-style operations and the ``fast_*`` functions
+  of ``scalar_math.py`` (each target supplies its own implementation), and derive constants from
+  ``alpha`` (``alpha - alpha`` is a zero of the data's dtype) so float32 loops stay float32.
+- ``xp_forward(xp, z, alpha)`` and ``xp_derivative(xp, dy, saved, alpha)``: the Array API form, which is
+  the reference (``reference.py``) and the specification the element functions are tested against.
+- ``saves``: what the derivative reads. ``"output"`` (the activation's output ``y``) lets a layer keep
+  one array and work in place; ``"input"`` (the pre-activation ``z``) is for activations whose
+  derivative is not a function of their output (GELU).
+- ``alpha``: the default of the activation's parameter (None when it takes none), ``alpha_name`` the
+  name its layer class gives it, ``init``: the initialiser ``init="auto"`` picks.
+
+Everything else (layer classes, the kernels' dispatch, initializer defaults, the activation gallery,
+the tests' coverage) is generated from or checked against ``TABLE``. Adding an activation is one entry.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .scalar_math import fast_exp, fast_expm1, fast_tanh
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+@dataclass(frozen=True)
+class ActivationDef:
+    name: str
+    layer: str  # the layer class's name (mlp_backend.ReLU, ...)
+    forward: Callable
+    derivative: Callable
+    xp_forward: Callable
+    xp_derivative: Callable
+    doc: str
+    saves: str = "output"
+    alpha: float | None = None
+    alpha_name: str = "alpha"
+    init: str = "glorot_uniform"
+
+
+# -- element functions (scalars) ----------------------------------------------------------------
+def identity_forward(z, alpha):
+    return z
+
+
+def identity_derivative(dy, y, alpha):
+    return dy
+
+
+def relu_forward(z, alpha):
+    return alpha - alpha if z < 0 else z  # NaN stays NaN, as with maximum()
+
+
+def relu_derivative(dy, y, alpha):
+    return dy if y > 0 else alpha - alpha
+
+
+def leaky_relu_forward(z, alpha):
+    return z if z > 0 else alpha * z
+
+
+def leaky_relu_derivative(dy, y, alpha):
+    return dy if y > 0 else alpha * dy
+
+
+def sigmoid_forward(z, alpha):
+    zero = alpha - alpha
+    one = zero + np.float32(1.0)  # typed like the data: no float64 promotion of float32 loops
+    e = fast_exp(-abs(z))  # exp of a non-positive number only: no overflow
+    return one / (one + e) if z >= zero else e / (one + e)
+
+
+def sigmoid_derivative(dy, y, alpha):
+    return dy * y - dy * y * y  # dy * y * (1 - y) without a float64 literal in float32 code
+
+
+def tanh_forward(z, alpha):
+    return fast_tanh(z)
+
+
+def tanh_derivative(dy, y, alpha):
+    return dy - dy * y * y
+
+
+def elu_forward(z, alpha):
+    return z if z > 0 else alpha * fast_expm1(z)
+
+
+def elu_derivative(dy, y, alpha):
+    return dy if y > 0 else dy * (y + alpha)
+
+
+def selu_forward(z, alpha):
+    return z * SELU_SCALE if z > 0 else fast_expm1(z) * (SELU_SCALE * SELU_ALPHA)
+
+
+def selu_derivative(dy, y, alpha):
+    return SELU_SCALE * dy if y > 0 else dy * (y + SELU_SCALE * SELU_ALPHA)
+
+
+# -- Array API forms (the reference) ------------------------------------------------------------
+def _xp_sigmoid(xp, z, alpha):
+    e = xp.exp(-xp.abs(z))
+    return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+TABLE = {a.name: a for a in (
+    ActivationDef("identity", "Identity", identity_forward, identity_derivative,
+                  lambda xp, z, alpha: z,
+                  lambda xp, dy, y, alpha: dy,
+                  "Identity: y = x."),
+    ActivationDef("relu", "ReLU", relu_forward, relu_derivative,
+                  lambda xp, z, alpha: xp.maximum(z, 0.0),
+                  lambda xp, dy, y, alpha: xp.where(y > 0, dy, 0.0),
+                  "ReLU: max(x, 0).", init="he_uniform"),
+    ActivationDef("leaky_relu", "LeakyReLU", leaky_relu_forward, leaky_relu_derivative,
+                  lambda xp, z, alpha: xp.where(z > 0, z, alpha * z),
+                  lambda xp, dy, y, alpha: xp.where(y > 0, dy, alpha * dy),
+                  "LeakyReLU: x if x > 0 else negative_slope * x.", alpha=0.01, alpha_name="negative_slope",
+                  init="he_uniform"),
+    ActivationDef("sigmoid", "Sigmoid", sigmoid_forward, sigmoid_derivative,
+                  _xp_sigmoid,
+                  lambda xp, dy, y, alpha: dy * y * (1.0 - y),
+                  "Sigmoid: 1 / (1 + exp(-x)), computed without overflow."),
+    ActivationDef("tanh", "Tanh", tanh_forward, tanh_derivative,
+                  lambda xp, z, alpha: xp.tanh(z),
+                  lambda xp, dy, y, alpha: dy * (1.0 - y * y),
+                  "Tanh: hyperbolic tangent."),
+    ActivationDef("elu", "ELU", elu_forward, elu_derivative,
+                  lambda xp, z, alpha: xp.where(z > 0, z, alpha * xp.expm1(xp.minimum(z, 0.0))),
+                  lambda xp, dy, y, alpha: xp.where(y > 0, dy, dy * (y + alpha)),
+                  "ELU: x if x > 0 else alpha * (exp(x) - 1).", alpha=1.0, init="he_uniform"),
+    ActivationDef("selu", "SELU", selu_forward, selu_derivative,
+                  lambda xp, z, alpha: SELU_SCALE * xp.where(z > 0, z, SELU_ALPHA * xp.expm1(xp.minimum(z, 0.0))),
+                  lambda xp, dy, y, alpha: xp.where(y > 0, SELU_SCALE * dy, dy * (y + SELU_SCALE * SELU_ALPHA)),
+                  "SELU: scale * (x if x > 0 else alpha * (exp(x) - 1)), self-normalising constants.",
+                  init="lecun_normal"),
+)}
+ACTIVATIONS = tuple(TABLE)
+CODES = {name: i for i, name in enumerate(ACTIVATIONS)}  # the kernels' compile-time activation codes
+
+
+def get(name) -> ActivationDef:
+    if not isinstance(name, str) or name not in TABLE:
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+    return TABLE[name]
+
+
+def check(name, alpha: float | None = None) -> tuple[str, float]:
+    """Validated ``(name, alpha)``; ``alpha`` defaults per activation (leaky_relu 0.01, elu 1.0)."""
+    act = get(name)
+    if alpha is None:
+        alpha = act.alpha if act.alpha is not None else 0.0
+    alpha = float(alpha)
+    if act.alpha is not None and not (alpha >= 0 and math.isfinite(alpha)):
+        raise ValueError(f"{name} needs a non-negative alpha, got {alpha}")
+    return name, alpha

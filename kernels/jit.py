@@ -1,0 +1,45 @@
+"""Makes the plain element functions callable from compiled code, on every Numba target.
+
+The element maths (``activations.py``, ``elementwise.py``) is plain Python so that importing the package
+needs no Numba; this module registers it with Numba (CPU and CUDA alike) and defines the activation
+dispatch: ``act_forward(z, code, alpha)`` / ``act_derivative(dy, saved, code, alpha)`` resolve a
+compile-time constant ``code`` to that activation's element function, so each kernel is compiled per
+activation into branch-free code that LLVM vectorises. Called from plain Python (the CUDA simulator)
+they look the code up at run time.
+"""
+from numba import types
+from numba.core.errors import TypingError
+from numba.extending import overload, register_jitable
+
+from . import elementwise
+from .activations import ACTIVATIONS, TABLE
+
+for _fn in (elementwise.effective_grad, elementwise.sgd_element, elementwise.rmsprop_element,
+            elementwise.adam_element, *(f for a in TABLE.values() for f in (a.forward, a.derivative))):
+    register_jitable(inline="always")(_fn)
+
+
+def act_forward(z, code, alpha):
+    return TABLE[ACTIVATIONS[code]].forward(z, alpha)
+
+
+def act_derivative(dy, saved, code, alpha):
+    return TABLE[ACTIVATIONS[code]].derivative(dy, saved, alpha)
+
+
+def _constant(code):
+    if not isinstance(code, types.IntegerLiteral):
+        raise TypingError("the activation code must be a compile-time constant (a kernel's closure variable)")
+    return TABLE[ACTIVATIONS[code.literal_value]]
+
+
+@overload(act_forward, prefer_literal=True, inline="always")
+def _act_forward_impl(z, code, alpha):
+    forward = _constant(code).forward
+    return lambda z, code, alpha: forward(z, alpha)
+
+
+@overload(act_derivative, prefer_literal=True, inline="always")
+def _act_derivative_impl(dy, saved, code, alpha):
+    derivative = _constant(code).derivative
+    return lambda dy, saved, code, alpha: derivative(dy, saved, alpha)
