@@ -29,6 +29,8 @@ from .scalar_math import fast_exp, fast_expm1, fast_tanh
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
+GELU_K = 0.7978845608028654  # sqrt(2 / pi)
+GELU_C = 0.044715
 
 
 @dataclass(frozen=True)
@@ -106,10 +108,30 @@ def selu_derivative(dy, y, alpha):
     return SELU_SCALE * dy if y > 0 else dy * (y + SELU_SCALE * SELU_ALPHA)
 
 
+def gelu_forward(z, alpha):
+    # 0.5 z (1 + tanh(u)) = z sigmoid(2u): no cancellation where tanh(u) is near -1
+    return z * sigmoid_forward(2.0 * GELU_K * (z + GELU_C * z * z * z), alpha)
+
+
+def gelu_derivative(dy, z, alpha):
+    s = sigmoid_forward(2.0 * GELU_K * (z + GELU_C * z * z * z), alpha)
+    return dy * (s + 2.0 * z * s * (1.0 - s) * GELU_K * (1.0 + 3.0 * GELU_C * z * z))
+
+
 # -- Array API forms (the reference) ------------------------------------------------------------
 def _xp_sigmoid(xp, z, alpha):
     e = xp.exp(-xp.abs(z))
     return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _xp_gelu_gate(xp, z):
+    """sigmoid(2u) = (1 + tanh(u)) / 2 for GELU's u = sqrt(2/pi) (z + 0.044715 z^3)."""
+    return _xp_sigmoid(xp, 2.0 * GELU_K * (z + GELU_C * z * z * z), 0.0)
+
+
+def _xp_gelu_derivative(xp, dy, z, alpha):
+    s = _xp_gelu_gate(xp, z)
+    return dy * (s + 2.0 * z * s * (1.0 - s) * GELU_K * (1.0 + 3.0 * GELU_C * z * z))
 
 
 TABLE = {a.name: a for a in (
@@ -143,6 +165,12 @@ TABLE = {a.name: a for a in (
                   lambda xp, dy, y, alpha: xp.where(y > 0, SELU_SCALE * dy, dy * (y + SELU_SCALE * SELU_ALPHA)),
                   "SELU: scale * (x if x > 0 else alpha * (exp(x) - 1)), self-normalising constants.",
                   init="lecun_normal"),
+    ActivationDef("gelu", "GELU", gelu_forward, gelu_derivative,
+                  lambda xp, z, alpha: z * _xp_gelu_gate(xp, z),
+                  _xp_gelu_derivative,
+                  "GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) "
+                  "(torch's approximate='tanh', jax.nn.gelu's default).",
+                  saves="input", init="he_uniform"),
 )}
 ACTIVATIONS = tuple(TABLE)
 CODES = {name: i for i, name in enumerate(ACTIVATIONS)}  # the kernels' compile-time activation codes

@@ -59,7 +59,7 @@ TORCH_ACTIVATIONS = {  # name -> (torch function of (z, alpha))
     "identity": lambda z, a: z, "relu": lambda z, a: torch.relu(z),
     "leaky_relu": lambda z, a: torch.nn.functional.leaky_relu(z, a), "sigmoid": lambda z, a: torch.sigmoid(z),
     "tanh": lambda z, a: torch.tanh(z), "elu": lambda z, a: torch.nn.functional.elu(z, a),
-    "selu": lambda z, a: torch.selu(z),
+    "selu": lambda z, a: torch.selu(z), "gelu": lambda z, a: torch.nn.functional.gelu(z, approximate="tanh"),
 }
 
 
@@ -200,6 +200,7 @@ def test_activations_known_values_at_linspace():
         "identity": z, "relu": np.maximum(z, 0), "leaky_relu": np.where(z > 0, z, a * z), "sigmoid": sig,
         "tanh": np.tanh(z), "elu": np.where(z > 0, z, a * (np.exp(z) - 1)),
         "selu": scale * np.where(z > 0, z, alpha * (np.exp(z) - 1)),
+        "gelu": 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z**3))),
     }
     assert set(expected) == set(TABLE)
     np.testing.assert_allclose(expected["sigmoid"][0], 0.0066928509242848554, rtol=1e-15)  # sigmoid(-5)
