@@ -23,9 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
-
-from .scalar_math import fast_exp, fast_expm1, fast_tanh
+from .scalar_math import fast_exp, fast_expm1, fast_tanh, typed
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -74,10 +72,9 @@ def leaky_relu_derivative(dy, y, alpha):
 
 
 def sigmoid_forward(z, alpha):
-    zero = alpha - alpha
-    one = zero + np.float32(1.0)  # typed like the data: no float64 promotion of float32 loops
+    one = typed(1.0, z)
     e = fast_exp(-abs(z))  # exp of a non-positive number only: no overflow
-    return one / (one + e) if z >= zero else e / (one + e)
+    return one / (one + e) if z >= 0 else e / (one + e)
 
 
 def sigmoid_derivative(dy, y, alpha):
@@ -101,21 +98,22 @@ def elu_derivative(dy, y, alpha):
 
 
 def selu_forward(z, alpha):
-    return z * SELU_SCALE if z > 0 else fast_expm1(z) * (SELU_SCALE * SELU_ALPHA)
+    return z * typed(SELU_SCALE, z) if z > 0 else fast_expm1(z) * typed(SELU_SCALE * SELU_ALPHA, z)
 
 
 def selu_derivative(dy, y, alpha):
-    return SELU_SCALE * dy if y > 0 else dy * (y + SELU_SCALE * SELU_ALPHA)
+    return typed(SELU_SCALE, dy) * dy if y > 0 else dy * (y + typed(SELU_SCALE * SELU_ALPHA, dy))
 
 
 def gelu_forward(z, alpha):
     # 0.5 z (1 + tanh(u)) = z sigmoid(2u): no cancellation where tanh(u) is near -1
-    return z * sigmoid_forward(2.0 * GELU_K * (z + GELU_C * z * z * z), alpha)
+    return z * sigmoid_forward(typed(2 * GELU_K, z) * (z + typed(GELU_C, z) * z * z * z), alpha)
 
 
 def gelu_derivative(dy, z, alpha):
-    s = sigmoid_forward(2.0 * GELU_K * (z + GELU_C * z * z * z), alpha)
-    return dy * (s + 2.0 * z * s * (1.0 - s) * GELU_K * (1.0 + 3.0 * GELU_C * z * z))
+    two_k, c, one = typed(2 * GELU_K, z), typed(GELU_C, z), typed(1.0, z)
+    s = sigmoid_forward(two_k * (z + c * z * z * z), alpha)
+    return dy * (s + z * s * (one - s) * two_k * (one + typed(3 * GELU_C, z) * z * z))
 
 
 # -- Array API forms (the reference) ------------------------------------------------------------

@@ -7,16 +7,25 @@ compile-time constant ``code`` to that activation's element function, so each ke
 activation into branch-free code that LLVM vectorises. Called from plain Python (the CUDA simulator)
 they look the code up at run time.
 """
+import numpy as np
 from numba import types
 from numba.core.errors import TypingError
 from numba.extending import overload, register_jitable
 
 from . import elementwise
 from .activations import ACTIVATIONS, TABLE
+from .scalar_math import typed
 
 for _fn in (elementwise.effective_grad, elementwise.sgd_element, elementwise.rmsprop_element,
             elementwise.adam_element, *(f for a in TABLE.values() for f in (a.forward, a.derivative))):
     register_jitable(inline="always")(_fn)
+
+
+@overload(typed, inline="always")
+def _typed_impl(value, like):
+    if isinstance(like, types.Float) and like.bitwidth == 32:
+        return lambda value, like: np.float32(value)
+    return lambda value, like: np.float64(value)
 
 
 def act_forward(z, code, alpha):
