@@ -15,8 +15,8 @@ def main():
     for size in (8_000, 32_000, 65_536, 131_072, 262_144, 1_048_576):
         p, g = np.random.rand(size).astype(f), np.random.rand(size).astype(f)
         m, v = np.zeros_like(p), np.zeros_like(p)
-        adam = np.array([1e-3, 0.0, 1.0, np.inf, 0.9, 0.1, 0.999, 0.001, 1e-8, 1e-3, 1.0, 1.0], f)
-        sgd = np.array([1e-3, 0.0, 1.0, np.inf, 0.9], f)
+        adam = np.array([1e-3, 0.0, 1.0, np.inf, 0.0, 0.9, 0.1, 0.999, 0.001, 1e-8, 1e-3, 1.0, 1.0], f)
+        sgd = np.array([1e-3, 0.0, 1.0, np.inf, 0.0, 0.9], f)
         threads = cpu.numba.get_num_threads()
         for name, (serial, parallel), args, parallel_args in (
             ("adam", cpu._ADAM, (p, g, m, v, adam), None),

@@ -24,7 +24,7 @@ fused = kernel_set("numpy", "numba")  # as training calls them: the Numba kernel
 
 
 def record(opt, step=10):
-    return np.array(hyper.pack(opt.rule, {**opt.scalars(opt.lr, step), "grad_scale": 1.0}), np.float32)
+    return np.array(hyper.pack(opt.rule, {**opt.scalars(opt.lr, step), "grad_scale": 1.0, "skip": 0.0}), np.float32)
 
 
 def cases(rng):

@@ -392,11 +392,13 @@ def act_backward(xp, dy, saved, act, alpha=0.0, out=None, bias_grad=None):
 
 # -- optimizer updates -------------------------------------------------------------------------
 # The step's scalars arrive as the record ``hp`` in the parameters' dtype (float32 updates stay in float32
-# SIMD lanes) and are read once into a tuple before the loop.
+# SIMD lanes) and are read once into a tuple before the loop; a set ``skip`` slot leaves everything as is.
 _SGD_FIELDS, _RMSPROP_FIELDS, _ADAM_FIELDS = (len(hyper.FIELDS[r]) for r in ("sgd", "rmsprop", "adam"))
 
 
 def _sgd(p, g, v, hp, nesterov, has_v):
+    if hp[hyper.SKIP] != 0:
+        return
     h = to_fixed_tuple(hp, _SGD_FIELDS)
     for i in prange(p.size):
         p[i], vi = sgd_element(p[i], g[i], v[i], h, nesterov, has_v)
@@ -405,12 +407,16 @@ def _sgd(p, g, v, hp, nesterov, has_v):
 
 
 def _rmsprop(p, g, s, hp):
+    if hp[hyper.SKIP] != 0:
+        return
     h = to_fixed_tuple(hp, _RMSPROP_FIELDS)
     for i in prange(p.size):
         p[i], s[i] = rmsprop_element(p[i], g[i], s[i], h)
 
 
 def _adam(p, g, m, v, hp):
+    if hp[hyper.SKIP] != 0:
+        return
     h = to_fixed_tuple(hp, _ADAM_FIELDS)
     for i in prange(p.size):
         p[i], m[i], v[i] = adam_element(p[i], g[i], m[i], v[i], h)

@@ -17,6 +17,7 @@ from numba.extending import overload
 
 from .activations import CODES
 from .elementwise import adam_element, rmsprop_element, sgd_element
+from .hyper import SKIP
 from .jit import act_derivative, act_forward
 from .scalar_math import fast_exp, fast_expm1, fast_log1p, fast_tanh
 
@@ -144,9 +145,11 @@ def launch_act_backward(dy, saved, act, alpha, out, stream=0, threads=THREADS):
     _ACT_BACKWARD[act][_blocks(dy.size, threads), threads, stream](dy, saved, alpha, out)
 
 
-# -- optimizers: the step's scalars read from the record ``hp`` on the device ---------------------------
+# -- optimizers: the step's scalars read from the record ``hp`` on the device; a set skip slot: no write ---------------------------
 @cuda.jit
 def _sgd_kernel(p, g, v, hp, nesterov, has_v):
+    if hp[SKIP] != 0:
+        return
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
         pi, vi = sgd_element(p[i], g[i], v[i], hp, nesterov, has_v)
         p[i] = pi
@@ -156,12 +159,16 @@ def _sgd_kernel(p, g, v, hp, nesterov, has_v):
 
 @cuda.jit
 def _rmsprop_kernel(p, g, s, hp):
+    if hp[SKIP] != 0:
+        return
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
         p[i], s[i] = rmsprop_element(p[i], g[i], s[i], hp)
 
 
 @cuda.jit
 def _adam_kernel(p, g, m, v, hp):
+    if hp[SKIP] != 0:
+        return
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
         p[i], m[i], v[i] = adam_element(p[i], g[i], m[i], v[i], hp)
 

@@ -7,15 +7,16 @@ step program can keep on the device and advance there.
 """
 from __future__ import annotations
 
-# Slots every rule has.
-LR, L2, GRAD_SCALE, CLIP = 0, 1, 2, 3
-COMMON = ("lr", "l2", "grad_scale", "clip")
+# Slots every rule has. ``skip`` (0 or 1) makes the kernel leave parameters and state as they are: the step
+# program sets it on the device when a loss is not finite, so no host read is needed before the update.
+LR, L2, GRAD_SCALE, CLIP, SKIP = 0, 1, 2, 3, 4
+COMMON = ("lr", "l2", "grad_scale", "clip", "skip")
 # Rule-specific slots, after the common ones.
 # ``1 - beta`` is a slot of its own: computed in the kernel it would need a literal 1, which promotes float32
 # arithmetic to float64.
-MOMENTUM = 4
-RHO, ONE_MINUS_RHO, RMS_EPS = 4, 5, 6
-BETA1, ONE_MINUS_BETA1, BETA2, ONE_MINUS_BETA2, ADAM_EPS, STEP_SIZE, INV_SQRT_BIAS2, DECAY = range(4, 12)
+MOMENTUM = 5
+RHO, ONE_MINUS_RHO, RMS_EPS = 5, 6, 7
+BETA1, ONE_MINUS_BETA1, BETA2, ONE_MINUS_BETA2, ADAM_EPS, STEP_SIZE, INV_SQRT_BIAS2, DECAY = range(5, 13)
 
 FIELDS = {
     "sgd": COMMON + ("momentum",),

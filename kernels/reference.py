@@ -115,12 +115,20 @@ def act_backward(xp, dy, saved, act: str, alpha: float = 0.0, out=None, bias_gra
 
 # -- optimizer updates over flat buffers -----------------------------------------------------
 # Each writes ``p`` and its state arrays in place and leaves ``g`` untouched. ``hp`` is the step's scalar
-# record (``hyper.py``): an array in p's dtype on p's device, already folded by the optimizer.
+# record (``hyper.py``): an array in p's dtype on p's device, already folded by the optimizer. When its
+# ``skip`` slot is set nothing is written.
 def _effective_grad(xp, g, p, hp):
     """``clip(g * grad_scale, -clip, clip) + l2 * p`` (clip is inf when off)."""
     g = g * hp[H.GRAD_SCALE]
     g = xp.minimum(xp.maximum(g, -hp[H.CLIP]), hp[H.CLIP])
     return g + hp[H.L2] * p
+
+
+def _commit(xp, hp, *pairs):
+    """``target[...] = new`` for each pair, unless the step is skipped."""
+    skip = hp[H.SKIP] != 0
+    for target, new in pairs:
+        target[...] = xp.where(skip, target, new)
 
 
 def sgd_update(xp, p, g, v, hp, *, nesterov=False):
@@ -130,20 +138,18 @@ def sgd_update(xp, p, g, v, hp, *, nesterov=False):
     """
     g = _effective_grad(xp, g, p, hp)
     if v is None:
-        p -= hp[H.LR] * g
+        _commit(xp, hp, (p, p - hp[H.LR] * g))
         return
-    v[...] = hp[H.MOMENTUM] * v - hp[H.LR] * g
-    if nesterov:
-        p += hp[H.MOMENTUM] * v - hp[H.LR] * g
-    else:
-        p += v
+    v_new = hp[H.MOMENTUM] * v - hp[H.LR] * g
+    step = hp[H.MOMENTUM] * v_new - hp[H.LR] * g if nesterov else v_new
+    _commit(xp, hp, (p, p + step), (v, v_new))
 
 
 def rmsprop_update(xp, p, g, s, hp):
     """RMSProp: ``s = rho s + (1 - rho) g^2; p -= lr g / (sqrt(s) + eps)``."""
     g = _effective_grad(xp, g, p, hp)
-    s[...] = hp[H.RHO] * s + hp[H.ONE_MINUS_RHO] * g * g
-    p -= hp[H.LR] * g / (xp.sqrt(s) + hp[H.RMS_EPS])
+    s_new = hp[H.RHO] * s + hp[H.ONE_MINUS_RHO] * g * g
+    _commit(xp, hp, (p, p - hp[H.LR] * g / (xp.sqrt(s_new) + hp[H.RMS_EPS])), (s, s_new))
 
 
 def adam_update(xp, p, g, m, v, hp):
@@ -153,9 +159,10 @@ def adam_update(xp, p, g, m, v, hp):
     second's; ``decay`` is AdamW's ``1 - lr wd`` (1 for Adam, whose decay is ``l2`` in the gradient).
     """
     g = _effective_grad(xp, g, p, hp)
-    m[...] = hp[H.BETA1] * m + hp[H.ONE_MINUS_BETA1] * g
-    v[...] = hp[H.BETA2] * v + hp[H.ONE_MINUS_BETA2] * g * g
-    p[...] = hp[H.DECAY] * p - hp[H.STEP_SIZE] * m / (xp.sqrt(v) * hp[H.INV_SQRT_BIAS2] + hp[H.ADAM_EPS])
+    m_new = hp[H.BETA1] * m + hp[H.ONE_MINUS_BETA1] * g
+    v_new = hp[H.BETA2] * v + hp[H.ONE_MINUS_BETA2] * g * g
+    p_new = hp[H.DECAY] * p - hp[H.STEP_SIZE] * m_new / (xp.sqrt(v_new) * hp[H.INV_SQRT_BIAS2] + hp[H.ADAM_EPS])
+    _commit(xp, hp, (p, p_new), (m, m_new), (v, v_new))
 
 
 def global_norm(xp, g):

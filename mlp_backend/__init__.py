@@ -4,7 +4,7 @@ Importing this package imports neither CuPy, torch nor numba.cuda: backends and 
 """
 from .backend import BACKENDS, Backend, available_backends, get_backend, to_numpy
 from .checkpoint import CheckpointError
-from .checkpoint import load as load_checkpoint
+from .restore import load as load_checkpoint
 from .checkpoint import save as save_checkpoint
 from .gradcheck import check_layer_gradients, check_loss_gradients, check_model_gradients
 from .layers import (ACTIVATION_LAYERS, LAYERS, Activation, BatchNorm1d, Dense, Dropout, LayerNorm, Sequential, Softmax,

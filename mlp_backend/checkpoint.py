@@ -1,6 +1,6 @@
 """Checkpoints in the safetensors format: never pickle, verified on load, written atomically.
 
-A checkpoint holds the model's parameters and buffers, optionally the optimizer state, and in its
+``restore.load`` rebuilds a model from one. A checkpoint holds the model's parameters and buffers, optionally the optimizer state, and in its
 metadata the model configuration (so it loads onto any backend without the code that built it), the
 optimizer configuration, free-form JSON ``extra`` and a SHA-256 of all tensor bytes.
 """
@@ -124,34 +124,3 @@ def section(tensors: dict, prefix: str) -> dict:
     """The tensors stored under ``prefix/`` ('param', 'optim' or 'extra'), without the prefix."""
     start = len(prefix) + 1
     return {k[start:]: v for k, v in tensors.items() if k.startswith(prefix + "/")}
-
-
-def load(path, backend="numpy", device=None, dtype=None, kernels=None) -> Checkpoint:
-    """Rebuild the model (and optimizer, if saved) from a checkpoint, on any backend."""
-    from .layers import Sequential
-    from .optim import Optimizer
-
-    tensors, meta = read(path)
-    try:
-        config = json.loads(meta["model_config"])
-        model = Sequential.from_config(config, backend=backend, device=device, kernels=kernels,
-                                       **({"dtype": dtype} if dtype else {}))
-        model.load_parameters(section(tensors, "param"))
-        extra = json.loads(meta.get("extra", "{}"))
-        if "loss" in meta:
-            from .losses import LOSSES
-
-            spec = json.loads(meta["loss"])
-            model.loss = LOSSES[spec.pop("name")](**spec)
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: checkpoint does not describe a valid model ({e})") from None
-    optimizer = None
-    if "optimizer" in meta:
-        info = json.loads(meta["optimizer"])
-        try:
-            state = {"step_count": info["step_count"], "lr_scale": info["lr_scale"], **section(tensors, "optim")}
-            optimizer = Optimizer.rebuild(info["class"], info["config"], state, model.be, model.flat_params)
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{path}: invalid optimizer in checkpoint ({e})") from None
-        model.optimizer = optimizer
-    return Checkpoint(model, optimizer, extra, section(tensors, "extra"))

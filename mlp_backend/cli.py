@@ -433,7 +433,7 @@ def train_command(args) -> dict:
 
 
 def evaluate_command(args) -> dict:
-    from .checkpoint import load
+    from .restore import load
     from .data import load_dataset
     from .metrics import classification_report
 

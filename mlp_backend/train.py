@@ -15,6 +15,7 @@ from . import validation
 from .backend import to_numpy
 from .losses import L2, get_loss
 from .optim import Adam, get_optimizer
+from .step import StepProgram
 
 
 @dataclass
@@ -164,41 +165,23 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     as if it had never stopped (same backend and machine: bit-identical).
 
     ``check_finite``: ``"loss"`` (default) stops with a FloatingPointError at the first step whose loss is
-    not finite, before its update: a non-finite gradient is caught one step later, when it has made the
-    loss non-finite. ``"all"`` also checks every gradient before its update (one more pass over the
-    gradient buffer, ~8% of a batch-64 step here); ``False`` checks nothing.
+    not finite, with the parameters and optimizer state of before that step: the check runs on the device
+    (``step.StepProgram``), which skips that update and every later one, and the host raises when it next
+    reads the losses (each epoch's end, checkpoints, progress). A non-finite gradient is caught one step
+    later, when it has made the loss non-finite; ``"all"`` also checks every gradient (one more pass over
+    the gradient buffer, ~8% of a batch-64 step here); ``False`` checks nothing.
     """
-    loss = get_loss(loss if loss is not None else (model.loss or "cross_entropy"))
-    if optimizer is None:
-        optimizer = model.optimizer if model.optimizer is not None else Adam(1e-3)
-    optimizer = get_optimizer(optimizer)
-    validation.check_positive_int("epochs", epochs)
-    validation.check_positive_int("batch_size", batch_size)
-    if check_finite not in ("loss", "all", False, None):
-        raise ValueError(f"check_finite must be 'loss', 'all' or False, got {check_finite!r}")
-    if checkpoint_every is not None:
-        validation.check_positive_int("checkpoint_every", checkpoint_every)
-    if isinstance(penalty, (int, float)) and not isinstance(penalty, bool):
-        penalty = L2(penalty)
-    be, xp, ops = model.be, model.be.xp, model.ops
-    Xd, _ = validation.check_X(model, X)
-    yd = validation.check_y(model, loss, y, Xd.shape[0])
-    val = None
-    if validation_data is not None:
-        Xv, yv = validation_data
-        Xvd, _ = validation.check_X(model, Xv, name="validation X")
-        val = (Xvd, validation.check_y(model, loss, yv, Xvd.shape[0], name="validation y"))
+    loss, optimizer, penalty = _check_fit_args(model, loss, optimizer, penalty, epochs, batch_size, check_finite,
+                                               checkpoint_every)
+    be = model.be
+    Xd, yd, val = _device_data(model, loss, X, y, validation_data)
     if seed is not None:
         be.reseed(seed)
     if not optimizer.is_initialised_for(model.flat_params) or optimizer.be is not be:
         optimizer.init(be, model.flat_params)
     model.loss, model.optimizer = loss, optimizer
-    weights = [layer.params["W"] for layer in model.layers if "W" in layer.params]
-    w_grads = [layer.grads["W"] for layer in model.layers if "W" in layer.grads]
-
-    history = History()
+    history, callbacks = History(), list(callbacks)
     state = _FitState(model, optimizer, history)
-    callbacks = list(callbacks)
     for cb in callbacks:
         cb.on_train_begin(state)
     n = Xd.shape[0]
@@ -207,83 +190,35 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
                  "loss": [loss.name, loss.config()], "optimizer": [type(optimizer).__name__, optimizer.config()],
                  "penalty": repr(vars(penalty)) if penalty is not None else None, "model": model.config(),
                  "restore_best": restore_best, "callbacks": [type(cb).__name__ for cb in callbacks]}
-    pos = _Position()
-    if resume is not None:
-        pos = _load_training(resume, model, optimizer, state, callbacks, signature)
-    save = None
-    if checkpoint is not None:
-        def save(position):
-            _save_training(checkpoint, model, optimizer, state, callbacks, signature, position)
-    classify = loss.task == "multiclass"
+    pos = _load_training(resume, model, optimizer, state, callbacks, signature) if resume is not None else _Position()
+    program = StepProgram(model, loss, optimizer, steps=steps, penalty=penalty, check_finite=check_finite)
+    reader = _Reader(program, optimizer, n, batch_size, on_step)
     for epoch in range(pos.epoch, epochs):
         state.epoch = epoch
         start = time.perf_counter()
         if pos.order is None:
             pos.order = be.permutation(n) if shuffle else np.arange(n)
-        order_dev = be.asarray_int(pos.order)
         if pos.lr is None:
             pos.lr = optimizer.current_lr()
-        lr_used = pos.lr
-        batch_correct = []
+        order_dev = be.asarray_int(pos.order)
+        reader.begin(pos)
         for step in range(pos.step, steps):
-            lo = step * batch_size
-            idx = order_dev[lo:min(lo + batch_size, n)]  # in-bounds slices only (Array API)
-            xb, yb = be.take_rows(Xd, idx), be.take_rows(yd, idx)
-            out = model.forward(xb, training=True)
-            value, grad = loss.value_and_grad(xp, ops, out, yb)
-            if classify:
-                batch_correct.append(xp.sum(xp.astype(xp.argmax(out, axis=1) == yb, xp.int64)))
-            model.backward(grad)
-            if penalty is not None:
-                for w, g in zip(weights, w_grads):
-                    g += penalty.grad(xp, w)
-                value = value + sum(penalty.value(xp, w) for w in weights)
-            value = float(value)
-            # A non-finite element makes the sum non-finite: one pass instead of an isfinite mask.
-            if check_finite and not (math.isfinite(value) and (
-                    check_finite != "all" or math.isfinite(float(xp.sum(model.flat_grads))))):
-                what = "loss" if not math.isfinite(value) else "gradient"
-                raise FloatingPointError(
-                    f"{what} became non-finite at epoch {epoch + 1}, step {step + 1} (loss {value}); parameters are "
-                    "those before this step. Lower the learning rate or enable clipping (clip_norm=...)")
-            optimizer.step(model.flat_params, model.flat_grads, ops)
-            pos.batch_losses.append((value, int(yb.shape[0])))
+            idx = order_dev[step * batch_size:min((step + 1) * batch_size, n)]  # in-bounds slices only (Array API)
+            program.run(step, be.take_rows(Xd, idx), be.take_rows(yd, idx))
             pos.step = step + 1
-            if on_step is not None:
-                on_step(step + 1, steps, value)
-            if save is not None and checkpoint_every and (epoch * steps + step + 1) % checkpoint_every == 0 \
-                    and step + 1 < steps:
-                pos.correct += sum(int(c) for c in batch_correct)
-                batch_correct = []
+            at_checkpoint = (checkpoint is not None and checkpoint_every and step + 1 < steps
+                             and (epoch * steps + step + 1) % checkpoint_every == 0)
+            if at_checkpoint or step + 1 == steps or reader.due(step + 1):
+                reader.collect(pos, epoch, step + 1)
+            if at_checkpoint:
                 pos.seconds += time.perf_counter() - start
                 start = time.perf_counter()
-                save(pos)
-        seconds = pos.seconds + time.perf_counter() - start
-        history.loss.extend(v for v, _ in pos.batch_losses)
-        train_loss = sum(v * k for v, k in pos.batch_losses) / n
-        logs = {"epoch": epoch + 1, "train_loss": train_loss, "lr": lr_used, "seconds": seconds}
-        history.train_loss.append(train_loss)
-        history.lr.append(lr_used)
-        history.epoch_seconds.append(seconds)
-        if classify:
-            logs["train_accuracy"] = float(pos.correct + sum(int(c) for c in batch_correct)) / n
-            history.train_accuracy.append(logs["train_accuracy"])
-        if val is not None:
-            scores = evaluate(model, *val)
-            logs["val_loss"] = scores["loss"]
-            history.val_loss.append(scores["loss"])
-            if "accuracy" in scores:
-                logs["val_accuracy"] = scores["accuracy"]
-                history.val_accuracy.append(scores["accuracy"])
-        monitored = logs.get("val_loss", train_loss)
-        if restore_best and monitored < state.best_monitor:
-            state.best_monitor = monitored
-            state.keep_best()
-        for cb in callbacks:
-            cb.on_epoch_end(state, logs)
+                _save_training(checkpoint, model, optimizer, state, callbacks, signature, pos)
+        logs = _end_epoch(state, callbacks, pos, n, pos.seconds + time.perf_counter() - start, val, restore_best,
+                          loss.task == "multiclass")
         pos = _Position(epoch=epoch + 1)
-        if save is not None:
-            save(pos)
+        if checkpoint is not None:
+            _save_training(checkpoint, model, optimizer, state, callbacks, signature, pos)
         if on_epoch is not None:
             on_epoch(epoch, logs)
         if state.stop:
@@ -292,6 +227,97 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
         model.flat_params[...] = state.best_params
     model.history = history
     return history
+
+
+def _check_fit_args(model, loss, optimizer, penalty, epochs, batch_size, check_finite, checkpoint_every):
+    """The loss, optimizer and penalty objects ``fit`` uses, after checking its arguments."""
+    loss = get_loss(loss if loss is not None else (model.loss or "cross_entropy"))
+    if optimizer is None:
+        optimizer = model.optimizer if model.optimizer is not None else Adam(1e-3)
+    validation.check_positive_int("epochs", epochs)
+    validation.check_positive_int("batch_size", batch_size)
+    if check_finite not in ("loss", "all", False, None):
+        raise ValueError(f"check_finite must be 'loss', 'all' or False, got {check_finite!r}")
+    if checkpoint_every is not None:
+        validation.check_positive_int("checkpoint_every", checkpoint_every)
+    if isinstance(penalty, (int, float)) and not isinstance(penalty, bool):
+        penalty = L2(penalty)
+    return loss, get_optimizer(optimizer), penalty
+
+
+def _device_data(model, loss, X, y, validation_data):
+    """Training and validation arrays checked and on the model's device, once."""
+    Xd, _ = validation.check_X(model, X)
+    yd = validation.check_y(model, loss, y, Xd.shape[0])
+    if validation_data is None:
+        return Xd, yd, None
+    Xv, yv = validation_data
+    Xvd, _ = validation.check_X(model, Xv, name="validation X")
+    return Xd, yd, (Xvd, validation.check_y(model, loss, yv, Xvd.shape[0], name="validation y"))
+
+
+class _Reader:
+    """Reads the step program's results into the training position, as seldom as progress allows."""
+
+    def __init__(self, program, optimizer, n, batch_size, on_step):
+        self.program, self.optimizer, self.on_step = program, optimizer, on_step
+        self.n, self.batch_size = n, batch_size
+        self.every = 1  # steps between reads while showing progress: re-estimated for about one read a second
+
+    def begin(self, pos):
+        self.read_to, self.started, self.first = pos.step, time.perf_counter(), pos.step
+
+    def due(self, done: int) -> bool:
+        return self.on_step is not None and done - self.read_to >= self.every
+
+    def collect(self, pos, epoch: int, done: int):
+        """Steps read_to..done into ``pos``; a non-finite step raises (its update and later ones were skipped)."""
+        start, self.read_to = self.read_to, done
+        results = self.program.read(start, done)
+        if results.first_bad is not None:
+            bad = results.first_bad
+            self.optimizer.step_count -= done - bad  # those updates were skipped on the device
+            raise FloatingPointError(
+                f"{results.bad_kind} became non-finite at epoch {epoch + 1}, step {bad + 1} "
+                f"(loss {float(results.losses[bad - start])}); parameters are those before this step. "
+                "Lower the learning rate or enable clipping (clip_norm=...)")
+        for k, value in enumerate(results.losses.tolist()):
+            step = start + k
+            pos.batch_losses.append((value, min(self.batch_size, self.n - step * self.batch_size)))
+            if self.on_step is not None:
+                self.on_step(step + 1, self.program.losses.shape[0], value)
+        if results.correct is not None:
+            pos.correct += int(results.correct.sum())
+        seconds_per_step = (time.perf_counter() - self.started) / max(done - self.first, 1)
+        self.every = max(1, int(1.0 / max(seconds_per_step, 1e-6)))
+
+
+def _end_epoch(state, callbacks, pos, n, seconds, val, restore_best, classify) -> dict:
+    """History, validation, best-parameter keeping and callbacks at an epoch's end; returns its logs."""
+    history = state.history
+    history.loss.extend(v for v, _ in pos.batch_losses)
+    train_loss = sum(v * k for v, k in pos.batch_losses) / n
+    logs = {"epoch": state.epoch + 1, "train_loss": train_loss, "lr": pos.lr, "seconds": seconds}
+    history.train_loss.append(train_loss)
+    history.lr.append(pos.lr)
+    history.epoch_seconds.append(seconds)
+    if classify:
+        logs["train_accuracy"] = float(pos.correct) / n
+        history.train_accuracy.append(logs["train_accuracy"])
+    if val is not None:
+        scores = evaluate(state.model, *val)
+        logs["val_loss"] = scores["loss"]
+        history.val_loss.append(scores["loss"])
+        if "accuracy" in scores:
+            logs["val_accuracy"] = scores["accuracy"]
+            history.val_accuracy.append(scores["accuracy"])
+    monitored = logs.get("val_loss", train_loss)
+    if restore_best and monitored < state.best_monitor:
+        state.best_monitor = monitored
+        state.keep_best()
+    for cb in callbacks:
+        cb.on_epoch_end(state, logs)
+    return logs
 
 
 def _save_training(path, model, optimizer, state, callbacks, signature, pos: _Position):
@@ -388,7 +414,8 @@ def evaluate(model, X, y, batch_size: int = 1024) -> dict:
     out = _forward_batches(model, Xd, batch_size)
     scores = {"loss": float(loss.value_and_grad(xp, model.ops, out, yd)[0])}
     if loss.task == "multiclass":
-        scores["accuracy"] = float(xp.mean(xp.astype(xp.argmax(out, axis=1) == yd, out.dtype)))
+        labels = yd if yd.ndim == 1 else xp.argmax(yd, axis=1)  # integer or one-hot / soft targets
+        scores["accuracy"] = float(xp.mean(xp.astype(xp.argmax(out, axis=1) == labels, out.dtype)))
     elif loss.task == "binary":
         pred = xp.astype(out > 0, out.dtype)
         scores["accuracy"] = float(xp.mean(xp.astype(pred == xp.reshape(yd, pred.shape), out.dtype)))

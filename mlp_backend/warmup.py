@@ -40,6 +40,7 @@ def compile_kernels(dtype: str) -> float:
         p, g = z.reshape(-1).copy(), z.reshape(-1)
         for rule in ("sgd", "rmsprop", "adam"):
             record = np.full(len(hyper.FIELDS[rule]), 0.5, dtype)
+            record[hyper.SKIP] = 0
             if rule == "sgd":
                 cpu.sgd_update(xp, p, g, None, record)
                 cpu.sgd_update(xp, p, g, np.zeros_like(p), record, nesterov=True)

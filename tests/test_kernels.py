@@ -47,7 +47,7 @@ def test_an_op_a_module_does_not_override_is_the_reference(monkeypatch):
 
 def record(opt, step=1, grad_scale=1.0, dtype=np.float64):
     """The scalar record an optimizer hands its kernel at ``step``."""
-    return np.array(hyper.pack(opt.rule, {**opt.scalars(opt.lr, step), "grad_scale": grad_scale}), dtype)
+    return np.array(hyper.pack(opt.rule, {**opt.scalars(opt.lr, step), "grad_scale": grad_scale, "skip": 0.0}), dtype)
 
 
 def saved_for(act, z, y):
@@ -237,6 +237,22 @@ def test_optimizer_kernels_match_reference_over_steps(dtype, size, make, grad_sc
     close(p1, p2, dtype)
     for a, b in zip(s1, s2):
         close(a, b, dtype)
+
+
+@pytest.mark.parametrize("make,grad_scale", OPTIMIZER_CASES)
+@pytest.mark.parametrize("mode", ["numba", "reference"])
+def test_a_set_skip_slot_writes_nothing(make, grad_scale, mode):
+    """The step program's device flag: with skip set, parameters and state stay bit for bit as they were."""
+    rng = np.random.default_rng(7)
+    opt = make()
+    p = rng.normal(size=100)
+    opt.state = {name: rng.normal(size=100) ** 2 for name in opt.state_names}
+    before = [p.copy(), *(v.copy() for v in opt.state.values())]
+    hp = record(opt, 3, grad_scale)
+    hp[hyper.SKIP] = 1.0
+    opt.apply(kernels.kernel_set("numpy", mode), xp, p, np.full(100, np.nan), hp)
+    for a, b in zip([p, *opt.state.values()], before):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_parallel_kernels_are_deterministic(monkeypatch):

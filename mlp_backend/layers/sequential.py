@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from .. import kernels
+from .. import train
 from ..backend import get_backend, to_numpy
 from .activations import ACTIVATION_LAYERS, Activation, Softmax
 from .base import Layer
@@ -162,26 +163,18 @@ class Sequential:
             dy = layer.backward(dy, need_input_grad=True)
         return dy
 
-    # -- training (implemented in mlp_backend.train) ---------------------------------------------
+    # -- training (conveniences for mlp_backend.train, which never imports the model classes) ---------------------------------------------
     def fit(self, X, y, **kwargs):
-        from ..train import fit
-
-        return fit(self, X, y, **kwargs)
+        return train.fit(self, X, y, **kwargs)
 
     def predict(self, X, batch_size: int = 1024):
-        from ..train import predict
-
-        return predict(self, X, batch_size=batch_size)
+        return train.predict(self, X, batch_size=batch_size)
 
     def predict_proba(self, X, batch_size: int = 1024):
-        from ..train import predict_proba
-
-        return predict_proba(self, X, batch_size=batch_size)
+        return train.predict_proba(self, X, batch_size=batch_size)
 
     def evaluate(self, X, y, batch_size: int = 1024):
-        from ..train import evaluate
-
-        return evaluate(self, X, y, batch_size=batch_size)
+        return train.evaluate(self, X, y, batch_size=batch_size)
 
     # -- pickling (scikit-learn and joblib need it; checkpoints use safetensors, never pickle) ----
     def __reduce__(self):

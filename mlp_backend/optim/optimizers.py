@@ -117,26 +117,34 @@ class Optimizer:
         return self.be is not None and all(v.shape == params.shape for v in self.state.values())
 
     # -- update ------------------------------------------------------------------------------
-    def grad_scale(self, xp, grads) -> float:
-        """Global-norm clipping factor ``min(1, clip_norm / norm)`` (1.0 when clipping is off)."""
+    def grad_scale(self, xp, grads):
+        """Global-norm clipping factor ``min(1, clip_norm / norm)`` as a 0-d device array (None when off)."""
         if self.clip_norm is None:
-            return 1.0
-        norm = float(reference.global_norm(xp, grads))
-        return min(1.0, self.clip_norm / (norm + 1e-6))
+            return None
+        return xp.minimum(self.clip_norm / (reference.global_norm(xp, grads) + 1e-6), 1.0)
 
     def scalars(self, lr: float, step: int) -> dict:
-        """The step's scalars (``hyper.FIELDS[self.rule]``) for learning rate ``lr`` at ``step`` (1 first)."""
+        """The step's host scalars (``hyper.FIELDS[self.rule]`` but grad_scale and skip) for ``lr`` at ``step``."""
         return {"lr": lr, "l2": self.weight_decay, "clip": self.clip_value if self.clip_value is not None else math.inf}
 
-    def step(self, params, grads, ops):
-        """One update of the flat ``params`` from the flat ``grads``; call ``init`` first."""
+    def step(self, params, grads, ops, skip=None):
+        """One update of the flat ``params`` from the flat ``grads``; call ``init`` first.
+
+        ``skip``: a 0-d device array; where it is non-zero the kernel writes nothing (the step program's flag
+        for a non-finite loss), read on the device, not here. The step count advances either way.
+        """
         if not self.is_initialised_for(params):
             raise RuntimeError("optimizer state is not initialised for these parameters; call init(backend, params)")
         xp = self.be.xp
         lr = self.current_lr()
         self.step_count += 1
-        values = {**self.scalars(lr, self.step_count), "grad_scale": self.grad_scale(xp, grads)}
+        values = {**self.scalars(lr, self.step_count), "grad_scale": 1.0, "skip": 0.0}
         record = self.be.asarray(hyper.pack(self.rule, values))  # the parameters' dtype and device
+        scale = self.grad_scale(xp, grads)
+        if scale is not None:  # computed on the device: no host read of the norm
+            record[hyper.GRAD_SCALE] = scale
+        if skip is not None:
+            record[hyper.SKIP] = xp.astype(skip, record.dtype)
         self.apply(ops, xp, params, grads, record)
 
     def apply(self, ops, xp, params, grads, record):

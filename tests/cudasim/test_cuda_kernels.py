@@ -85,7 +85,7 @@ def test_optimizer_updates_over_steps(dtype, name):
         gen = np.random.default_rng(4)
         for step in range(1, 4):
             g = gen.normal(size=21).astype(dtype)
-            hp = np.array(hyper.pack(opt.rule, {**opt.scalars(opt.lr, step), "grad_scale": 0.5}), dtype)
+            hp = np.array(hyper.pack(opt.rule, {**opt.scalars(opt.lr, step), "grad_scale": 0.5, "skip": 0.0}), dtype)
             v = s1 if opt.state_names else None
             if opt.rule == "sgd":
                 if fused:

@@ -1,0 +1,91 @@
+"""The training step as one program: forward, loss, backward, penalty, clipping and update, with no host read.
+
+``fit`` builds one ``StepProgram`` per call and runs it once per mini-batch. The program keeps on the
+device what the host used to read after every step:
+
+- the batch's loss and (classification) count of correct predictions, written into arrays of one slot per
+  step of the epoch;
+- a sticky flag set by the first step whose loss (or, with ``check_finite="all"``, gradient) is not
+  finite. It reaches the optimizer as the record's ``skip`` slot, so that step's update and every one
+  after it are not made: parameters and optimizer state stay those before the bad step, without the
+  host having looked.
+
+``read`` is the program's one host synchronisation: ``fit`` calls it at the end of an epoch, before a
+checkpoint, and every few steps when it shows progress.
+
+Not yet (the step-program issue): the batch gather and the layers still allocate their outputs (the
+Array API has no ``out=``), and the optimizer's record is built on the host each step (a host-to-device
+copy, not a read); both must move to static buffers and device-side scalars before a step can be
+captured as a CUDA graph.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .backend import to_numpy
+
+LOSS_NOT_FINITE, GRADIENT_NOT_FINITE = 1, 2  # values of the per-step flag
+
+
+@dataclass
+class StepResults:
+    """What ``read`` hands the host for steps ``[start, stop)`` of the epoch."""
+
+    losses: np.ndarray
+    correct: np.ndarray | None
+    first_bad: int | None  # the epoch's step index of the first non-finite step, if any
+    bad_kind: str | None   # "loss" or "gradient"
+
+
+class StepProgram:
+    def __init__(self, model, loss, optimizer, *, steps: int, penalty=None, check_finite="loss"):
+        self.model, self.loss, self.optimizer, self.penalty = model, loss, optimizer, penalty
+        self.check_finite = check_finite
+        be, xp = model.be, model.be.xp
+        self.classify = loss.task == "multiclass"
+        self.weights = [layer.params["W"] for layer in model.layers if "W" in layer.params]
+        self.w_grads = [layer.grads["W"] for layer in model.layers if "W" in layer.grads]
+        self.losses = be.zeros((steps,))
+        self.correct = xp.zeros((steps,), dtype=xp.int64, device=be.device)
+        self.flags = xp.zeros((steps,), dtype=xp.int8, device=be.device)
+        self.bad = be.zeros(())  # sticky: 1 from the first non-finite step on
+
+    def run(self, step: int, xb, yb):
+        """One mini-batch: slot ``step`` of the epoch's result arrays, and the update unless flagged."""
+        model, xp, ops = self.model, self.model.be.xp, self.model.ops
+        out = model.forward(xb, training=True)
+        value, grad = self.loss.value_and_grad(xp, ops, out, yb)
+        if self.classify:
+            labels = yb if yb.ndim == 1 else xp.argmax(yb, axis=1)  # integer or one-hot / soft targets
+            self.correct[step] = xp.sum(xp.astype(xp.argmax(out, axis=1) == labels, xp.int64))
+        model.backward(grad)
+        if self.penalty is not None:
+            for w, g in zip(self.weights, self.w_grads):
+                g += self.penalty.grad(xp, w)
+            value = value + sum(self.penalty.value(xp, w) for w in self.weights)
+        self.losses[step] = value
+        if self.check_finite:
+            loss_bad = ~xp.isfinite(value)
+            flag = LOSS_NOT_FINITE * xp.astype(loss_bad, xp.int8)
+            if self.check_finite == "all":
+                # A non-finite element makes the sum non-finite: one pass instead of an isfinite mask.
+                grad_bad = ~xp.isfinite(xp.sum(model.flat_grads)) & ~loss_bad
+                flag = flag + GRADIENT_NOT_FINITE * xp.astype(grad_bad, xp.int8)
+            self.flags[step] = flag
+            self.bad[...] = xp.maximum(self.bad, xp.astype(flag != 0, self.bad.dtype))
+            self.optimizer.step(model.flat_params, model.flat_grads, ops, skip=self.bad)
+        else:
+            self.optimizer.step(model.flat_params, model.flat_grads, ops)
+
+    def read(self, start: int, stop: int) -> StepResults:
+        """Host copies of steps ``[start, stop)``: the one synchronisation."""
+        flags = np.asarray(to_numpy(self.flags[start:stop]))
+        bad = np.flatnonzero(flags)
+        first = int(bad[0]) if bad.size else None
+        return StepResults(
+            losses=np.asarray(to_numpy(self.losses[start:stop])),
+            correct=np.asarray(to_numpy(self.correct[start:stop])) if self.classify else None,
+            first_bad=None if first is None else start + first,
+            bad_kind=None if first is None else ("loss" if flags[first] == LOSS_NOT_FINITE else "gradient"))

@@ -1,0 +1,129 @@
+"""The step program: the same numbers as a plain step-by-step loop, a non-finite step stopped on the device,
+host reads only where fit asks for them, and one-hot targets."""
+import numpy as np
+import pytest
+
+import mlp_backend as mlp
+from mlp_backend.backend import to_numpy
+from mlp_backend.data import make_synthetic
+from mlp_backend.losses import SoftmaxCrossEntropy
+from mlp_backend.step import StepProgram
+
+from conftest import AVAILABLE, BACKEND_DEVICES
+
+
+def blobs(n=200):
+    data = make_synthetic(n_samples=n, n_features=8, n_classes=3, seed=0)
+    return data.X_train.astype(np.float64), data.y_train
+
+
+def recipe():
+    """Adam with a schedule and global-norm clipping, L2, dropout: every piece of the step at once."""
+    model = mlp.build_mlp([8, 16, 3], "tanh", dropout=0.2, dtype="float64", seed=3)
+    opt = mlp.Adam(1e-2, clip_norm=0.5, schedule=mlp.StepDecay(0.5, every=7))
+    return model, opt, mlp.L2(1e-3)
+
+
+def plain_loop(model, opt, penalty, X, y, epochs, batch_size):
+    """What fit did before the step program: each step read back and checked on the host."""
+    be, xp = model.be, model.be.xp
+    loss = SoftmaxCrossEntropy()
+    Xd, yd = be.asarray(X), be.asarray_int(y)
+    opt.init(be, model.flat_params)
+    weights = [layer.params["W"] for layer in model.layers if "W" in layer.params]
+    grads = [layer.grads["W"] for layer in model.layers if "W" in layer.grads]
+    losses = []
+    for _ in range(epochs):
+        order = be.asarray_int(be.permutation(X.shape[0]))
+        for lo in range(0, X.shape[0], batch_size):
+            idx = order[lo:lo + batch_size]
+            out = model.forward(be.take_rows(Xd, idx), training=True)
+            value, grad = loss.value_and_grad(xp, model.ops, out, be.take_rows(yd, idx))
+            model.backward(grad)
+            for w, g in zip(weights, grads):
+                g += penalty.grad(xp, w)
+            value = float(value + sum(penalty.value(xp, w) for w in weights))
+            assert np.isfinite(value)
+            opt.step(model.flat_params, model.flat_grads, model.ops)
+            losses.append(value)
+    return losses
+
+
+def test_fit_gives_the_plain_loops_losses_to_the_last_bit():
+    X, y = blobs()
+    model, opt, penalty = recipe()
+    expected = plain_loop(model, opt, penalty, X, y, epochs=2, batch_size=32)
+    model2, opt2, penalty2 = recipe()
+    history = model2.fit(X, y, optimizer=opt2, penalty=penalty2, epochs=2, batch_size=32)
+    assert history.loss == expected  # bit for bit, float64
+    np.testing.assert_array_equal(to_numpy(model2.flat_params), to_numpy(model.flat_params))
+    assert opt2.step_count == opt.step_count == 2 * -(-X.shape[0] // 32)
+
+
+class PoisonAt(SoftmaxCrossEntropy):
+    """Cross-entropy whose loss is NaN on one call: a divergence at a step we choose."""
+
+    def __init__(self, call):
+        super().__init__()
+        self.call, self.calls = call, 0
+
+    def value_and_grad(self, xp, ops, output, target):
+        value, grad = super().value_and_grad(xp, ops, output, target)
+        self.calls += 1
+        return (value * float("nan"), grad) if self.calls == self.call else (value, grad)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "array_api_strict"])
+def test_a_non_finite_step_is_stopped_on_the_device_before_its_update(backend):
+    if backend not in AVAILABLE:
+        pytest.skip(f"{backend} not installed")
+    X, y = blobs()
+    # the step before the poisoned one, for reference: parameters after 4 good steps
+    good = mlp.build_mlp([8, 16, 3], "relu", backend=backend, device=BACKEND_DEVICES[backend], seed=1)
+    good.fit(X[:4 * 20], y[:4 * 20], optimizer=mlp.Adam(1e-2), epochs=1, batch_size=20, shuffle=False)
+    model = mlp.build_mlp([8, 16, 3], "relu", backend=backend, device=BACKEND_DEVICES[backend], seed=1)
+    opt = mlp.Adam(1e-2)
+    # no progress callback: fit reads the losses only at the epoch's end, 5 steps after the bad one
+    with pytest.raises(FloatingPointError, match=r"loss became non-finite at epoch 1, step 5 \(loss nan\)"):
+        model.fit(X, y, loss=PoisonAt(5), optimizer=opt, epochs=1, batch_size=20, shuffle=False)
+    np.testing.assert_array_equal(to_numpy(model.flat_params), to_numpy(good.flat_params))
+    np.testing.assert_array_equal(to_numpy(opt.state["exp_avg_sq"]), to_numpy(good.optimizer.state["exp_avg_sq"]))
+    assert opt.step_count == 4  # the skipped updates are not counted
+
+
+@pytest.mark.skipif("array_api_strict" not in AVAILABLE, reason="array_api_strict not installed")
+def test_fit_reads_the_device_only_where_it_says(monkeypatch):
+    """array_api_strict on its non-default device: count every device-to-host transfer and scalar read."""
+    import array_api_strict
+
+    Array = type(array_api_strict.asarray(0.0))
+    reads = []
+    for method in ("__float__", "__int__", "__bool__", "__index__", "to_device"):
+        original = getattr(Array, method)
+
+        def spy(self, *args, _original=original, _name=method, **kwargs):
+            if _name != "to_device" or args[0] == array_api_strict.Device("CPU_DEVICE"):
+                reads.append(_name)
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(Array, method, spy)
+    calls = []
+    monkeypatch.setattr(StepProgram, "read", lambda self, *a, _read=StepProgram.read: calls.append(a) or _read(self, *a))
+    X, y = blobs()
+    model = mlp.build_mlp([8, 16, 3], "relu", backend="array_api_strict", device=BACKEND_DEVICES["array_api_strict"])
+    reads.clear()
+    model.fit(X, y, epochs=2, batch_size=20, optimizer=mlp.Adam(1e-2, clip_norm=1.0), penalty=1e-4)
+    steps = -(-X.shape[0] // 20)
+    assert calls == [(0, steps), (0, steps)]  # read once at each epoch's end
+    assert len(reads) == 2 * 3, reads  # each read: flags, losses, correct counts; nothing between
+
+
+def test_one_hot_targets_train_and_evaluate():
+    X, y = blobs()
+    onehot = np.eye(3)[y]
+    model = mlp.build_mlp([8, 16, 3], "relu", seed=0)
+    history = model.fit(X, onehot, epochs=5, batch_size=3, optimizer=mlp.Adam(1e-2))
+    same = mlp.build_mlp([8, 16, 3], "relu", seed=0)
+    labels = same.fit(X, y, epochs=5, batch_size=3, optimizer=mlp.Adam(1e-2))
+    np.testing.assert_allclose(history.loss, labels.loss, rtol=1e-5, atol=1e-6)  # soft-label path vs fused kernel
+    assert history.train_accuracy == labels.train_accuracy
+    assert model.evaluate(X, onehot)["accuracy"] == same.evaluate(X, y)["accuracy"] > 0.8
