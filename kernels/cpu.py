@@ -32,7 +32,7 @@ from numba.np.unsafe.ndarray import to_fixed_tuple  # noqa: E402
 
 from . import hyper  # noqa: E402
 from .activations import CODES  # noqa: E402
-from .elementwise import adam_element, rmsprop_element, sgd_element  # noqa: E402
+from .elementwise import adam_element, bce_element, rmsprop_element, sgd_element  # noqa: E402
 from .jit import act_derivative, act_forward  # noqa: E402
 from .scalar_math import fast_exp, fast_expm1, fast_log1p, fast_tanh  # noqa: E402
 
@@ -272,17 +272,12 @@ def softmax_cross_entropy(xp, logits, labels, label_smoothing=0.0, out=None):
 
 # -- binary cross-entropy with logits ----------------------------------------------------------
 @njit(**_JIT)
-def _bce(z, t, grad, one):
-    # ``one`` has the arrays' dtype, so float32 stays float32 (the sum is still accumulated in float64)
-    zero = one - one
-    inv = one / z.size
-    total = 0.0
+def _bce(z, t, grad, inv):
+    total = 0.0  # accumulated in float64 whatever the data's dtype
     for i in range(z.size):
-        x = z[i]
-        e = fast_exp(-abs(x))
-        total += (x if x > zero else zero) - x * t[i] + fast_log1p(e)
-        sig = one / (one + e) if x >= zero else e / (one + e)
-        grad[i] = (sig - t[i]) * inv
+        loss, d = bce_element(z[i], t[i])
+        total += loss
+        grad[i] = d * inv
     return total / z.size
 
 
@@ -291,7 +286,7 @@ def sigmoid_binary_cross_entropy(xp, logits, targets, out=None):
             and targets.shape == logits.shape and (out is None or out.shape == logits.shape)):
         return NotImplemented
     grad = np.empty_like(logits) if out is None else out
-    loss = _bce(logits.reshape(-1), targets.reshape(-1), grad.reshape(-1), logits.dtype.type(1.0))
+    loss = _bce(logits.reshape(-1), targets.reshape(-1), grad.reshape(-1), logits.dtype.type(1.0 / logits.size))
     return np.asarray(loss, dtype=logits.dtype), grad
 
 

@@ -16,7 +16,7 @@ from numba import cuda, float64
 from numba.extending import overload
 
 from .activations import CODES
-from .elementwise import adam_element, rmsprop_element, sgd_element
+from .elementwise import adam_element, bce_element, rmsprop_element, sgd_element
 from .hyper import SKIP
 from .jit import act_derivative, act_forward
 from .scalar_math import fast_exp, fast_expm1, fast_log1p, fast_tanh
@@ -104,11 +104,8 @@ def launch_softmax_cross_entropy(z, labels, smoothing, grad, row_loss, stream=0,
 @cuda.jit
 def _bce_kernel(z, t, inv, grad, elem_loss):
     for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        x = z[i]
-        e = math.exp(-abs(x))
-        elem_loss[i] = (x if x > 0 else 0.0 * x) - x * t[i] + math.log1p(e)
-        sig = 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e)
-        grad[i] = (sig - t[i]) * inv
+        elem_loss[i], d = bce_element(z[i], t[i])
+        grad[i] = d * inv
 
 
 def launch_bce(z, t, grad, elem_loss, stream=0, threads=THREADS):

@@ -1,4 +1,5 @@
-"""Per-element maths of the fused optimizer updates, written once for every compiled target.
+"""Per-element maths of the fused optimizer updates and of binary cross-entropy, written once for every
+compiled target.
 
 Plain Python functions: ``cpu.py`` compiles them inline into its loops (``h`` a tuple of the step's
 scalars), ``cuda.py`` into its kernels (``h`` the record array itself); under the CUDA simulator they
@@ -7,6 +8,8 @@ the slot names of ``hyper.py``. (The activations' element functions are in ``act
 """
 import math
 
+from .activations import sigmoid_forward
+from .scalar_math import fast_exp, fast_log1p
 from .hyper import (BETA1, BETA2, CLIP, DECAY, GRAD_SCALE, INV_SQRT_BIAS2, L2, LR, MOMENTUM, ONE_MINUS_BETA1,
                     ONE_MINUS_BETA2, ONE_MINUS_RHO, RHO, ADAM_EPS, RMS_EPS, STEP_SIZE)
 
@@ -41,3 +44,9 @@ def adam_element(p, g, m, v, h):
     m = h[BETA1] * m + h[ONE_MINUS_BETA1] * g
     v = h[BETA2] * v + h[ONE_MINUS_BETA2] * g * g
     return h[DECAY] * p - h[STEP_SIZE] * m / (math.sqrt(v) * h[INV_SQRT_BIAS2] + h[ADAM_EPS]), m, v
+
+
+def bce_element(x, t):
+    """Binary cross-entropy of logit ``x`` against target ``t``, and its derivative in ``x``:
+    ``(max(x, 0) - x t + log(1 + exp(-|x|)), sigmoid(x) - t)``; no exponential overflows."""
+    return (x if x > 0 else x - x) - x * t + fast_log1p(fast_exp(-abs(x))), sigmoid_forward(x, x) - t

@@ -16,7 +16,7 @@ from . import elementwise
 from .activations import ACTIVATIONS, TABLE
 from .scalar_math import typed
 
-for _fn in (elementwise.effective_grad, elementwise.sgd_element, elementwise.rmsprop_element,
+for _fn in (elementwise.effective_grad, elementwise.bce_element, elementwise.sgd_element, elementwise.rmsprop_element,
             elementwise.adam_element, *(f for a in TABLE.values() for f in (a.forward, a.derivative))):
     register_jitable(inline="always")(_fn)
 
