@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import warnings
 from types import SimpleNamespace
 
 from . import reference
@@ -53,16 +54,59 @@ def resolve(op: str, library: str, mode: str | None = None):
     mode = check_mode(mode) if mode is not None else default_mode()
     if mode == "reference":
         return getattr(reference, op)
-    module = FUSED_MODULES.get(library)
-    if module is None:
-        if mode == "numba":
-            raise ValueError(
-                f"no Numba kernels for {library!r} arrays (they exist for {', '.join(FUSED_MODULES)}); "
-                "use kernels='auto' or 'reference'"
-            )
-        return getattr(reference, op)
-    fused = getattr(importlib.import_module(f"{__name__}.{module}"), op, None)
+    module = fused_module(library, required=mode == "numba")
+    fused = getattr(module, op, None) if module is not None else None
     return getattr(reference, op) if fused is None else _with_fallback(fused, getattr(reference, op))
+
+
+_UNAVAILABLE: dict[str, str] = {}  # library -> why its fused module did not load (warned once)
+
+
+def fused_module(library: str, required: bool = False):
+    """The fused kernel module for ``library``, or None where it has none or it cannot load.
+
+    A module that fails to import or initialise (say numba-cuda against a NumPy it does not support) must
+    not take training down: the reference runs instead, after one warning that names the cause and the fix.
+    With ``required`` (mode 'numba') either absence is an error.
+    """
+    name = FUSED_MODULES.get(library)
+    if name is None:
+        if required:
+            raise ValueError(f"no Numba kernels for {library!r} arrays (they exist for {', '.join(FUSED_MODULES)}); "
+                             "use kernels='auto' or 'reference'")
+        return None
+    if library not in _UNAVAILABLE:
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except Exception as e:  # any failure: an import error, a broken binary dependency, a driver problem
+            _UNAVAILABLE[library] = _explain(library, name, e)
+            warnings.warn(_UNAVAILABLE[library], RuntimeWarning, stacklevel=3)
+    if required:
+        raise ValueError(_UNAVAILABLE[library])
+    return None
+
+
+def _explain(library, name, error) -> str:
+    cause = f"{type(error).__name__}: {error}"
+    fix = "reinstall numba (and numba-cuda for CuPy: the cuda12/cuda13 extra)"
+    if "row_stack" in str(error):  # numba-cuda <= 0.30 against NumPy 2.5, which removed np.row_stack
+        import numpy
+
+        fix = f"numba-cuda fails with NumPy {numpy.__version__}: install 'numpy<2.5' or a numba-cuda that supports it"
+    return (f"mlp-backend: the Numba kernels for {library} arrays (kernels/{name}.py) cannot load ({cause}); "
+            f"using the reference kernels. Fix: {fix}")
+
+
+def describe(library: str, mode: str | None = None) -> str:
+    """Which kernels ``library`` arrays get in ``mode``, for people: 'numba (cpu.py)', 'reference (...)'."""
+    mode = check_mode(mode) if mode is not None else default_mode()
+    if mode == "reference":
+        return "reference"
+    module = fused_module(library, required=mode == "numba")
+    if module is None:
+        why = _UNAVAILABLE.get(library)
+        return "reference (Numba kernels unavailable)" if why else f"reference (no Numba kernels for {library})"
+    return f"numba ({FUSED_MODULES[library]}.py)"
 
 
 @functools.lru_cache(maxsize=None)
@@ -80,4 +124,4 @@ def _with_fallback(fused, ref):
 def kernel_set(library: str, mode: str | None = None) -> SimpleNamespace:
     """All ops resolved once for a library, as attributes: ``ks.adam_update(xp, ...)``."""
     mode = check_mode(mode) if mode is not None else default_mode()
-    return SimpleNamespace(mode=mode, **{op: resolve(op, library, mode) for op in OPS})
+    return SimpleNamespace(mode=mode, used=describe(library, mode), **{op: resolve(op, library, mode) for op in OPS})

@@ -395,7 +395,7 @@ def train_command(args) -> dict:
          extra={"dataset": data.name, "scaling": _scaler_state(scaler), "class_names": list(data.class_names),
                 "epochs_done": len(history.train_loss), "args": config})
     summary = {
-        "dataset": data.name, "backend": args.backend, "dtype": args.dtype, "kernels": model.ops.mode,
+        "dataset": data.name, "backend": args.backend, "dtype": args.dtype, "kernels": model.ops.mode, "kernels_used": model.ops.used,
         "epochs": len(history.train_loss), "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
         "train_samples": int(X.shape[0]), "validation_samples": 0 if validation is None else int(len(validation[1])),
         "test_samples": int(X_test.shape[0]), "test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
@@ -416,7 +416,7 @@ def train_command(args) -> dict:
         f"# Run report: {data.name}", "",
         f"Model: {'-'.join(map(str, [data.num_features, *args.hidden, data.num_classes]))} {args.activation}, "
         f"{args.loss}, {args.optimizer} lr {args.lr}, batch {args.batch_size}, {len(history.train_loss)} epochs, "
-        f"backend {args.backend} ({args.dtype}, kernels {model.ops.mode}), seed {args.seed}.", "",
+        f"backend {args.backend} ({args.dtype}, kernels {model.ops.used}), seed {args.seed}.", "",
         "## Test metrics", "", f"- accuracy: {scores['accuracy']:.4f}", f"- loss: {scores['loss']:.4f}", "",
         "## Classification report", "", "```", text_report, "```", "",
         "## Confusion matrix", "", *cm_rows, "",
@@ -426,7 +426,7 @@ def train_command(args) -> dict:
     if not args.quiet:
         print(text_report)
     print(f"test accuracy {scores['accuracy']:.4f}  test loss {scores['loss']:.4f}  "
-          f"({sum(history.epoch_seconds):.1f}s training, {args.backend}, kernels={model.ops.mode})  -> {run}")
+          f"({sum(history.epoch_seconds):.1f}s training, {args.backend}, kernels {model.ops.used})  -> {run}")
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
     return summary

@@ -271,3 +271,30 @@ def test_labels_out_of_range_are_an_error_not_a_wrong_loss():
     z = np.zeros((3, 4), dtype=np.float32)
     with pytest.raises(ValueError, match=r"labels must be in \[0, 3\]"):
         cpu.softmax_cross_entropy(xp, z, np.array([0, 4, 1]))
+
+
+def test_a_fused_module_that_cannot_load_warns_once_and_the_reference_runs(monkeypatch):
+    """numba-cuda against NumPy 2.5 died on import and took training down; now it is one warning."""
+    import sys
+
+    monkeypatch.setattr(kernels, "_UNAVAILABLE", {})
+    monkeypatch.setitem(kernels.FUSED_MODULES, "numpy", "broken_for_test")
+    monkeypatch.setitem(sys.modules, "mlp_backend.kernels.broken_for_test", None)  # its import raises
+    with pytest.warns(RuntimeWarning, match=r"Numba kernels for numpy arrays \(kernels/broken_for_test.py\) cannot "
+                                            r"load \(ModuleNotFoundError.*using the reference kernels. Fix: "):
+        ops = kernels.kernel_set("numpy", "auto")
+    assert ops.adam_update is reference.adam_update and ops.used == "reference (Numba kernels unavailable)"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once: the second model does not warn again
+        model = mlp.build_mlp([4, 3], "relu", seed=0)
+        model.fit(np.random.default_rng(0).normal(size=(8, 4)), np.arange(8) % 3, epochs=1)
+    assert "Numba kernels unavailable" in model.summary()
+    with pytest.raises(ValueError, match="cannot load"):  # asked for explicitly: an error, not a silent fallback
+        kernels.kernel_set("numpy", "numba")
+
+
+def test_the_numpy_2_5_failure_names_its_fix():
+    message = kernels._explain("cupy", "cuda", AttributeError("module 'numpy' has no attribute 'row_stack'"))
+    assert "numba-cuda fails with NumPy" in message and "numpy<2.5" in message

@@ -215,7 +215,7 @@ class Sequential:
         text = [("  ".join(c.ljust(w) for c, w in zip(r, widths))) for r in rows]
         text.insert(1, line)
         text += [line, f"Total parameters: {self.num_parameters:,}  ({self.be.name}, {self.be.dtype}, "
-                       f"kernels={self.ops.mode})"]
+                       f"kernels: {self.ops.used})"]
         return "\n".join(text)
 
     def __repr__(self):
