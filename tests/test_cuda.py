@@ -55,6 +55,11 @@ def test_cuda_kernels_compile_to_ptx_for_compute_capability_9(monkeypatch):
     for name in K.CODES:  # every activation of the table, both ways
         signatures[K._BIAS_ACT[name]] = f"void({a2}, {a1}, boolean, {f32})"
         signatures[K._ACT_BACKWARD[name]] = f"void({a1}, {a1}, {f32}, {a1})"
+    from mlp_backend.kernels import gemm
+
+    gemm_sig = f"void({a2}, {a2}, {a2}, {a1}, {a2}, boolean, {f32}, boolean, boolean)"
+    for act, backward in (("identity", False), ("relu", False), ("gelu", False), ("relu", True), ("gelu", True)):
+        signatures[gemm._kernel(K.CODES[act], backward, False, gemm.TILE)] = gemm_sig
     for kernel, sig in signatures.items():
         ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
         assert ".target sm_90" in ptx, kernel.py_func.__name__

@@ -1,0 +1,67 @@
+"""The numba.cuda GEMM with fused epilogues, under the simulator: every transpose, edge tiles, both dtypes."""
+import array_api_compat.numpy as xp
+import numpy as np
+import pytest
+
+from mlp_backend.kernels import reference
+from mlp_backend.kernels.activations import TABLE
+from mlp_backend.kernels.gemm import Tile, gemm
+
+SMALL = Tile(bm=8, bn=8, bk=4, tm=2, tn=2)  # 16 threads: the simulator runs one Python thread per CUDA thread
+DTYPES = [np.float32, np.float64]
+
+
+def tol(dtype):
+    return dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+
+
+def operands(rng, m, n, k, trans_a, trans_b, dtype):
+    a = rng.normal(size=(k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.normal(size=(n, k) if trans_b else (k, n)).astype(dtype)
+    product = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
+    return a, b, product
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (13, 11, 9), (16, 8, 8), (5, 19, 17)])  # edge tiles, exact tiles
+def test_product_for_every_transpose(dtype, trans_a, trans_b, shape):
+    rng = np.random.default_rng(0)
+    m, n, k = shape
+    a, b, expected = operands(rng, m, n, k, trans_a, trans_b, dtype)
+    c = np.full((m, n), np.nan, dtype)
+    gemm(a, b, c, trans_a=trans_a, trans_b=trans_b, tile=SMALL)
+    np.testing.assert_allclose(c, expected, **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ["identity", "relu", "tanh", "gelu"])
+def test_forward_epilogue_is_bias_and_activation(dtype, act):
+    rng = np.random.default_rng(1)
+    a, b, product = operands(rng, 10, 9, 7, False, False, dtype)
+    bias = rng.normal(size=9).astype(dtype)
+    c = np.empty((10, 9), dtype)
+    gemm(a, b, c, bias=bias, act=act, alpha=dtype(0.1), tile=SMALL)
+    expected = reference.activation(xp, (product + bias).astype(dtype), act, 0.1)
+    np.testing.assert_allclose(c, expected, **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "elu", "gelu"])
+def test_backward_epilogue_is_the_activation_derivative(dtype, act):
+    """dz_prev = act'(dz @ W.T) from what the previous layer saved: one kernel for two passes."""
+    rng = np.random.default_rng(2)
+    dz, w, product = operands(rng, 12, 6, 5, False, True, dtype)  # dz (12, 5) @ W.T with W (6, 5)
+    z_prev = rng.normal(size=(12, 6)).astype(dtype)
+    saved = z_prev if TABLE[act].saves == "input" else reference.activation(xp, z_prev, act, 0.3)
+    c = np.empty((12, 6), dtype)
+    gemm(dz, w, c, trans_b=True, act=act, alpha=dtype(0.3), saved=saved, tile=SMALL)
+    expected = reference.activation_derivative(xp, product.astype(dtype), saved, act, 0.3)
+    np.testing.assert_allclose(c, expected, **tol(dtype))
+
+
+def test_shape_errors_are_clear():
+    a, b = np.zeros((3, 4), np.float32), np.zeros((5, 2), np.float32)
+    with pytest.raises(ValueError, match="gemm shapes do not agree"):
+        gemm(a, b, np.zeros((3, 2), np.float32), tile=SMALL)
