@@ -2,7 +2,9 @@
 
 ``restore.load`` rebuilds a model from one. A checkpoint holds the model's parameters and buffers, optionally the optimizer state, and in its
 metadata the model configuration (so it loads onto any backend without the code that built it), the
-optimizer configuration, free-form JSON ``extra`` and a SHA-256 of all tensor bytes.
+optimizer configuration, free-form JSON ``extra`` and a SHA-256 over all of it: every tensor's name, dtype,
+shape and bytes and every metadata entry, so a changed byte anywhere is refused (or, in the safetensors
+header's padding, harmless).
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT = "mlp-backend/1"
+FORMAT = "mlp-backend/2"  # the SHA-256 covers the metadata too
+FORMAT_TENSORS_ONLY = "mlp-backend/1"  # earlier files, whose SHA-256 covers the tensors alone: still read
 MAX_BYTES = 1 << 34  # refuse checkpoints over 16 GiB before reading them
 
 
@@ -31,12 +34,16 @@ class Checkpoint:
     arrays: dict = field(default_factory=dict)
 
 
-def _digest(tensors: dict) -> str:
+def _digest(tensors: dict, meta: dict | None) -> str:
+    """SHA-256 of every tensor (name, dtype, shape, bytes) and every metadata entry but the digest itself."""
     h = hashlib.sha256()
     for name in sorted(tensors):
         arr = np.ascontiguousarray(tensors[name])
         h.update(name.encode() + b"\0" + str(arr.dtype).encode() + b"\0" + repr(arr.shape).encode() + b"\0")
         h.update(arr.tobytes())
+    for key in sorted(meta or {}):
+        if key != "sha256":
+            h.update(b"meta\0" + key.encode() + b"\0" + meta[key].encode() + b"\0")
     return h.hexdigest()
 
 
@@ -61,7 +68,7 @@ def save(model, path, optimizer=None, extra: dict | None = None, arrays: dict | 
                                         "step_count": state.pop("step_count"), "lr_scale": state.pop("lr_scale")})
         tensors.update({f"optim/{k}": np.ascontiguousarray(v) for k, v in state.items()})
     tensors.update({f"extra/{k}": np.ascontiguousarray(v) for k, v in (arrays or {}).items()})
-    meta["sha256"] = _digest(tensors)
+    meta["sha256"] = _digest(tensors, meta)
     payload = st_save(tensors, metadata=meta)
     _atomic_write(path, payload)
     return path
@@ -113,9 +120,9 @@ def read(path, max_bytes: int = MAX_BYTES) -> tuple[dict, dict]:
     except (SafetensorError, ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
     meta = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, FORMAT_TENSORS_ONLY):
         raise CheckpointError(f"{path}: not an mlp-backend checkpoint (format {FORMAT!r} expected)")
-    if meta.get("sha256") != _digest(tensors):
+    if meta.get("sha256") != _digest(tensors, meta if meta["format"] == FORMAT else None):
         raise CheckpointError(f"{path}: SHA-256 mismatch, the file is corrupted")
     return tensors, meta
 

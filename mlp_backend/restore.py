@@ -7,15 +7,22 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from .checkpoint import Checkpoint, CheckpointError, read, section
 from .layers import Sequential
 from .losses import LOSSES
 from .optim import Optimizer
 
 
-def load(path, backend="numpy", device=None, dtype=None, kernels=None) -> Checkpoint:
-    """Rebuild the model (and optimizer, if saved) from a checkpoint, on any backend."""
+def load(path, backend="numpy", device=None, dtype=None, kernels=None, allow_nonfinite=False) -> Checkpoint:
+    """Rebuild the model (and optimizer, if saved) from a checkpoint, on any backend.
+
+    The parameters must have the dtype the stored configuration names (no silent casts) and be finite
+    (NaN or infinite weights are refused unless ``allow_nonfinite``: a diverged run's file is not a model).
+    """
     tensors, meta = read(path)
+    _check_parameters(path, tensors, meta, allow_nonfinite)
     try:
         config = json.loads(meta["model_config"])
         model = Sequential.from_config(config, backend=backend, device=device, kernels=kernels,
@@ -37,3 +44,16 @@ def load(path, backend="numpy", device=None, dtype=None, kernels=None) -> Checkp
             raise CheckpointError(f"{path}: invalid optimizer in checkpoint ({e})") from None
         model.optimizer = optimizer
     return Checkpoint(model, optimizer, extra, section(tensors, "extra"))
+
+
+def _check_parameters(path, tensors, meta, allow_nonfinite):
+    try:
+        stored = json.loads(meta["model_config"]).get("dtype", "float32")
+    except (KeyError, AttributeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: checkpoint does not describe a valid model ({e})") from None
+    for name, array in section(tensors, "param").items():
+        if str(array.dtype) != stored:
+            raise CheckpointError(f"{path}: parameter {name} is {array.dtype}, the model's dtype is {stored}")
+        if not allow_nonfinite and not np.all(np.isfinite(array)):
+            raise CheckpointError(f"{path}: parameter {name} holds NaN or infinite values "
+                                  "(load with allow_nonfinite=True to inspect it)")

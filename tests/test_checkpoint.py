@@ -107,3 +107,70 @@ def test_corrupted_truncated_and_foreign_files_are_rejected(tmp_path):
         read(bad)
     with pytest.raises(FileNotFoundError):
         read(tmp_path / "missing.safetensors")
+
+
+def test_a_single_bit_flip_anywhere_is_refused_or_harmless(tmp_path):
+    """1,000 random single-bit flips over the whole file, header and metadata included."""
+    from mlp_backend.checkpoint import CheckpointError, read
+
+    model = mlp.build_mlp([6, 5, 3], "relu", seed=0)
+    model.fit(np.random.default_rng(0).normal(size=(20, 6)), np.arange(20) % 3, epochs=1, batch_size=5)
+    path = tmp_path / "m.safetensors"
+    mlp.save_checkpoint(model, path, optimizer=model.optimizer, extra={"scaling": {"mean": 0.5}})
+    good_tensors, good_meta = read(path)
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(0)
+    refused = harmless = 0
+    for position in rng.integers(0, len(data), 1000):
+        bit = 1 << int(rng.integers(0, 8))
+        data[position] ^= bit
+        bad = tmp_path / "flipped.safetensors"
+        bad.write_bytes(bytes(data))
+        data[position] ^= bit
+        try:
+            tensors, meta = read(bad)
+        except CheckpointError:
+            refused += 1
+            continue
+        assert meta == good_meta and tensors.keys() == good_tensors.keys()
+        for name in tensors:
+            np.testing.assert_array_equal(tensors[name], good_tensors[name])
+        harmless += 1
+    assert refused + harmless == 1000 and refused > 900, (refused, harmless)
+
+
+def test_metadata_is_covered_by_the_digest(tmp_path):
+    """relu -> selu in the stored configuration (one bit) used to load silently."""
+    from mlp_backend.checkpoint import CheckpointError
+
+    path = tmp_path / "m.safetensors"
+    mlp.save_checkpoint(mlp.build_mlp([4, 3, 2], "relu"), path)
+    data = path.read_bytes()
+    assert data.count(b'\\"relu\\"') == 1
+    path.write_bytes(data.replace(b'\\"relu\\"', b'\\"selu\\"'))
+    with pytest.raises(CheckpointError, match="SHA-256 mismatch"):
+        mlp.load_checkpoint(path)
+
+
+def test_non_finite_or_recast_weights_are_refused(tmp_path):
+    from safetensors.numpy import save_file
+
+    from mlp_backend.checkpoint import CheckpointError, _digest, read
+
+    path = tmp_path / "m.safetensors"
+    model = mlp.build_mlp([4, 3, 2], "relu")
+    mlp.save_checkpoint(model, path)
+    tensors, meta = read(path)
+
+    def rewrite(name, value):  # a well-formed file with a valid digest over the changed tensor
+        changed = {**tensors, name: value}
+        save_file(changed, path, metadata={**meta, "sha256": _digest(changed, meta)})
+
+    w = tensors["param/dense0.W"]
+    rewrite("param/dense0.W", np.where(np.arange(w.size).reshape(w.shape) == 0, np.nan, w).astype(w.dtype))
+    with pytest.raises(CheckpointError, match="dense0.W holds NaN"):
+        mlp.load_checkpoint(path)
+    assert np.isnan(mlp.load_checkpoint(path, allow_nonfinite=True).model.get_parameter("dense0.W")[0, 0])
+    rewrite("param/dense0.W", w.astype(np.int64))
+    with pytest.raises(CheckpointError, match="dense0.W is int64, the model's dtype is float32"):
+        mlp.load_checkpoint(path)
