@@ -54,6 +54,12 @@ class StepProgram:
 
     def run(self, step: int, xb, yb):
         """One mini-batch: slot ``step`` of the epoch's result arrays, and the update unless flagged."""
+        if self.check_finite:  # a diverging step is reported once, by fit, not by NumPy's warnings on the way
+            with np.errstate(all="ignore"):
+                return self._run(step, xb, yb)
+        return self._run(step, xb, yb)
+
+    def _run(self, step, xb, yb):
         model, xp, ops = self.model, self.model.be.xp, self.model.ops
         out = model.forward(xb, training=True)
         value, grad = self.loss.value_and_grad(xp, ops, out, yb)

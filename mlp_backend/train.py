@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +35,16 @@ class History:
 
     def as_dict(self) -> dict:
         return dict(vars(self))
+
+    def __repr__(self):
+        last = {k: getattr(self, k)[-1] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+                if getattr(self, k)}
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in last.items())
+        return f"History({len(self.train_loss)} epochs, {len(self.loss)} steps{', ' if shown else ''}{shown})"
+
+
+class DivergenceWarning(RuntimeWarning):
+    """Training runs on with finite numbers that have stopped making sense."""
 
 
 class Callback:
@@ -229,6 +240,29 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     return history
 
 
+def _warn_if_diverging(state, classify, patience=3):
+    """One DivergenceWarning per fit when the loss grows 1000-fold, a classifier's loss is 1000 times a uniform
+    guess's, or its accuracy sits at chance for a while: a learning rate far too high can do any of these
+    without ever making a number infinite."""
+    h = state.history
+    if getattr(state, "warned", False) or not h.train_loss:
+        return
+    why = None
+    classes = max(state.model.out_features, 2)
+    if h.train_loss[-1] > 1e3 * max(h.train_loss[0], 1e-12):
+        why = f"train loss {h.train_loss[-1]:.3g} is over 1000 times the first epoch's {h.train_loss[0]:.3g}"
+    elif classify and h.train_loss[-1] > 1e3 * math.log(classes):
+        why = (f"train loss {h.train_loss[-1]:.3g} is over 1000 times a uniform guess's "
+               f"{math.log(classes):.3g}: the logits have exploded")
+    elif classify and len(h.train_accuracy) >= patience:
+        if all(a <= 1.5 / classes for a in h.train_accuracy[-patience:]):
+            why = f"train accuracy has been at chance ({1 / classes:.2f}) for {patience} epochs"
+    if why:
+        state.warned = True
+        warnings.warn(f"training looks divergent: {why}; lower the learning rate or enable clipping (clip_norm=...)",
+                      DivergenceWarning, stacklevel=4)
+
+
 def _check_fit_args(model, loss, optimizer, penalty, epochs, batch_size, check_finite, checkpoint_every):
     """The loss, optimizer and penalty objects ``fit`` uses, after checking its arguments."""
     loss = get_loss(loss if loss is not None else (model.loss or "cross_entropy"))
@@ -311,6 +345,7 @@ def _end_epoch(state, callbacks, pos, n, seconds, val, restore_best, classify) -
         if "accuracy" in scores:
             logs["val_accuracy"] = scores["accuracy"]
             history.val_accuracy.append(scores["accuracy"])
+    _warn_if_diverging(state, classify)
     monitored = logs.get("val_loss", train_loss)
     if restore_best and monitored < state.best_monitor:
         state.best_monitor = monitored

@@ -267,3 +267,4 @@ def test_cli_divergence_exits_non_zero_naming_the_step(tmp_path):
                            "--out", str(tmp_path / "run")], capture_output=True, text=True)
     assert done.returncode != 0
     assert "became non-finite at epoch" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr  # one line, no NumPy warnings before it

@@ -154,3 +154,35 @@ def test_fused_and_reference_kernels_train_to_the_same_losses_in_float32():
         model = mlp.build_mlp([8, 64, 32, 3], "relu", seed=3, kernels=mode)
         histories.append(model.fit(X, y, epochs=2, batch_size=32, seed=1).loss)
     np.testing.assert_allclose(histories[0], histories[1], rtol=1e-4)
+
+
+def test_history_prints_short():
+    X, y, _, _ = blobs(100)
+    history = mlp.build_mlp([8, 16, 3], "relu").fit(X, y, epochs=2, batch_size=10)
+    text = repr(history)
+    assert text.startswith("History(2 epochs, ") and "train_loss=" in text and len(text) < 120
+
+
+def test_loading_optimizer_state_copies_the_callers_arrays():
+    model = mlp.build_mlp([4, 3], "relu")
+    opt = mlp.Adam(1e-2)
+    opt.init(model.be, model.flat_params)
+    mine = {"step_count": 3, "lr_scale": 1.0, "exp_avg": np.ones(model.num_parameters, np.float32),
+            "exp_avg_sq": np.ones(model.num_parameters, np.float32)}
+    opt.load_state_dict(mine)
+    model.flat_grads[...] = 1.0
+    opt.step(model.flat_params, model.flat_grads, model.ops)
+    np.testing.assert_array_equal(mine["exp_avg"], 1.0)  # PyTorch's semantics: the caller's arrays are untouched
+
+
+def test_divergence_that_never_becomes_nan_warns_once():
+    X, y, _, _ = blobs(300)
+    model = mlp.build_mlp([8, 16, 3], "relu", seed=0)
+    with pytest.warns(mlp.DivergenceWarning, match="training looks divergent") as caught:
+        model.fit(X, y, epochs=6, batch_size=30, optimizer=mlp.Adam(1e6))
+    assert sum(issubclass(w.category, mlp.DivergenceWarning) for w in caught) == 1
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mlp.DivergenceWarning)  # a healthy run does not warn
+        mlp.build_mlp([8, 16, 3], "relu", seed=0).fit(X, y, epochs=6, batch_size=30, optimizer=mlp.Adam(1e-2))

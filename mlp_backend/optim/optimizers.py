@@ -109,7 +109,8 @@ class Optimizer:
             raise KeyError(f"optimizer state lacks {missing}")
         self.step_count = int(state["step_count"])
         self.lr_scale = float(state.get("lr_scale", 1.0))
-        self._loaded = {k: np.asarray(state[k]) for k in self.state_names}
+        # copies, as PyTorch takes them: the caller's arrays must not change when this optimizer steps
+        self._loaded = {k: np.array(to_numpy(state[k]), copy=True) for k in self.state_names}
         if self.be is not None and self.state_names:  # already bound to parameters: take the state now
             self.init(self.be, self.be.zeros(self._loaded[self.state_names[0]].shape))
 
