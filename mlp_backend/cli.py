@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 
 from .backend import BACKENDS
 from .kernels import MODES
+from .kernels.activations import ACTIVATIONS
 from .optim import OPTIMIZERS
 
 DATASETS = ["fashion-mnist", "mnist", "svhn", "cifar10", "digits", "synthetic"]
@@ -82,25 +84,44 @@ def _add_data_args(p):
 
 
 def _add_model_args(p):
-    p.add_argument("--backend", default="numpy", choices=BACKENDS)
+    p.add_argument("--backend", default="numpy", choices=BACKENDS, help="array library to train on")
     p.add_argument("--device", default=None, help="backend device (e.g. cuda:0 for torch)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--kernels", default=None, choices=MODES, help="fused (auto/numba) or reference kernels")
-    p.add_argument("--epochs", type=_positive(int), default=10)
-    p.add_argument("--batch-size", type=_positive(int), default=64)
-    p.add_argument("--lr", type=_positive(float), default=1e-3)
-    p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS))
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "softmax_mse"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="parameter and data dtype")
+    p.add_argument("--kernels", default=None, choices=MODES,
+                   help="fused (auto/numba) or reference kernels (default: $MLP_KERNELS, else auto)")
+    p.add_argument("--epochs", type=_positive(int), default=10, help="passes over the training set")
+    p.add_argument("--batch-size", type=_positive(int), default=64, help="samples per mini-batch")
+    p.add_argument("--lr", type=_positive(float), default=1e-3, help="learning rate")
+    p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), help="update rule")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 in the gradient (decoupled for adamw)")
+    p.add_argument("--schedule", default="constant", choices=["constant", "step", "exponential", "cosine"],
+                   help="learning-rate schedule: step multiplies by --decay every --decay-epochs, exponential "
+                        "by --decay every epoch (smoothly), cosine anneals to 0 over the run")
+    p.add_argument("--decay", type=_positive(float), default=0.5, help="factor of the step/exponential schedules")
+    p.add_argument("--decay-epochs", type=_positive(int), default=5, help="epochs between steps of --schedule step")
+    p.add_argument("--clip-norm", type=_positive(float), default=None, help="clip the gradient's global norm")
+    p.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "softmax_mse"], help="training loss")
+    p.add_argument("--label-smoothing", type=_fraction, default=0.0, help="cross-entropy label smoothing")
     p.add_argument("--hidden", type=_ints, default=[500, 250, 100], help="hidden sizes, e.g. 500,250,100")
-    p.add_argument("--activation", default="relu")
-    p.add_argument("--dropout", type=_fraction, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--activation", default="relu", choices=ACTIVATIONS, help="hidden layers' activation")
+    p.add_argument("--alpha", type=float, default=None,
+                   help="the activation's parameter: leaky_relu's slope (0.01), elu's alpha (1.0)")
+    p.add_argument("--batch-norm", action="store_true", help="BatchNorm1d after each hidden layer")
+    p.add_argument("--dropout", type=_fraction, default=0.0, help="dropout rate after each hidden layer")
+    p.add_argument("--patience", type=_positive(int), default=None,
+                   help="stop early after this many epochs without a better validation loss (needs --val-split), "
+                        "keeping the best parameters")
+    p.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling, dropout and splits")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlp", description="Train multi-layer perceptrons on any Array API backend.")
     sub = parser.add_subparsers(dest="command", required=True)
+    original_add_parser = sub.add_parser
+
+    def add_parser(name, **kwargs):  # every command's --help shows each option's default
+        return original_add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
+    sub.add_parser = add_parser
 
     train = sub.add_parser("train", help="train an MLP, write a run folder, report test accuracy",
                            description="Train an MLP (default: 784-500-250-100-10 ReLU, Adam 1e-3, batch 64, "
@@ -114,17 +135,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN_DIR", default=None,
                        help="continue the run in RUN_DIR from its last checkpoint (only --epochs may change)")
     train.add_argument("--out", default=None, help="run folder (default runs/<time>-<dataset>)")
+    train.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     train.add_argument("--checkpoint", default=None, help="checkpoint path (default RUN_DIR/model.safetensors)")
     train.add_argument("--json", metavar="PATH", default=None, help="also write the summary JSON here")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--quiet", action="store_true", help="print only the final result")
 
     evaluate = sub.add_parser("evaluate", help="evaluate a saved model on a dataset's test split")
-    evaluate.add_argument("--checkpoint", required=True)
+    evaluate.add_argument("run", nargs="?", default=None, metavar="RUN_DIR_OR_CHECKPOINT",
+                          help="a run folder (its model.safetensors) or a checkpoint file")
+    evaluate.add_argument("--checkpoint", default=None, help="the checkpoint file (instead of the positional)")
     evaluate.add_argument("--dataset", default=None, choices=DATASETS, help="default: the one it was trained on")
-    evaluate.add_argument("--data-dir", default=None)
-    evaluate.add_argument("--backend", default="numpy", choices=BACKENDS)
-    evaluate.add_argument("--device", default=None)
+    evaluate.add_argument("--data-dir", default=None, help="directory holding the dataset's files")
+    evaluate.add_argument("--download", action="store_true", help="fetch the dataset if it is not found")
+    evaluate.add_argument("--backend", default="numpy", choices=BACKENDS, help="array library to evaluate on")
+    evaluate.add_argument("--device", default=None, help="backend device")
 
     sweep = sub.add_parser("sweep", help="train every combination over seeds and report mean ± std",
                            description="Grid of optimizers x activations x learning rates x losses x weight decays, "
@@ -218,7 +243,7 @@ def _resume_args(parser, args, argv):
     finally:
         for action in sub._actions:
             action.default = action._saved_default
-    free = {"resume", "epochs", "json", "quiet", "no_progress", "command", "config"}
+    free = {"resume", "epochs", "json", "quiet", "no_progress", "command", "config", "overwrite"}
     clashes = [f"--{k.replace('_', '-')} {getattr(explicit, k)!r} (run used {saved.get(k)!r})"
                for k in vars(explicit) if k not in free and getattr(explicit, k) != saved.get(k)]
     if clashes:
@@ -229,20 +254,26 @@ def _resume_args(parser, args, argv):
 
 
 # -- shared pieces -------------------------------------------------------------------------------
-def prepare_data(args):
-    """Load, split (optional validation) and scale a dataset; returns (data, X, y, validation, X_test, scaler)."""
-    from .data import MinMaxScaler, Standardizer, load_dataset, stratified_split
+def _load(name, data_dir, download):
+    """A dataset from its files, downloading them first where asked and possible."""
+    from .data import load_dataset
 
-    data_dir = args.data_dir
     try:
-        data = load_dataset(args.dataset, data_dir)
+        return load_dataset(name, data_dir)
     except FileNotFoundError:
-        if not (getattr(args, "download", False) and args.dataset in DOWNLOADABLE):
+        if not (download and name in DOWNLOADABLE):
             raise
         from .data import default_data_root, download_dataset
 
         root = Path(data_dir) if data_dir else default_data_root()
-        data = load_dataset(args.dataset, download_dataset(args.dataset, root))
+        return load_dataset(name, download_dataset(name, root))
+
+
+def prepare_data(args):
+    """Load, split (optional validation) and scale a dataset; returns (data, X, y, validation, X_test, scaler)."""
+    from .data import MinMaxScaler, Standardizer, stratified_split
+
+    data = _load(args.dataset, args.data_dir, getattr(args, "download", False))
     X, y, validation = data.X_train, data.y_train, None
     if args.val_split:
         keep, held = stratified_split(y, args.val_split, args.seed)
@@ -282,25 +313,81 @@ def _apply_scaler_state(state, X):
 def train_one(args, prepared, progress=None, on_epoch=None, checkpoint=None, resume=None):
     """Train one model as ``args`` says on prepared data; returns (model, history, test scores, seconds)."""
     from .layers import build_mlp
+    from .losses import SoftmaxCrossEntropy
     from .optim import get_optimizer
+    from .train import EarlyStopping
 
     data, X, y, validation, X_test, _ = prepared
-    model = build_mlp([data.num_features, *args.hidden, data.num_classes], args.activation, dropout=args.dropout,
+    options = vars(args)  # runs saved before an option existed resume with its default
+    model = build_mlp([data.num_features, *args.hidden, data.num_classes], args.activation,
+                      alpha=options.get("alpha"), batch_norm=options.get("batch_norm", False), dropout=args.dropout,
                       backend=args.backend, device=args.device, dtype=args.dtype, seed=args.seed, kernels=args.kernels)
+    steps = -(-X.shape[0] // args.batch_size)
+    optimizer = get_optimizer(args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+                              clip_norm=options.get("clip_norm"), schedule=_schedule(options, steps))
+    loss = args.loss
+    if loss == "cross_entropy" and options.get("label_smoothing"):
+        loss = SoftmaxCrossEntropy(label_smoothing=options["label_smoothing"])
+    callbacks = []
+    if options.get("patience"):
+        if validation is None:
+            raise ValueError("--patience needs validation data: add --val-split")
+        callbacks.append(EarlyStopping(patience=options["patience"]))
     start = time.perf_counter()
-    history = model.fit(X, y, loss=args.loss, optimizer=get_optimizer(args.optimizer, lr=args.lr,
-                                                                      weight_decay=args.weight_decay),
-                        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, validation_data=validation,
+    history = model.fit(X, y, loss=loss, optimizer=optimizer, epochs=args.epochs, batch_size=args.batch_size,
+                        seed=args.seed, validation_data=validation, callbacks=callbacks,
                         restore_best=getattr(args, "restore_best", False), on_epoch=on_epoch, on_step=progress,
                         checkpoint=checkpoint, checkpoint_every=getattr(args, "checkpoint_every", None),
                         resume=resume)
     return model, history, model.evaluate(X_test, data.y_test), time.perf_counter() - start
 
 
+def _schedule(options, steps_per_epoch):
+    """The learning-rate schedule ``--schedule`` names, in optimizer steps."""
+    from .optim import CosineDecay, ExponentialDecay, StepDecay
+
+    kind = options.get("schedule", "constant")
+    if kind == "step":
+        return StepDecay(options["decay"], every=options["decay_epochs"] * steps_per_epoch)
+    if kind == "exponential":
+        return ExponentialDecay(options["decay"], decay_steps=steps_per_epoch)
+    if kind == "cosine":
+        return CosineDecay(total_steps=options["epochs"] * steps_per_epoch)
+    return None
+
+
 def _run_dir(out, label) -> Path:
     path = Path(out) if out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{label}"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+RUN_FILES = ("config.json", "checkpoint.safetensors", "model.safetensors", "metrics.json", "history.csv")
+
+
+def _lock(run: Path):
+    """An exclusive lock on ``run`` (a file handle to use in ``with``), or an error naming its holder."""
+    import fcntl
+
+    handle = open(run / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise OSError(f"{run} is being written by {holder}; wait for it to finish or choose another --out") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"mlp process {os.getpid()}")
+    handle.flush()
+    return handle
+
+
+def _remove_stale_temporaries(run: Path):
+    """Temporary files of saves that a killed process left behind (the lock says no one else is saving here)."""
+    for leftover in run.glob(".*.tmp*"):
+        leftover.unlink(missing_ok=True)
 
 
 def _write_history_csv(history, path: Path):
@@ -354,13 +441,22 @@ class _Progress:
 
 # -- commands ------------------------------------------------------------------------------------
 def train_command(args) -> dict:
+    prepared = prepare_data(args)
+    run = _run_dir(args.out, prepared[0].name)
+    with _lock(run):  # one writer per run folder
+        if not args.resume and not args.overwrite and any((run / f).exists() for f in RUN_FILES):
+            raise ValueError(f"{run} already holds a run: --resume {run} continues it, --overwrite replaces it, "
+                             "or choose another --out")
+        _remove_stale_temporaries(run)
+        return _train_into(run, args, prepared)
+
+
+def _train_into(run: Path, args, prepared) -> dict:
     from . import plots
     from .checkpoint import save
     from .metrics import classification_report, confusion_matrix
 
-    prepared = prepare_data(args)
     data, X, y, validation, X_test, scaler = prepared
-    run = _run_dir(args.out, data.name)
     if not args.quiet:
         print(f"{data.name}: {X.shape[0]} train, {0 if validation is None else validation[0].shape[0]} validation, "
               f"{X_test.shape[0]} test samples from {data.source}; run folder {run}")
@@ -395,7 +491,8 @@ def train_command(args) -> dict:
          extra={"dataset": data.name, "scaling": _scaler_state(scaler), "class_names": list(data.class_names),
                 "epochs_done": len(history.train_loss), "args": config})
     summary = {
-        "dataset": data.name, "backend": args.backend, "dtype": args.dtype, "kernels": model.ops.mode, "kernels_used": model.ops.used,
+        "dataset": data.name, "backend": args.backend, "dtype": args.dtype, "kernels": model.ops.mode,
+        "kernels_used": model.ops.used,
         "epochs": len(history.train_loss), "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
         "train_samples": int(X.shape[0]), "validation_samples": 0 if validation is None else int(len(validation[1])),
         "test_samples": int(X_test.shape[0]), "test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
@@ -433,20 +530,27 @@ def train_command(args) -> dict:
 
 
 def evaluate_command(args) -> dict:
-    from .restore import load
-    from .data import load_dataset
     from .metrics import classification_report
+    from .restore import load
 
-    ck = load(args.checkpoint, backend=args.backend, device=args.device)
+    target = args.checkpoint or args.run
+    if target is None:
+        raise ValueError("give a run folder or a checkpoint: mlp evaluate RUN_DIR")
+    path = Path(target)
+    if path.is_dir():  # a run folder: its final model
+        path = path / "model.safetensors"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist: the run in {target} has not finished")
+    ck = load(path, backend=args.backend, device=args.device)
     name = args.dataset or ck.extra.get("dataset")
     if name is None:
         raise ValueError("the checkpoint does not say which dataset it was trained on; pass --dataset")
-    data = load_dataset(name, args.data_dir)
+    data = _load(name, args.data_dir, args.download)
     X_test = _apply_scaler_state(ck.extra.get("scaling"), data.X_test)
     scores = ck.model.evaluate(X_test, data.y_test)
     pred = np.asarray(ck.model.predict(X_test))
     print(classification_report(data.y_test, pred, class_names=data.class_names, num_classes=data.num_classes))
-    print(f"test accuracy {scores['accuracy']:.4f}  test loss {scores['loss']:.4f}  ({name}, {args.checkpoint})")
+    print(f"test accuracy {scores['accuracy']:.4f}  test loss {scores['loss']:.4f}  ({name}, {path})")
     return scores
 
 
@@ -515,7 +619,12 @@ def plot_command(args):
             raise ValueError("give run folders to compare, or --activations")
         groups = {}
         for run in args.runs:
-            groups.setdefault(Path(run).name, []).append(read_history_csv(Path(run)))
+            history = read_history_csv(Path(run))
+            if not history[args.metric]:
+                has = [k for k, v in history.items() if v]
+                raise ValueError(f"{run} has no {args.metric} (it has {', '.join(has) or 'no metrics'}"
+                                 f"{'; validation metrics need --val-split' if args.metric.startswith('val') else ''})")
+            groups.setdefault(Path(run).name, []).append(history)
         plots.plot_comparison(groups, args.metric, args.out)
     print(f"wrote {args.out}")
 

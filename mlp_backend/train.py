@@ -242,8 +242,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
 
 def _warn_if_diverging(state, classify, patience=3):
     """One DivergenceWarning per fit when the loss grows 1000-fold, a classifier's loss is 1000 times a uniform
-    guess's, or its accuracy sits at chance for a while: a learning rate far too high can do any of these
-    without ever making a number infinite."""
+    guess's, or its accuracy sits at chance for a while with a loss ten times a guess's: a learning rate far too
+    high can do any of these without ever making a number infinite."""
     h = state.history
     if getattr(state, "warned", False) or not h.train_loss:
         return
@@ -254,9 +254,12 @@ def _warn_if_diverging(state, classify, patience=3):
     elif classify and h.train_loss[-1] > 1e3 * math.log(classes):
         why = (f"train loss {h.train_loss[-1]:.3g} is over 1000 times a uniform guess's "
                f"{math.log(classes):.3g}: the logits have exploded")
-    elif classify and len(h.train_accuracy) >= patience:
+    elif classify and len(h.train_accuracy) >= patience and h.train_loss[-1] > 10 * math.log(classes):
+        # at chance with a loss worse than guessing: not a hard problem, a broken run (unlearnable data sits at
+        # chance with a loss near the uniform guess's)
         if all(a <= 1.5 / classes for a in h.train_accuracy[-patience:]):
-            why = f"train accuracy has been at chance ({1 / classes:.2f}) for {patience} epochs"
+            why = (f"train accuracy has been at chance ({1 / classes:.2f}) for {patience} epochs with a loss over "
+                   "ten times a uniform guess's")
     if why:
         state.warned = True
         warnings.warn(f"training looks divergent: {why}; lower the learning rate or enable clipping (clip_norm=...)",

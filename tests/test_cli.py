@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 
+import mlp_backend as mlp
 from mlp_backend.cli import main, read_history_csv
 
 from conftest import AVAILABLE
@@ -129,7 +130,9 @@ def test_plot_gradcheck_and_datasets_commands(tmp_path, capsys):
     (["train", "--backend", "jax"], "invalid choice"),
     (["train", "--hidden", "10,x"], "comma-separated integers"),
     (["train", "--dataset", "mnist", "--data-dir", "/nonexistent"], "mnist IDX files not found"),
-    (["train", "--dataset", "synthetic", "--activation", "swish"], "unknown activation 'swish'"),
+    (["train", "--dataset", "synthetic", "--activation", "swish"], "invalid choice: 'swish' (choose from 'identity'"),
+    (["train", "--dataset", "synthetic", "--patience", "2"], "--patience needs validation data"),
+    (["evaluate"], "give a run folder or a checkpoint"),
     (["train", "--val-split", "1.5"], "must be in [0, 1)"),
     (["train", "--dataset", "synthetic", "--val-split", "99999"], "split size must be between 1 and"),
     (["evaluate", "--checkpoint", "/nonexistent.safetensors"], "No such file"),
@@ -188,3 +191,62 @@ def test_bench_runs_on_a_small_dataset_and_writes_json_and_plot(tmp_path, capsys
             assert r["vs_pytorch_cpu_paired"] == pytest.approx(np.median(np.divide(r["pass_seconds"], anchor)))
     assert report["meta"]["sgemm_gflops"] > 1 and png.stat().st_size > 10_000
     assert "| numpy-fused | 64 |" in capsys.readouterr().out
+
+
+def test_help_shows_every_option_with_its_default():
+    done = subprocess.run([sys.executable, "-m", "mlp_backend.cli", "train", "--help"], capture_output=True, text=True)
+    text = " ".join(done.stdout.split())
+    for expected in ("passes over the training set (default: 10)", "learning rate (default: 0.001)",
+                     "samples per mini-batch (default: 64)", "(default: relu)", "gelu", "--clip-norm", "--patience",
+                     "--label-smoothing", "--schedule", "--batch-norm", "--alpha"):
+        assert expected in text, expected
+
+
+def test_train_options_reach_the_model_and_optimizer(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "synthetic", "--epochs", "3", "--batch-size", "50", "--activation",
+                 "leaky_relu", "--alpha", "0.2", "--batch-norm", "--clip-norm", "1.0", "--schedule", "step",
+                 "--decay", "0.5", "--decay-epochs", "1", "--label-smoothing", "0.1", "--val-split", "0.2",
+                 "--patience", "5", "--no-progress", "--quiet", "--out", str(run)]) == 0
+    ck = mlp.load_checkpoint(run / "model.safetensors")
+    layers = ck.model.config()["layers"]
+    assert layers[0] == {**layers[0], "activation": "leaky_relu", "alpha": 0.2}
+    assert any(layer["type"] == "BatchNorm1d" for layer in layers)
+    assert ck.model.loss.label_smoothing == 0.1 and ck.optimizer.clip_norm == 1.0
+    import csv
+
+    with open(run / "history.csv") as f:
+        assert [float(row["lr"]) for row in csv.DictReader(f)] == [1e-3, 5e-4, 2.5e-4]  # halved every epoch
+
+
+def test_a_run_folder_is_not_reused_or_shared(tmp_path):
+    import fcntl
+
+    run = tmp_path / "run"
+    args = ["train", "--dataset", "synthetic", "--epochs", "1", "--no-progress", "--quiet", "--out", str(run)]
+    assert main(args) == 0
+    (run / ".model.safetensors.abc.tmp").write_bytes(b"left by a killed save")
+    done = subprocess.run([sys.executable, "-m", "mlp_backend.cli", *args], capture_output=True, text=True)
+    assert done.returncode == 2 and "already holds a run: --resume" in done.stderr
+    with open(run / ".lock", "a+") as held:  # another writer holds the folder
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.truncate(0)
+        held.write("mlp process 4242")
+        held.flush()
+        done = subprocess.run([sys.executable, "-m", "mlp_backend.cli", *args, "--overwrite"], capture_output=True,
+                              text=True)
+    assert done.returncode == 2 and "is being written by mlp process 4242" in done.stderr
+    assert main([*args, "--overwrite"]) == 0
+    assert not list(run.glob(".*.tmp*"))  # the killed save's temporary file is gone
+
+
+def test_evaluate_takes_a_run_folder_and_plot_names_missing_metrics(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "synthetic", "--epochs", "1", "--no-progress", "--quiet", "--out",
+                 str(run)]) == 0
+    assert main(["evaluate", str(run)]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert main(["plot", str(run), "--metric", "val_loss", "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "has no val_loss (it has train_loss, train_accuracy" in err and "--val-split" in err
+    assert not (tmp_path / "x.png").exists()
