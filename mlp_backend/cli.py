@@ -185,6 +185,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("datasets", help="list the datasets and where their files were found")
 
+    parity = sub.add_parser("parity", help="check that every backend and kernel set trains to the same numbers",
+                            description="One epoch with the same seed and data order in float64 on every available "
+                                        "backend, fused and reference kernels; exits 1 past the tolerance.")
+    parity.add_argument("--dataset", default="synthetic", choices=DATASETS, help="data to train on")
+    parity.add_argument("--data-dir", default=None, help="directory holding the dataset's files")
+    parity.add_argument("--samples", type=_positive(int), default=2000, help="training samples used")
+    parity.add_argument("--hidden", type=_ints, default=[64, 32], help="hidden sizes")
+    parity.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), help="update rule")
+    parity.add_argument("--lr", type=_positive(float), default=1e-3, help="learning rate")
+    parity.add_argument("--epochs", type=_positive(int), default=1, help="passes over the samples")
+    parity.add_argument("--batch-size", type=_positive(int), default=64, help="samples per mini-batch")
+    parity.add_argument("--seed", type=int, default=0, help="seeds initialisation and shuffling")
+    parity.add_argument("--tol", type=float, default=1e-9, help="largest difference allowed in loss and parameters")
+
     bench = sub.add_parser("bench", help="time the default job on every backend against native PyTorch",
                            description="Time the default model on each available implementation and batch size "
                                        "against native PyTorch and the GEMM floor.")
@@ -644,6 +658,40 @@ def gradcheck_command(args) -> int:
     return 0 if result.ok else 1
 
 
+def parity_command(args) -> int:
+    """One epoch, same seed and data order, float64, on every available backend and kernel set; compared with
+    NumPy's reference kernels. Returns 1 when any differs by more than ``--tol``."""
+    from .backend import available_backends, to_numpy
+    from .kernels import FUSED_MODULES
+    from .layers import build_mlp
+    from .optim import get_optimizer
+
+    data = _load(args.dataset, args.data_dir, False)
+    X, y = data.X_train[:args.samples].astype(np.float64), data.y_train[:args.samples]
+    X = (X - X.mean()) / (X.std() or 1.0)
+    devices = {"array_api_strict": "device1"}  # its leak-detecting device
+    results = []
+    for backend in available_backends():
+        for kernels in (["reference", "auto"] if backend in FUSED_MODULES else ["reference"]):
+            model = build_mlp([X.shape[1], *args.hidden, data.num_classes], "relu", backend=backend,
+                              device=devices.get(backend), dtype="float64", seed=args.seed, kernels=kernels)
+            history = model.fit(X, y, optimizer=get_optimizer(args.optimizer, lr=args.lr), epochs=args.epochs,
+                                batch_size=args.batch_size, seed=args.seed)
+            results.append((f"{backend} / {model.ops.used}", history.train_loss[-1], to_numpy(model.flat_params)))
+    _, base_loss, base_params = results[0]
+    print(f"{args.epochs} epoch(s) of {X.shape[0]} {data.name} samples, float64, seed {args.seed}, {args.optimizer}; "
+          f"against {results[0][0]}")
+    print(f"{'backend / kernels':<42} {'final train loss':>22} {'|loss diff|':>12} {'max |param diff|':>17}")
+    worst = 0.0
+    for name, loss, params in results:
+        loss_diff, param_diff = abs(loss - base_loss), float(np.max(np.abs(params - base_params)))
+        worst = max(worst, loss_diff, param_diff)
+        print(f"{name:<42} {loss:>22.17g} {loss_diff:>12.3g} {param_diff:>17.3g}")
+    verdict = "agree" if worst <= args.tol else "DIFFER"
+    print(f"{len(results)} implementations {verdict}: largest difference {worst:.3g} (tolerance {args.tol:g})")
+    return 0 if worst <= args.tol else 1
+
+
 def datasets_command(args):
     from .data.datasets import dataset_folder, find_idx_dir
 
@@ -675,6 +723,8 @@ def main(argv=None) -> int:
             return gradcheck_command(args)
         elif args.command == "datasets":
             datasets_command(args)
+        elif args.command == "parity":
+            return parity_command(args)
         elif args.command == "bench":
             from .bench import bench_command
 

@@ -63,18 +63,29 @@ def test_saving_again_keeps_the_previous_checkpoint(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "m.safetensors.prev"]  # no temp files
 
 
-def test_read_only_directory_raises(tmp_path):
+def test_a_directory_that_refuses_writes_raises_and_keeps_the_previous_file(tmp_path, monkeypatch):
+    """As root (how CI runs) permissions do not refuse, so the refusal comes from mkstemp, where the OS gives it."""
     import os
+    import tempfile
 
-    if os.geteuid() == 0:
-        pytest.skip("root ignores directory permissions")
     model, _, _ = trained()
-    tmp_path.chmod(0o500)
-    try:
-        with pytest.raises(PermissionError):
-            mlp.save_checkpoint(model, tmp_path / "m.safetensors")
-    finally:
-        tmp_path.chmod(0o700)
+    path = mlp.save_checkpoint(model, tmp_path / "m.safetensors")
+    before = path.read_bytes()
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path))
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(PermissionError):
+        mlp.save_checkpoint(model, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+    if os.geteuid() != 0:  # and the real thing where permissions apply
+        tmp_path.chmod(0o500)
+        try:
+            with pytest.raises(PermissionError):
+                mlp.save_checkpoint(model, tmp_path / "other.safetensors")
+        finally:
+            tmp_path.chmod(0o700)
 
 
 def test_corrupted_truncated_and_foreign_files_are_rejected(tmp_path):
@@ -86,18 +97,7 @@ def test_corrupted_truncated_and_foreign_files_are_rejected(tmp_path):
         bad.write_bytes(data[:cut])
         with pytest.raises(CheckpointError):
             read(bad)
-    rng = np.random.default_rng(0)
-    for _ in range(500):  # random bit flips: rejected, or (flips in unused header padding) still verified
-        flipped = bytearray(data)
-        pos = int(rng.integers(0, len(data)))
-        flipped[pos] ^= 1 << int(rng.integers(0, 8))
-        bad.write_bytes(bytes(flipped))
-        try:
-            tensors, _ = read(bad)
-        except CheckpointError:
-            continue
-        for name, value in model.state_dict().items():
-            np.testing.assert_array_equal(tensors[f"param/{name}"], value)
+    # single-bit flips: test_a_single_bit_flip_anywhere_is_refused_or_harmless
     bad.write_bytes(pickle.dumps({"W": np.zeros(3)}))
     with pytest.raises(CheckpointError):
         read(bad)

@@ -250,3 +250,19 @@ def test_evaluate_takes_a_run_folder_and_plot_names_missing_metrics(tmp_path, ca
     err = capsys.readouterr().err
     assert "has no val_loss (it has train_loss, train_accuracy" in err and "--val-split" in err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_parity_agrees_across_backends_and_catches_a_drifting_kernel(capsys, monkeypatch):
+    args = ["parity", "--samples", "300", "--hidden", "16"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "numpy / numba (cpu.py)" in out and "implementations agree" in out
+    if "array_api_strict" in AVAILABLE:
+        assert "array_api_strict / reference" in out
+    from mlp_backend.kernels import cpu, reference
+
+    def drifting(xp, z, b, act, alpha=0.0):  # a fused kernel that is wrong by one part in a million
+        return reference.bias_act(xp, z, b, act, alpha) * (1 + 1e-6)
+    monkeypatch.setattr(cpu, "bias_act", drifting)
+    assert main(args) == 1
+    assert "implementations DIFFER" in capsys.readouterr().out
