@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue the run in RUN_DIR from its last checkpoint (only --epochs may change)")
     train.add_argument("--out", default=None, help="run folder (default runs/<time>-<dataset>)")
     train.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel over the processes of an MPI launch: mpiexec -n N mlp train --distributed "
+                            "(--batch-size is the global batch; rank 0 writes the run folder)")
     train.add_argument("--checkpoint", default=None, help="checkpoint path (default RUN_DIR/model.safetensors)")
     train.add_argument("--json", metavar="PATH", default=None, help="also write the summary JSON here")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -257,7 +260,7 @@ def _resume_args(parser, args, argv):
     finally:
         for action in sub._actions:
             action.default = action._saved_default
-    free = {"resume", "epochs", "json", "quiet", "no_progress", "command", "config", "overwrite"}
+    free = {"resume", "epochs", "json", "quiet", "no_progress", "command", "config", "overwrite", "distributed"}
     clashes = [f"--{k.replace('_', '-')} {getattr(explicit, k)!r} (run used {saved.get(k)!r})"
                for k in vars(explicit) if k not in free and getattr(explicit, k) != saved.get(k)]
     if clashes:
@@ -352,7 +355,7 @@ def train_one(args, prepared, progress=None, on_epoch=None, checkpoint=None, res
                         seed=args.seed, validation_data=validation, callbacks=callbacks,
                         restore_best=getattr(args, "restore_best", False), on_epoch=on_epoch, on_step=progress,
                         checkpoint=checkpoint, checkpoint_every=getattr(args, "checkpoint_every", None),
-                        resume=resume)
+                        resume=resume, distributed="mpi" if options.get("distributed") else None)
     return model, history, model.evaluate(X_test, data.y_test), time.perf_counter() - start
 
 
@@ -456,6 +459,13 @@ class _Progress:
 # -- commands ------------------------------------------------------------------------------------
 def train_command(args) -> dict:
     prepared = prepare_data(args)
+    if args.distributed:
+        from .distributed import communicator
+
+        if not communicator("mpi").is_root:  # a replica: trains in step with rank 0, which writes and reports
+            resume = Path(args.resume) / "checkpoint.safetensors" if args.resume else None
+            train_one(args, prepared, resume=resume)
+            return {}
     run = _run_dir(args.out, prepared[0].name)
     with _lock(run):  # one writer per run folder
         if not args.resume and not args.overwrite and any((run / f).exists() for f in RUN_FILES):

@@ -40,9 +40,9 @@ class StepResults:
 
 
 class StepProgram:
-    def __init__(self, model, loss, optimizer, *, steps: int, penalty=None, check_finite="loss"):
+    def __init__(self, model, loss, optimizer, *, steps: int, penalty=None, check_finite="loss", comm=None):
         self.model, self.loss, self.optimizer, self.penalty = model, loss, optimizer, penalty
-        self.check_finite = check_finite
+        self.check_finite, self.comm = check_finite, comm
         be, xp = model.be, model.be.xp
         self.classify = loss.task == "multiclass"
         self.weights = [layer.params["W"] for layer in model.layers if "W" in layer.params]
@@ -52,14 +52,18 @@ class StepProgram:
         self.flags = xp.zeros((steps,), dtype=xp.int8, device=be.device)
         self.bad = be.zeros(())  # sticky: 1 from the first non-finite step on
 
-    def run(self, step: int, xb, yb):
-        """One mini-batch: slot ``step`` of the epoch's result arrays, and the update unless flagged."""
+    def run(self, step: int, xb, yb, share: float = 1.0):
+        """One mini-batch: slot ``step`` of the epoch's result arrays, and the update unless flagged.
+
+        With a communicator, ``xb`` is this rank's part of the global batch and ``share`` its fraction of it:
+        the gradient and loss are weighted by it and summed over ranks (the global batch's means).
+        """
         if self.check_finite:  # a diverging step is reported once, by fit, not by NumPy's warnings on the way
             with np.errstate(all="ignore"):
-                return self._run(step, xb, yb)
-        return self._run(step, xb, yb)
+                return self._run(step, xb, yb, share)
+        return self._run(step, xb, yb, share)
 
-    def _run(self, step, xb, yb):
+    def _run(self, step, xb, yb, share):
         model, xp, ops = self.model, self.model.be.xp, self.model.ops
         out = model.forward(xb, training=True)
         value, grad = self.loss.value_and_grad(xp, ops, out, yb)
@@ -71,6 +75,10 @@ class StepProgram:
             for w, g in zip(self.weights, self.w_grads):
                 g += self.penalty.grad(xp, w)
             value = value + sum(self.penalty.value(xp, w) for w in self.weights)
+        if self.comm is not None:
+            value = value * share
+            model.flat_grads[...] *= share
+            self.comm.allreduce_sum(model.flat_grads)
         self.losses[step] = value
         if self.check_finite:
             loss_bad = ~xp.isfinite(value)
@@ -81,17 +89,24 @@ class StepProgram:
                 flag = flag + GRADIENT_NOT_FINITE * xp.astype(grad_bad, xp.int8)
             self.flags[step] = flag
             self.bad[...] = xp.maximum(self.bad, xp.astype(flag != 0, self.bad.dtype))
+            if self.comm is not None:  # every replica skips together (host arrays: no device to wait for)
+                self.comm.allreduce_max(self.bad)
             self.optimizer.step(model.flat_params, model.flat_grads, ops, skip=self.bad)
         else:
             self.optimizer.step(model.flat_params, model.flat_grads, ops)
 
     def read(self, start: int, stop: int) -> StepResults:
-        """Host copies of steps ``[start, stop)``: the one synchronisation."""
-        flags = np.asarray(to_numpy(self.flags[start:stop]))
+        """Host copies of steps ``[start, stop)``: the one synchronisation (and, distributed, one reduction)."""
+        flags = np.array(to_numpy(self.flags[start:stop]))
+        losses = np.array(to_numpy(self.losses[start:stop]))
+        correct = np.array(to_numpy(self.correct[start:stop])) if self.classify else None
+        if self.comm is not None:  # weighted local losses and local counts: sums are the global batch's
+            self.comm.allreduce_sum(losses)
+            self.comm.allreduce_max(flags)
+            if correct is not None:
+                self.comm.allreduce_sum(correct)
         bad = np.flatnonzero(flags)
         first = int(bad[0]) if bad.size else None
         return StepResults(
-            losses=np.asarray(to_numpy(self.losses[start:stop])),
-            correct=np.asarray(to_numpy(self.correct[start:stop])) if self.classify else None,
-            first_bad=None if first is None else start + first,
+            losses=losses, correct=correct, first_bad=None if first is None else start + first,
             bad_kind=None if first is None else ("loss" if flags[first] == LOSS_NOT_FINITE else "gradient"))

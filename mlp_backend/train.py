@@ -161,7 +161,7 @@ class _Position:
 def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size: int = 64, shuffle: bool = True,
         seed: int | None = None, validation_data=None, callbacks=(), penalty=None, restore_best: bool = False,
         on_epoch=None, on_step=None, checkpoint=None, checkpoint_every: int | None = None, resume=None,
-        check_finite: str | bool = "loss") -> History:
+        check_finite: str | bool = "loss", distributed=None) -> History:
     """Train ``model`` on ``(X, y)`` with mini-batches and return a :class:`History`.
 
     ``loss``: name or Loss (default: the model's last loss, else cross-entropy); ``optimizer``: name or
@@ -181,6 +181,11 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     reads the losses (each epoch's end, checkpoints, progress). A non-finite gradient is caught one step
     later, when it has made the loss non-finite; ``"all"`` also checks every gradient (one more pass over
     the gradient buffer, ~8% of a batch-64 step here); ``False`` checks nothing.
+
+    ``distributed``: ``"mpi"`` (or an mpi4py communicator) trains data-parallel across the processes of an
+    MPI launch (:mod:`mlp_backend.distributed`): ``batch_size`` is the global batch, every rank ends with
+    the same parameters as one process would, and rank 0 alone writes checkpoints and calls ``on_step`` and
+    ``on_epoch``.
     """
     loss, optimizer, penalty = _check_fit_args(model, loss, optimizer, penalty, epochs, batch_size, check_finite,
                                                checkpoint_every)
@@ -188,6 +193,9 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     Xd, yd, val = _device_data(model, loss, X, y, validation_data)
     if seed is not None:
         be.reseed(seed)
+    comm = _join(distributed, model, Xd.shape[0], batch_size)
+    if comm is not None and not comm.is_root:  # rank 0 reports and writes; the others train
+        checkpoint = on_step = on_epoch = None
     if not optimizer.is_initialised_for(model.flat_params) or optimizer.be is not be:
         optimizer.init(be, model.flat_params)
     model.loss, model.optimizer = loss, optimizer
@@ -202,20 +210,27 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
                  "penalty": repr(vars(penalty)) if penalty is not None else None, "model": model.config(),
                  "restore_best": restore_best, "callbacks": [type(cb).__name__ for cb in callbacks]}
     pos = _load_training(resume, model, optimizer, state, callbacks, signature) if resume is not None else _Position()
-    program = StepProgram(model, loss, optimizer, steps=steps, penalty=penalty, check_finite=check_finite)
-    reader = _Reader(program, optimizer, n, batch_size, on_step)
+    if resume is not None and comm is not None and comm.rank:  # the file holds rank 0's generator
+        be.reseed((be.seed or 0) + 7919 * comm.rank + pos.epoch)
+    program = StepProgram(model, loss, optimizer, steps=steps, penalty=penalty, check_finite=check_finite, comm=comm)
+    reader = _Reader(program, optimizer, n, batch_size, on_step if comm is None else None)  # ranks read in step
     for epoch in range(pos.epoch, epochs):
         state.epoch = epoch
         start = time.perf_counter()
         if pos.order is None:
             pos.order = be.permutation(n) if shuffle else np.arange(n)
+            if comm is not None:  # rank 0's order for everyone (their generators differ, for dropout)
+                pos.order = np.asarray(pos.order, dtype=np.int64)
+                comm.broadcast(pos.order)
         if pos.lr is None:
             pos.lr = optimizer.current_lr()
         order_dev = be.asarray_int(pos.order)
         reader.begin(pos)
         for step in range(pos.step, steps):
-            idx = order_dev[step * batch_size:min((step + 1) * batch_size, n)]  # in-bounds slices only (Array API)
-            program.run(step, be.take_rows(Xd, idx), be.take_rows(yd, idx))
+            lo, hi = step * batch_size, min((step + 1) * batch_size, n)
+            mine = (lo, hi) if comm is None else comm.shard(lo, hi)
+            idx = order_dev[mine[0]:mine[1]]  # in-bounds slices only (Array API)
+            program.run(step, be.take_rows(Xd, idx), be.take_rows(yd, idx), (mine[1] - mine[0]) / (hi - lo))
             pos.step = step + 1
             at_checkpoint = (checkpoint is not None and checkpoint_every and step + 1 < steps
                              and (epoch * steps + step + 1) % checkpoint_every == 0)
@@ -227,6 +242,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
                 _save_training(checkpoint, model, optimizer, state, callbacks, signature, pos)
         logs = _end_epoch(state, callbacks, pos, n, pos.seconds + time.perf_counter() - start, val, restore_best,
                           loss.task == "multiclass")
+        if comm is not None:
+            comm.check_replicas(model.flat_params, epoch)
         pos = _Position(epoch=epoch + 1)
         if checkpoint is not None:
             _save_training(checkpoint, model, optimizer, state, callbacks, signature, pos)
@@ -264,6 +281,23 @@ def _warn_if_diverging(state, classify, patience=3):
         state.warned = True
         warnings.warn(f"training looks divergent: {why}; lower the learning rate or enable clipping (clip_norm=...)",
                       DivergenceWarning, stacklevel=4)
+
+
+def _join(distributed, model, n, batch_size):
+    """The communicator of a data-parallel fit (None for one process), its replicas made identical."""
+    if distributed is None or distributed is False:
+        return None
+    from .distributed import communicator
+
+    comm = communicator(distributed)
+    smallest = min(batch_size, n % batch_size or batch_size)
+    if smallest < comm.size:
+        raise ValueError(f"batch_size {batch_size} over {n} samples leaves a batch of {smallest}, fewer than the "
+                         f"{comm.size} ranks: every rank needs at least one sample of every batch")
+    comm.broadcast(model.flat_params)  # rank 0's initial parameters everywhere
+    if comm.rank:  # different dropout masks on each rank (the shuffling order comes from rank 0)
+        model.be.reseed((model.be.seed or 0) + 7919 * comm.rank)
+    return comm
 
 
 def _check_fit_args(model, loss, optimizer, penalty, epochs, batch_size, check_finite, checkpoint_every):

@@ -1,0 +1,134 @@
+"""Data parallelism over MPI: 2 ranks train exactly as 1 process at the same global batch (mpiexec, localhost)."""
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mlp_backend as mlp
+from mlp_backend.data import make_synthetic
+
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+pytestmark = pytest.mark.skipif(MPIEXEC is None or __import__("importlib").util.find_spec("mpi4py") is None,
+                                reason="needs mpi4py and an MPI launcher (pip install 'mlp-backend[mpi]' mpich)")
+
+WORKER = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import mlp_backend as mlp
+    from mlp_backend.data import make_synthetic
+
+    sys.path.insert(0, sys.argv[3])
+    from test_distributed import job
+
+    model, kwargs = job(sys.argv[2])
+    model.fit(*kwargs.pop("data"), distributed="mpi", **kwargs)
+    from mpi4py import MPI
+    np.save(f"{sys.argv[1]}/rank{MPI.COMM_WORLD.Get_rank()}.npy", np.asarray(model.flat_params))
+""")
+
+
+def job(kind):
+    """The same training job for one process and for each MPI rank."""
+    data = make_synthetic(n_samples=800, n_features=8, n_classes=3, seed=1)
+    X, y = data.X_train[:640], data.y_train[:640]  # 20 global batches of 32
+    if kind == "sgd":
+        model = mlp.build_mlp([8, 16, 3], "tanh", dtype="float64", seed=0)
+        return model, dict(data=(X, y), optimizer=mlp.SGD(0.1), epochs=1, batch_size=32, seed=5)
+    model = mlp.build_mlp([8, 16, 3], "relu", dtype="float32", seed=0)
+    return model, dict(data=(X, y), optimizer=mlp.Adam(1e-2), epochs=1, batch_size=32, seed=5)
+
+
+def run_ranks(tmp_path, kind, ranks=2):
+    env = {**__import__("os").environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMPI_MCA_rmaps_base_oversubscribe": "1"}  # Open MPI as root on 2 cores, should mpiexec be Open MPI's
+    done = subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, "-c", WORKER, str(tmp_path), kind,
+                           str(Path(__file__).parent)], capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return [np.load(tmp_path / f"rank{r}.npy") for r in range(ranks)]
+
+
+@pytest.mark.parametrize("kind,tolerance", [("sgd", 1e-10), ("adam", 1e-5)])
+def test_two_ranks_train_as_one_process(tmp_path, kind, tolerance):
+    ranks = run_ranks(tmp_path, kind)
+    np.testing.assert_array_equal(ranks[0], ranks[1])  # the replicas are identical, bit for bit
+    model, kwargs = job(kind)
+    model.fit(*kwargs.pop("data"), **kwargs)
+    np.testing.assert_allclose(ranks[0], np.asarray(model.flat_params), rtol=0, atol=tolerance)
+    assert not np.array_equal(ranks[0], job(kind)[0].flat_params)  # and it did train
+
+
+def test_one_process_is_told_it_is_alone():
+    model, kwargs = job("sgd")
+    with pytest.warns(RuntimeWarning, match="launch with mpiexec -n N"):
+        model.fit(*kwargs.pop("data"), distributed="mpi", **kwargs)
+
+
+def test_batches_smaller_than_the_world_are_refused(monkeypatch):
+    from mlp_backend import distributed
+
+    class Two(distributed.MPICommunicator):
+        def __init__(self):
+            self.rank, self.size = 0, 2
+    monkeypatch.setattr(distributed, "communicator", lambda spec: Two())
+    model, _ = job("sgd")
+    data = make_synthetic(n_samples=100, n_features=8, n_classes=3, seed=1)
+    with pytest.raises(ValueError, match="leaves a batch of 1, fewer than the 2 ranks"):
+        model.fit(data.X_train[:33], data.y_train[:33], batch_size=32, distributed="mpi")
+
+
+def test_mlp_train_distributed_writes_one_run_folder_equal_to_one_process(tmp_path):
+    common = ["-m", "mlp_backend.cli", "train", "--dataset", "synthetic", "--hidden", "16", "--epochs", "2",
+              "--dtype", "float64", "--optimizer", "sgd", "--lr", "0.05", "--no-progress", "--quiet"]
+    done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, *common, "--distributed", "--out",
+                           str(tmp_path / "dp")], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "single")], capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    dp = mlp.load_checkpoint(tmp_path / "dp" / "model.safetensors").model.flat_params
+    single = mlp.load_checkpoint(tmp_path / "single" / "model.safetensors").model.flat_params
+    np.testing.assert_allclose(dp, single, rtol=0, atol=1e-10)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dp", "single"]  # the replica wrote nothing
+
+
+KILLABLE = textwrap.dedent("""
+    import os, sys
+    import mlp_backend as mlp
+    from mlp_backend.data import make_synthetic
+    from mpi4py import MPI
+
+    print(MPI.COMM_WORLD.Get_rank(), os.getpid(), flush=True)
+    data = make_synthetic(n_samples=4000, n_features=20, n_classes=4, seed=1)
+    model = mlp.build_mlp([20, 256, 256, 4], "relu", seed=0)
+    model.fit(data.X_train, data.y_train, epochs=10_000, batch_size=16, distributed="mpi", checkpoint=sys.argv[1])
+""")
+
+
+def test_a_killed_rank_ends_the_run_and_the_last_checkpoint_is_intact(tmp_path):
+    import signal
+    import time
+
+    from mlp_backend.checkpoint import read
+
+    path = tmp_path / "ck.safetensors"
+    proc = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-c", KILLABLE, str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pids = dict(tuple(map(int, proc.stdout.readline().split())) for _ in range(2))
+    deadline = time.time() + 120
+    while not path.exists() and time.time() < deadline:  # an epoch done and saved by rank 0
+        time.sleep(0.05)
+    assert path.exists()
+    os_kill = __import__("os").kill
+    os_kill(pids[1], signal.SIGKILL)
+    try:
+        code = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the surviving rank did not stop within 60 s of its peer's death")
+    assert code != 0
+    tensors, meta = read(path)  # verified: digest over tensors and metadata
+    assert "param/dense0.W" in tensors
