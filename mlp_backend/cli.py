@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import os
 import sys
@@ -167,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--weight-decays", type=_list(float), default=None)
     sweep.add_argument("--seeds", type=_list(int), default=[0, 1, 2])
     sweep.add_argument("--out", default=None, help="sweep folder (default runs/<time>-sweep)")
+    sweep.add_argument("--executor", default="local", choices=["local", "mpi"],
+                       help="run the grid here one run at a time, or on the workers of an MPI launch: "
+                            "mpiexec -n N python -m mpi4py.futures -m mlp_backend.cli sweep --executor mpi ...")
     sweep.add_argument("--quiet", action="store_true")
 
     plot = sub.add_parser("plot", help="compare run folders, or draw the activation gallery")
@@ -578,10 +582,42 @@ def evaluate_command(args) -> dict:
     return scores
 
 
+def _executor(kind: str):
+    """Where a sweep's runs go: this process, one after another, or the workers of an MPI launch."""
+    if kind == "mpi":
+        try:
+            from mpi4py.futures import MPIPoolExecutor
+        except ImportError as e:
+            raise ImportError(f"--executor mpi needs mpi4py: pip install 'mlp-backend[mpi]' ({e})") from None
+        return MPIPoolExecutor()
+    from concurrent.futures import Executor
+
+    class InProcess(Executor):  # map() runs each job here, lazily, so results print as they come
+        def map(self, fn, *iterables, **kwargs):
+            return map(fn, *iterables)
+    return InProcess()
+
+
+@functools.lru_cache(maxsize=4)
+def _prepared(key):
+    return prepare_data(argparse.Namespace(**dict(key)))
+
+
+def _sweep_run(job) -> dict:
+    """One point of a sweep's grid at one seed (picklable, for any executor)."""
+    options, settings, seed, varying = job
+    args = argparse.Namespace(**{**options, **settings, "seed": seed})
+    data_key = tuple(sorted((k, options[k]) for k in ("dataset", "data_dir", "download", "scaling", "val_split")))
+    prepared = _prepared(data_key + (("seed", seed),))  # the validation split depends on the seed
+    _, history, scores, wall = train_one(args, prepared)
+    return {"label": ", ".join(f"{k}={settings[k]}" for k in varying), **settings, "seed": seed,
+            "dataset": prepared[0].name, "test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
+            "seconds": wall, "history": history.as_dict()}
+
+
 def sweep_command(args) -> dict:
     import itertools
     import statistics
-    from copy import copy
 
     from . import plots
 
@@ -590,23 +626,16 @@ def sweep_command(args) -> dict:
             "weight_decay": args.weight_decays or [args.weight_decay]}
     varying = [k for k, v in grid.items() if len(v) > 1] or ["optimizer"]
     run = _run_dir(args.out, "sweep")
-    prepared = {}
+    jobs = [(vars(args), dict(zip(grid, combo)), seed, varying)
+            for combo in itertools.product(*grid.values()) for seed in args.seeds]
     results = []
-    combos = list(itertools.product(*grid.values()))
-    for combo in combos:
-        settings = dict(zip(grid, combo))
-        label = ", ".join(f"{k}={settings[k]}" for k in varying)
-        for seed in args.seeds:
-            a = copy(args)
-            vars(a).update(settings, seed=seed)
-            if seed not in prepared:  # the validation split depends on the seed
-                prepared[seed] = prepare_data(a)
-            _, history, scores, wall = train_one(a, prepared[seed])
-            results.append({"label": label, **settings, "seed": seed, "test_accuracy": scores["accuracy"],
-                            "test_loss": scores["loss"], "seconds": wall, "history": history.as_dict()})
+    with _executor(args.executor) as pool:
+        for result in pool.map(_sweep_run, jobs):  # in grid order, whatever order they finish in
+            results.append(result)
             if not args.quiet:
-                print(f"{label} seed {seed}: test accuracy {scores['accuracy']:.4f}, loss {scores['loss']:.4f} "
-                      f"({wall:.1f}s)", flush=True)
+                print(f"{result['label']} seed {result['seed']}: test accuracy {result['test_accuracy']:.4f}, "
+                      f"loss {result['test_loss']:.4f} ({result['seconds']:.1f}s)", flush=True)
+    dataset_name = results[0]["dataset"]
     groups = {}
     for r in results:
         groups.setdefault(r["label"], []).append(r)
@@ -623,7 +652,7 @@ def sweep_command(args) -> dict:
                           "val_accuracy" if args.val_split else "train_accuracy", run / "comparison_accuracy.png")
     fixed = {k: v[0] for k, v in grid.items() if k not in varying}
     (run / "report.md").write_text("\n".join([
-        f"# Sweep on {prepared[args.seeds[0]][0].name}", "",
+        f"# Sweep on {dataset_name}", "",
         f"Varied: {', '.join(varying)}; fixed: " + ", ".join(f"{k}={v}" for k, v in fixed.items())
         + f"; {args.epochs} epochs, batch {args.batch_size}, seeds {args.seeds}, backend {args.backend}.", "",
         *rows, "", f"![{metric}](comparison.png)", "", "![accuracy](comparison_accuracy.png)", ""]))

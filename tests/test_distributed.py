@@ -132,3 +132,22 @@ def test_a_killed_rank_ends_the_run_and_the_last_checkpoint_is_intact(tmp_path):
     assert code != 0
     tensors, meta = read(path)  # verified: digest over tensors and metadata
     assert "param/dense0.W" in tensors
+
+
+def test_a_sweep_through_mpi4py_futures_gives_the_local_report(tmp_path):
+    grid = ["sweep", "--dataset", "synthetic", "--hidden", "16", "--epochs", "2", "--optimizers", "sgd,adam",
+            "--seeds", "0,1", "--quiet"]
+    local = subprocess.run([sys.executable, "-m", "mlp_backend.cli", *grid, "--out", str(tmp_path / "local")],
+                           capture_output=True, text=True, timeout=240)
+    assert local.returncode == 0, local.stderr[-3000:]
+    done = subprocess.run([MPIEXEC, "-n", "3", sys.executable, "-m", "mpi4py.futures", "-m", "mlp_backend.cli", *grid,
+                           "--executor", "mpi", "--out", str(tmp_path / "mpi")], capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "mpi" / "report.md").read_text() == (tmp_path / "local" / "report.md").read_text()
+    import json
+
+    def runs(folder):
+        return [{k: v for k, v in r.items() if k != "seconds" and k != "history"} | {"loss": r["history"]["loss"]}
+                for r in json.loads((tmp_path / folder / "sweep.json").read_text())["results"]]
+    assert runs("mpi") == runs("local") and len(runs("mpi")) == 4
