@@ -21,6 +21,7 @@ from .backend import BACKENDS
 from .kernels import MODES
 from .kernels.activations import ACTIVATIONS
 from .optim import OPTIMIZERS
+from .progress import Progress
 
 DATASETS = ["fashion-mnist", "mnist", "svhn", "cifar10", "digits", "synthetic"]
 DOWNLOADABLE = ("fashion-mnist", "mnist", "svhn", "cifar10")
@@ -438,28 +439,6 @@ def read_history_csv(run: Path) -> dict:
     return out
 
 
-class _Progress:
-    """A tqdm bar per epoch on a terminal; silent otherwise."""
-
-    def __init__(self, enabled: bool, epochs: int):
-        self.enabled, self.epochs, self.bar, self.epoch = enabled and sys.stderr.isatty(), epochs, None, 0
-
-    def step(self, step, steps, loss):
-        if not self.enabled:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.epoch += 1
-            self.bar = tqdm(total=steps, desc=f"epoch {self.epoch}/{self.epochs}", leave=False, unit="batch")
-        self.bar.update(1)
-        if step % 20 == 0 or step == steps:
-            self.bar.set_postfix(loss=f"{loss:.4f}")
-        if step == steps:
-            self.bar.close()
-            self.bar = None
-
-
 # -- commands ------------------------------------------------------------------------------------
 def train_command(args) -> dict:
     prepared = prepare_data(args)
@@ -489,24 +468,14 @@ def _train_into(run: Path, args, prepared) -> dict:
         print(f"{data.name}: {X.shape[0]} train, {0 if validation is None else validation[0].shape[0]} validation, "
               f"{X_test.shape[0]} test samples from {data.source}; run folder {run}")
 
-    def report(epoch, logs):
-        if args.quiet:
-            return
-        parts = [f"epoch {logs['epoch']:>3}/{args.epochs}", f"loss {logs['train_loss']:.4f}",
-                 f"acc {logs['train_accuracy']:.4f}"]
-        if "val_loss" in logs:
-            parts += [f"val_loss {logs['val_loss']:.4f}", f"val_acc {logs['val_accuracy']:.4f}"]
-        parts.append(f"{logs['seconds']:.2f}s")
-        print("  ".join(parts), flush=True)
-
     config = {k: v for k, v in vars(args).items() if k not in ("json", "resume")}
     resume = run / "checkpoint.safetensors" if args.resume else None
     if resume is not None and not resume.exists():
         raise FileNotFoundError(f"{resume} does not exist: the run wrote no checkpoint before it stopped")
     if not args.resume:
         (run / "config.json").write_text(json.dumps(config, indent=2))  # first, so a killed run can resume
-    progress = _Progress(not (args.no_progress or args.quiet), args.epochs)
-    model, history, scores, wall = train_one(args, prepared, progress.step, report,
+    progress = Progress(args.epochs, bar=not (args.no_progress or args.quiet), lines=not args.quiet)
+    model, history, scores, wall = train_one(args, prepared, progress.step, progress.end_epoch,
                                              checkpoint=run / "checkpoint.safetensors", resume=resume)
     if not args.quiet:
         print(model.summary())

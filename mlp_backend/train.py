@@ -161,7 +161,7 @@ class _Position:
 def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size: int = 64, shuffle: bool = True,
         seed: int | None = None, validation_data=None, callbacks=(), penalty=None, restore_best: bool = False,
         on_epoch=None, on_step=None, checkpoint=None, checkpoint_every: int | None = None, resume=None,
-        check_finite: str | bool = "loss", distributed=None) -> History:
+        check_finite: str | bool = "loss", distributed=None, verbose: int = 0) -> History:
     """Train ``model`` on ``(X, y)`` with mini-batches and return a :class:`History`.
 
     ``loss``: name or Loss (default: the model's last loss, else cross-entropy); ``optimizer``: name or
@@ -182,6 +182,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     later, when it has made the loss non-finite; ``"all"`` also checks every gradient (one more pass over
     the gradient buffer, ~8% of a batch-64 step here); ``False`` checks nothing.
 
+    ``verbose``: 0 silent (default), 1 a progress bar per epoch and a line per epoch (as Keras), 2 the lines only.
+
     ``distributed``: ``"mpi"`` (or an mpi4py communicator) trains data-parallel across the processes of an
     MPI launch (:mod:`mlp_backend.distributed`): ``batch_size`` is the global batch, every rank ends with
     the same parameters as one process would, and rank 0 alone writes checkpoints and calls ``on_step`` and
@@ -193,6 +195,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     Xd, yd, val = _device_data(model, loss, X, y, validation_data)
     if seed is not None:
         be.reseed(seed)
+    if verbose:
+        on_step, on_epoch = _with_progress(epochs, verbose, on_step, on_epoch)
     comm = _join(distributed, model, Xd.shape[0], batch_size)
     if comm is not None and not comm.is_root:  # rank 0 reports and writes; the others train
         checkpoint = on_step = on_epoch = None
@@ -281,6 +285,26 @@ def _warn_if_diverging(state, classify, patience=3):
         state.warned = True
         warnings.warn(f"training looks divergent: {why}; lower the learning rate or enable clipping (clip_norm=...)",
                       DivergenceWarning, stacklevel=4)
+
+
+def _with_progress(epochs, verbose, on_step, on_epoch):
+    """``on_step``/``on_epoch`` that also show progress (``fit(verbose=1|2)``)."""
+    from .progress import Progress
+
+    if verbose not in (1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    progress = Progress(epochs, bar=verbose == 1, always=True)
+
+    def step(*args):
+        progress.step(*args)
+        if on_step is not None:
+            on_step(*args)
+
+    def epoch(*args):
+        progress.end_epoch(*args)
+        if on_epoch is not None:
+            on_epoch(*args)
+    return step, epoch
 
 
 def _join(distributed, model, n, batch_size):

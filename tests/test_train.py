@@ -186,3 +186,16 @@ def test_divergence_that_never_becomes_nan_warns_once():
     with warnings.catch_warnings():
         warnings.simplefilter("error", mlp.DivergenceWarning)  # a healthy run does not warn
         mlp.build_mlp([8, 16, 3], "relu", seed=0).fit(X, y, epochs=6, batch_size=30, optimizer=mlp.Adam(1e-2))
+
+
+def test_verbose_fit_shows_a_bar_and_a_line_per_epoch(capsys):
+    X, y, _, _ = blobs(100)
+    mlp.build_mlp([8, 16, 3], "relu").fit(X, y, epochs=2, batch_size=10, verbose=1)
+    captured = capsys.readouterr()
+    assert [line.split()[:2] for line in captured.out.splitlines()] == [["epoch", "1/2"], ["epoch", "2/2"]]
+    assert "epoch 1/2" in captured.err and "batch" in captured.err  # tqdm's bar
+    mlp.build_mlp([8, 16, 3], "relu").fit(X, y, epochs=1, batch_size=10, verbose=2)
+    captured = capsys.readouterr()
+    assert captured.out.startswith("epoch   1/1  loss ") and captured.err == ""
+    with pytest.raises(ValueError, match="verbose must be 0, 1 or 2"):
+        mlp.build_mlp([8, 16, 3], "relu").fit(X, y, epochs=1, verbose=3)
