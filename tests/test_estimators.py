@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris, make_regression
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -11,7 +12,7 @@ from mlp_backend.estimators import MLPClassifier, MLPRegressor
 from conftest import AVAILABLE
 
 # check_estimator trains dozens of models: small and short, but still learning.
-FAST = dict(hidden_layer_sizes=(16,), epochs=60, batch_size=32, learning_rate=1e-2, random_state=0)
+FAST = dict(hidden_layer_sizes=(16,), max_iter=60, batch_size=32, learning_rate_init=1e-2, random_state=0)
 
 # Checks we fail on purpose, with the reason (check_estimator's expected_failed_checks).
 EXPECTED_FAILURES = {}
@@ -36,11 +37,11 @@ def test_classifier_in_a_pipeline_and_grid_search():
 
 def test_regressor_learns_and_params_round_trip():
     X, y = make_regression(n_samples=300, n_features=5, noise=1.0, random_state=0)
-    reg = MLPRegressor(**FAST).fit(X, y * 100 + 1000)  # far from zero: internal target scaling
-    assert reg.score(X, y * 100 + 1000) > 0.95
+    reg = MLPRegressor(**FAST).fit(X, y / 100)  # scikit-learn's MLP does not rescale targets; neither do we
+    assert reg.score(X, y / 100) > 0.95
     assert reg.get_params()["hidden_layer_sizes"] == (16,)
-    reg.set_params(epochs=5)
-    assert reg.epochs == 5
+    reg.set_params(max_iter=5)
+    assert reg.max_iter == 5
 
 
 @pytest.mark.skipif("torch" not in AVAILABLE, reason="torch not installed")
@@ -62,7 +63,135 @@ def test_classifier_errors_name_the_problem():
 
 def test_estimators_compute_in_the_inputs_dtype_unless_told():
     X, y = load_iris(return_X_y=True)
-    kw = dict(FAST, epochs=2)
+    kw = dict(FAST, max_iter=2)
     assert MLPClassifier(**kw).fit(X, y).model_.be.dtype == "float64"
     assert MLPClassifier(**kw).fit(X.astype(np.float32), y).model_.be.dtype == "float32"
     assert MLPClassifier(**kw, dtype="float32").fit(X, y).model_.be.dtype == "float32"
+
+
+# -- a drop-in for scikit-learn's MLP ------------------------------------------------------------------
+EXTRAS = {"backend", "device", "dtype", "kernels", "dropout"}
+
+
+@pytest.mark.parametrize("ours,theirs", [("MLPClassifier", "MLPClassifier"), ("MLPRegressor", "MLPRegressor")])
+def test_parameters_and_fitted_attributes_are_scikit_learns(ours, theirs):
+    import warnings
+
+    import sklearn.neural_network as sk
+    from sklearn.datasets import load_digits
+
+    import mlp_backend.estimators as est
+
+    mine, reference = getattr(est, ours)(), getattr(sk, theirs)()
+    assert set(mine.get_params()) == set(reference.get_params()) | EXTRAS
+    common = set(reference.get_params())
+    assert {k: v for k, v in mine.get_params().items() if k in common} == reference.get_params()  # same defaults
+    X, y = load_digits(return_X_y=True)
+    X = X / 16
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = getattr(est, ours)(max_iter=3, random_state=0).fit(X, y)
+        b = getattr(sk, theirs)(max_iter=3, random_state=0).fit(X, y)
+    fitted = {k for k in dir(b) if k.endswith("_") and not k.startswith("_") and hasattr(b, k)}
+    assert fitted <= {k for k in dir(a) if hasattr(a, k)}, fitted - set(dir(a))
+    for name in ("n_layers_", "n_outputs_", "out_activation_", "n_iter_", "t_"):
+        assert getattr(a, name) == getattr(b, name), name
+    assert [c.shape for c in a.coefs_] == [c.shape for c in b.coefs_]
+    assert [c.shape for c in a.intercepts_] == [c.shape for c in b.intercepts_]
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+def test_digits_accuracy_is_within_noise_of_scikit_learns(solver):
+    import warnings
+
+    import sklearn.neural_network as sk
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    Xa, Xb, ya, yb = train_test_split(X / 16, y, random_state=0)
+    settings = dict(hidden_layer_sizes=(64,), solver=solver, max_iter=60, learning_rate_init=0.05 if solver == "sgd"
+                    else 1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = [MLPClassifier(**settings, random_state=s).fit(Xa, ya).score(Xb, yb) for s in (0, 1)]
+        theirs = [sk.MLPClassifier(**settings, random_state=s).fit(Xa, ya).score(Xb, yb) for s in (0, 1)]
+    assert abs(np.mean(ours) - np.mean(theirs)) < 0.03, (ours, theirs)
+
+
+def test_scikit_learns_stochastic_strategies_example_runs_unchanged():
+    """The documented 'compare stochastic learning strategies' example, on iris and digits."""
+    import warnings
+
+    from sklearn.datasets import load_digits
+
+    params = [{"solver": "sgd", "learning_rate": "constant", "momentum": 0, "learning_rate_init": 0.2},
+              {"solver": "sgd", "learning_rate": "constant", "momentum": 0.9, "nesterovs_momentum": False,
+               "learning_rate_init": 0.2},
+              {"solver": "sgd", "learning_rate": "constant", "momentum": 0.9, "nesterovs_momentum": True,
+               "learning_rate_init": 0.2},
+              {"solver": "sgd", "learning_rate": "invscaling", "momentum": 0, "learning_rate_init": 0.2},
+              {"solver": "sgd", "learning_rate": "invscaling", "momentum": 0.9, "nesterovs_momentum": True,
+               "learning_rate_init": 0.2},
+              {"solver": "sgd", "learning_rate": "adaptive", "momentum": 0.9, "nesterovs_momentum": True,
+               "learning_rate_init": 0.2},
+              {"solver": "adam", "learning_rate_init": 0.01}]
+    import sklearn.neural_network as sk
+
+    for (X, y), seeds in ((load_iris(return_X_y=True), (0, 1, 2)), (load_digits(return_X_y=True), (0,))):
+        X = StandardScaler().fit_transform(X)  # iris is small and seed-sensitive: the mean of three seeds
+        for param in params:
+            ours, theirs = [], []
+            for seed in seeds:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    mlp = MLPClassifier(random_state=seed, max_iter=40, **param).fit(X, y)
+                    ours.append(mlp.score(X, y))
+                    theirs.append(sk.MLPClassifier(random_state=seed, max_iter=40, **param).fit(X, y).score(X, y))
+                assert len(mlp.loss_curve_) == mlp.n_iter_ and mlp.loss_curve_[-1] < mlp.loss_curve_[0]
+            assert abs(np.mean(ours) - np.mean(theirs)) < 0.15, (param, ours, theirs)
+
+
+def test_stopping_rules_warnings_and_validation_scores():
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations \\(3\\) reached"):
+        MLPClassifier(max_iter=3, random_state=0).fit(X, y)
+    clf = MLPClassifier(max_iter=500, tol=1e-2, n_iter_no_change=3, random_state=0).fit(X, y)
+    assert clf.n_iter_ < 500 and clf.best_loss_ == min(clf.loss_curve_) and clf.validation_scores_ is None
+    early = MLPClassifier(max_iter=500, early_stopping=True, n_iter_no_change=5, random_state=0).fit(X, y)
+    assert early.best_loss_ is None and len(early.validation_scores_) == early.n_iter_
+    assert early.best_validation_score_ == max(early.validation_scores_)
+    with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge"):
+        MLPClassifier(solver="lbfgs", max_iter=2, random_state=0).fit(X, y)
+
+
+def test_partial_fit_warm_start_multilabel_binary_and_settable_coefs():
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        MLPClassifier().partial_fit(X[:10], y[:10])
+    clf = MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.01, random_state=0)
+    for _ in range(30):
+        clf.partial_fit(X[y != 2], y[y != 2], classes=[0, 1, 2]) if not hasattr(clf, "model_") else \
+            clf.partial_fit(X, y)
+    assert clf.n_iter_ == 30 and clf.score(X, y) > 0.8 and list(clf.classes_) == [0, 1, 2]
+    warm = MLPClassifier(max_iter=5, warm_start=True, random_state=0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warm.fit(X, y)
+        first = [c.copy() for c in warm.coefs_]
+        warm.fit(X, y)
+    assert warm.n_iter_ == 10 and not np.array_equal(first[0], warm.coefs_[0])
+    binary = MLPClassifier(max_iter=200, random_state=0).fit(X, np.where(y == 0, "setosa", "other"))
+    assert binary.n_outputs_ == 1 and binary.out_activation_ == "logistic"
+    assert binary.predict_proba(X).shape == (150, 2) and binary.score(X, np.where(y == 0, "setosa", "other")) > 0.95
+    labels = np.column_stack([y == 0, y == 2, X[:, 0] > 0]).astype(int)  # multilabel indicator targets
+    multi = MLPClassifier(max_iter=300, random_state=0).fit(X, labels)
+    assert multi.out_activation_ == "logistic" and multi.predict(X).shape == (150, 3)
+    assert multi.score(X, labels) > 0.8
+    zeroed = [np.zeros_like(c) for c in clf.coefs_]
+    clf.coefs_, clf.intercepts_ = zeroed, [np.zeros_like(b) for b in clf.intercepts_]
+    np.testing.assert_allclose(clf.predict_proba(X), 1 / 3)  # setting them changes the model, as people expect
