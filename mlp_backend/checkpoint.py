@@ -117,8 +117,8 @@ def read(path, max_bytes: int = MAX_BYTES) -> tuple[dict, dict]:
     try:
         header = json.loads(data[8:8 + header_len])
         tensors = st_load(data)
-    except (SafetensorError, ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
+    except (SafetensorError, ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({type(e).__name__}: {e})") from None
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, FORMAT_TENSORS_ONLY):
         raise CheckpointError(f"{path}: not an mlp-backend checkpoint (format {FORMAT!r} expected)")

@@ -254,8 +254,7 @@ class _BaseMLP(BaseEstimator):
 
         start = np.asarray(to_numpy(model.flat_params), dtype=np.float64)
         result = minimize(loss_and_grad, start, method="L-BFGS-B", jac=True,
-                          options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
-                                   "iprint": -1})
+                          options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol})
         model.flat_params[...] = be.asarray(result.x)
         self.n_iter_ = int(result.nit)
         self.loss_ = float(result.fun)

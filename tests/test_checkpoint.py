@@ -174,3 +174,30 @@ def test_non_finite_or_recast_weights_are_refused(tmp_path):
     rewrite("param/dense0.W", w.astype(np.int64))
     with pytest.raises(CheckpointError, match="dense0.W is int64, the model's dtype is float32"):
         mlp.load_checkpoint(path)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("model_config", '{"layers": [{"type": "Dense", "in_features": 1000000000, "out_features": 3}], '
+                     '"dtype": "float32"}', "its layers have parameters|has shape"),
+    ("model_config", "[" * 100_000 + "]" * 100_000, "field model_config: not valid JSON"),
+    ("extra", "[1, 2]", "field extra: expected a JSON dict, got list"),
+    ("optimizer", "{broken", "field optimizer: not valid JSON"),
+    ("optimizer", '{"class": "Adam", "config": {}, "step_count": -3, "lr_scale": 1.0}',
+     "field optimizer.step_count must be a non-negative integer"),
+    ("loss", '{"name": "hinge"}', "field loss: not a loss"),
+])
+def test_every_metadata_defect_is_one_checkpoint_error_naming_the_field(tmp_path, field, value, message):
+    """Files with a valid digest but lying metadata: refused before anything is allocated."""
+    from safetensors.numpy import save_file
+
+    from mlp_backend.checkpoint import CheckpointError, _digest, read
+
+    path = tmp_path / "m.safetensors"
+    model = mlp.build_mlp([4, 3], "relu")
+    model.fit(np.zeros((6, 4)), np.arange(6) % 3, epochs=1)
+    mlp.save_checkpoint(model, path, optimizer=model.optimizer)
+    tensors, meta = read(path)
+    meta = {**meta, field: value}
+    save_file(tensors, path, metadata={**meta, "sha256": _digest(tensors, meta)})
+    with pytest.raises(CheckpointError, match=message):
+        mlp.load_checkpoint(path)

@@ -195,3 +195,37 @@ def test_partial_fit_warm_start_multilabel_binary_and_settable_coefs():
     zeroed = [np.zeros_like(c) for c in clf.coefs_]
     clf.coefs_, clf.intercepts_ = zeroed, [np.zeros_like(b) for b in clf.intercepts_]
     np.testing.assert_allclose(clf.predict_proba(X), 1 / 3)  # setting them changes the model, as people expect
+
+
+def test_scikit_learns_varying_alpha_and_coefs_examples_run_unchanged():
+    """plot_mlp_alpha (make_moons / circles / linearly separable, lbfgs, DecisionBoundaryDisplay) and the
+    coefs_ visualisation, with only the import changed."""
+    from sklearn.datasets import make_circles, make_classification, make_moons
+    from sklearn.inspection import DecisionBoundaryDisplay
+    from sklearn.model_selection import train_test_split
+
+    X, y = make_classification(n_features=2, n_redundant=0, n_informative=2, random_state=0, n_clusters_per_class=1)
+    X += 2 * np.random.RandomState(2).uniform(size=X.shape)
+    for X, y in (make_moons(noise=0.3, random_state=0), make_circles(noise=0.2, factor=0.5, random_state=1), (X, y)):
+        X = StandardScaler().fit_transform(X)
+        X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.4, random_state=42)
+        scores = []
+        for alpha in np.logspace(-1, 1, 3):
+            clf = make_pipeline(StandardScaler(), MLPClassifier(solver="lbfgs", alpha=alpha, random_state=1,
+                                                                max_iter=2000, early_stopping=True,
+                                                                hidden_layer_sizes=[10, 10]))
+            clf.fit(X_train, y_train)
+            scores.append(clf.score(X_test, y_test))
+            DecisionBoundaryDisplay.from_estimator(clf, X, response_method="predict_proba", eps=0.5)
+        assert max(scores) > 0.8, scores
+    clf = MLPClassifier(hidden_layer_sizes=(40,), max_iter=8, alpha=1e-4, solver="sgd", random_state=1,
+                        learning_rate_init=0.2)
+    digits_X = np.random.RandomState(0).rand(200, 64)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(digits_X, np.arange(200) % 10)
+    vmin, vmax = clf.coefs_[0].min(), clf.coefs_[0].max()
+    images = [coef.reshape(8, 8) for coef in clf.coefs_[0].T]  # the example's 28x28 images, on 8x8 inputs
+    assert len(images) == 40 and vmin < vmax

@@ -37,7 +37,7 @@ class Sequential:
         for layer in self.layers:
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential takes Layer instances, got {type(layer).__name__}")
-        self.names = [f"{layer.kind}{i}" for i, layer in enumerate(self.layers)]
+        self.names = self.layer_names(self.layers)
         features = None
         for layer in self.layers:
             features = layer.output_features(features)
@@ -51,6 +51,11 @@ class Sequential:
         self._bind(flat=None)
         for layer in self.layers:
             layer.init_params()
+
+    @staticmethod
+    def layer_names(layers) -> list[str]:
+        """The names parameters are stored under: ``dense0``, ``dropout1``, ..."""
+        return [f"{layer.kind}{i}" for i, layer in enumerate(layers)]
 
     # -- flat buffers -------------------------------------------------------------------------
     def _bind(self, flat):
