@@ -234,19 +234,20 @@ def plot(report: dict, path):
 
 
 def add_arguments(parser: argparse.ArgumentParser):
-    parser.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[64, 256, 4096])
+    parser.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[64, 256, 4096],
+                        help="comma-separated batch sizes")
     parser.add_argument("--impl", action="append", default=None,
                         help="run only this implementation (repeatable): numpy-fused, numpy-reference, mlp-torch, "
                              "mlp-torch-reference, "
                              "pytorch-cpu, cupy-fused, cupy-reference, pytorch-cuda")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per run (the fastest after the first is reported)")
     parser.add_argument("--repeats", type=int, default=1, help="run the grid N times, keep each one's fastest")
-    parser.add_argument("--dataset", default="fashion-mnist")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dataset", default="fashion-mnist", help="dataset of the job")
+    parser.add_argument("--data-dir", default=None, help="directory holding the dataset's files")
+    parser.add_argument("--seed", type=int, default=0, help="seeds every run")
     parser.add_argument("--json", default=None, help="write the full report as JSON")
     parser.add_argument("--plot", default=None, help="write a bar chart (PNG)")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="print only the table")
 
 
 def bench_command(args):

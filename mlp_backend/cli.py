@@ -73,7 +73,7 @@ def _fraction_or_count(text):
 
 
 def _add_data_args(p):
-    p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
+    p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS, help="dataset to train on")
     p.add_argument("--data-dir", default=None, help="directory holding the dataset's files")
     p.add_argument("--download", action="store_true",
                    help="fetch MNIST, Fashion-MNIST, SVHN (train + test) or CIFAR-10 (SHA-256 checked) into "
@@ -164,32 +164,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(sweep)
     sweep.add_argument("--optimizers", type=_list(str), default=None, help="e.g. sgd,momentum,rmsprop,adam")
     sweep.add_argument("--activations", type=_list(str), default=None, help="e.g. sigmoid,tanh,relu,leaky_relu")
-    sweep.add_argument("--lrs", type=_list(float), default=None)
+    sweep.add_argument("--lrs", type=_list(float), default=None, help="learning rates, e.g. 0.1,0.01 (default: --lr)")
     sweep.add_argument("--losses", type=_list(str), default=None, help="cross_entropy,softmax_mse")
-    sweep.add_argument("--weight-decays", type=_list(float), default=None)
-    sweep.add_argument("--seeds", type=_list(int), default=[0, 1, 2])
+    sweep.add_argument("--weight-decays", type=_list(float), default=None,
+                       help="weight decays, e.g. 0,1e-4 (default: --weight-decay)")
+    sweep.add_argument("--seeds", type=_list(int), default=[0, 1, 2], help="seeds each configuration runs with")
     sweep.add_argument("--out", default=None, help="sweep folder (default runs/<time>-sweep)")
     sweep.add_argument("--executor", default="local", choices=["local", "mpi"],
                        help="run the grid here one run at a time, or on the workers of an MPI launch: "
                             "mpiexec -n N python -m mpi4py.futures -m mlp_backend.cli sweep --executor mpi ...")
-    sweep.add_argument("--quiet", action="store_true")
+    sweep.add_argument("--quiet", action="store_true", help="print only the report")
 
     plot = sub.add_parser("plot", help="compare run folders, or draw the activation gallery")
     plot.add_argument("runs", nargs="*", help="run folders (each with history.csv)")
-    plot.add_argument("--metric", default="val_loss",
+    plot.add_argument("--metric", default="val_loss", help="what to compare",
                       choices=["train_loss", "val_loss", "train_accuracy", "val_accuracy"])
     plot.add_argument("--activations", action="store_true", help="plot the activation functions and derivatives")
     plot.add_argument("--out", required=True, help="PNG file to write")
 
     gradcheck = sub.add_parser("gradcheck", help="check analytic gradients against float64 finite differences")
-    gradcheck.add_argument("--sizes", type=_ints, default=[6, 5, 4, 3])
-    gradcheck.add_argument("--activation", default="tanh")
-    gradcheck.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "softmax_mse", "mse", "bce"])
-    gradcheck.add_argument("--samples", type=_positive(int), default=8)
-    gradcheck.add_argument("--batch-norm", action="store_true")
-    gradcheck.add_argument("--dropout", type=_fraction, default=0.0)
-    gradcheck.add_argument("--backend", default="numpy", choices=BACKENDS)
-    gradcheck.add_argument("--seed", type=int, default=0)
+    gradcheck.add_argument("--sizes", type=_ints, default=[6, 5, 4, 3], help="layer sizes, input to output")
+    gradcheck.add_argument("--activation", default="tanh", choices=ACTIVATIONS, help="hidden layers' activation")
+    gradcheck.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "softmax_mse", "mse", "bce"],
+                           help="loss the gradients are of")
+    gradcheck.add_argument("--samples", type=_positive(int), default=8, help="random inputs checked")
+    gradcheck.add_argument("--batch-norm", action="store_true", help="BatchNorm1d after each hidden layer")
+    gradcheck.add_argument("--dropout", type=_fraction, default=0.0, help="dropout rate (a fixed mask is checked)")
+    gradcheck.add_argument("--backend", default="numpy", choices=BACKENDS, help="array library")
+    gradcheck.add_argument("--seed", type=int, default=0, help="seeds the model and the inputs")
 
     sub.add_parser("datasets", help="list the datasets and where their files were found")
 
