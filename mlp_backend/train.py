@@ -198,8 +198,9 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     if verbose:
         on_step, on_epoch = _with_progress(epochs, verbose, on_step, on_epoch)
     comm = _join(distributed, model, Xd.shape[0], batch_size)
-    if comm is not None and not comm.is_root:  # rank 0 reports and writes; the others train
-        checkpoint = on_step = on_epoch = None
+    writes = comm is None or comm.is_root  # distributed: rank 0 writes and reports; all read at the same steps
+    if not writes:
+        on_step = on_epoch = None
     if not optimizer.is_initialised_for(model.flat_params) or optimizer.be is not be:
         optimizer.init(be, model.flat_params)
     model.loss, model.optimizer = loss, optimizer
@@ -236,11 +237,11 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
             idx = order_dev[mine[0]:mine[1]]  # in-bounds slices only (Array API)
             program.run(step, be.take_rows(Xd, idx), be.take_rows(yd, idx), (mine[1] - mine[0]) / (hi - lo))
             pos.step = step + 1
-            at_checkpoint = (checkpoint is not None and checkpoint_every and step + 1 < steps
-                             and (epoch * steps + step + 1) % checkpoint_every == 0)
+            # every rank reads at the checkpoint steps (a read is a collective when distributed); rank 0 saves
+            at_checkpoint = checkpoint_every and step + 1 < steps and (epoch * steps + step + 1) % checkpoint_every == 0
             if at_checkpoint or step + 1 == steps or reader.due(step + 1):
                 reader.collect(pos, epoch, step + 1)
-            if at_checkpoint:
+            if at_checkpoint and checkpoint is not None and writes:
                 pos.seconds += time.perf_counter() - start
                 start = time.perf_counter()
                 _save_training(checkpoint, model, optimizer, state, callbacks, signature, pos)
@@ -249,7 +250,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
         if comm is not None:
             comm.check_replicas(model.flat_params, epoch)
         pos = _Position(epoch=epoch + 1)
-        if checkpoint is not None:
+        if checkpoint is not None and writes:
             _save_training(checkpoint, model, optimizer, state, callbacks, signature, pos)
         if on_epoch is not None:
             on_epoch(epoch, logs)

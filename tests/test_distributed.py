@@ -104,7 +104,8 @@ KILLABLE = textwrap.dedent("""
     print(MPI.COMM_WORLD.Get_rank(), os.getpid(), flush=True)
     data = make_synthetic(n_samples=4000, n_features=20, n_classes=4, seed=1)
     model = mlp.build_mlp([20, 256, 256, 4], "relu", seed=0)
-    model.fit(data.X_train, data.y_train, epochs=10_000, batch_size=16, distributed="mpi", checkpoint=sys.argv[1])
+    model.fit(data.X_train, data.y_train, epochs=10_000, batch_size=16, distributed="mpi", checkpoint=sys.argv[1],
+              checkpoint_every=50)  # every rank reads at the checkpoint steps: one schedule of collectives
 """)
 
 
@@ -151,3 +152,13 @@ def test_a_sweep_through_mpi4py_futures_gives_the_local_report(tmp_path):
         return [{k: v for k, v in r.items() if k != "seconds" and k != "history"} | {"loss": r["history"]["loss"]}
                 for r in json.loads((tmp_path / folder / "sweep.json").read_text())["results"]]
     assert runs("mpi") == runs("local") and len(runs("mpi")) == 4
+
+
+def test_mlp_train_distributed_with_checkpoint_every_reads_in_step_on_every_rank(tmp_path):
+    """Rank 0 saves every few steps and the replicas, which write nothing, read at the same steps."""
+    done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "mlp_backend.cli", "train", "--dataset",
+                           "synthetic", "--hidden", "16", "--epochs", "2", "--checkpoint-every", "7", "--no-progress",
+                           "--quiet", "--distributed", "--out", str(tmp_path / "dp")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "dp" / "model.safetensors").exists()
