@@ -142,7 +142,7 @@ def launch_act_backward(dy, saved, act, alpha, out, stream=0, threads=THREADS):
     _ACT_BACKWARD[act][_blocks(dy.size, threads), threads, stream](dy, saved, alpha, out)
 
 
-# -- optimizers: the step's scalars read from the record ``hp`` on the device; a set skip slot: no write ---------------------------
+# -- optimizers: the step's scalars read from the record ``hp`` on the device; skip set: no write ---
 @cuda.jit
 def _sgd_kernel(p, g, v, hp, nesterov, has_v):
     if hp[SKIP] != 0:

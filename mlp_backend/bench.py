@@ -240,7 +240,8 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="run only this implementation (repeatable): numpy-fused, numpy-reference, mlp-torch, "
                              "mlp-torch-reference, "
                              "pytorch-cpu, cupy-fused, cupy-reference, pytorch-cuda")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per run (the fastest after the first is reported)")
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="epochs per run (the fastest after the first is reported)")
     parser.add_argument("--repeats", type=int, default=1, help="run the grid N times, keep each one's fastest")
     parser.add_argument("--dataset", default="fashion-mnist", help="dataset of the job")
     parser.add_argument("--data-dir", default=None, help="directory holding the dataset's files")

@@ -1,10 +1,10 @@
 """Checkpoints in the safetensors format: never pickle, verified on load, written atomically.
 
-``restore.load`` rebuilds a model from one. A checkpoint holds the model's parameters and buffers, optionally the optimizer state, and in its
-metadata the model configuration (so it loads onto any backend without the code that built it), the
-optimizer configuration, free-form JSON ``extra`` and a SHA-256 over all of it: every tensor's name, dtype,
-shape and bytes and every metadata entry, so a changed byte anywhere is refused (or, in the safetensors
-header's padding, harmless).
+``restore.load`` rebuilds a model from one. A checkpoint holds the model's parameters and buffers,
+optionally the optimizer state, and in its metadata the model configuration (so it loads onto any backend
+without the code that built it), the optimizer configuration, free-form JSON ``extra`` and a SHA-256 over all
+of it: every tensor's name, dtype, shape and bytes and every metadata entry, so a changed byte anywhere is
+refused (or, in the safetensors header's padding, harmless).
 """
 from __future__ import annotations
 

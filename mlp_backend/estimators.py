@@ -130,7 +130,8 @@ class _BaseMLP(BaseEstimator):
         if self.solver not in ("adam", "sgd", "lbfgs"):
             raise ValueError(f"solver must be 'adam', 'sgd' or 'lbfgs', got {self.solver!r}")
         if self.learning_rate not in ("constant", "invscaling", "adaptive"):
-            raise ValueError(f"learning_rate must be 'constant', 'invscaling' or 'adaptive', got {self.learning_rate!r}")
+            raise ValueError("learning_rate must be 'constant', 'invscaling' or 'adaptive', "
+                             f"got {self.learning_rate!r}")
         if not (isinstance(self.alpha, (int, float)) and self.alpha >= 0):
             raise ValueError(f"alpha must be a non-negative number, got {self.alpha!r}")
         if not 0 < self.validation_fraction < 1:

@@ -91,7 +91,8 @@ def test_cupy_kernels_match_the_reference_on_the_gpu(dtype):
 
     opt = AdamW(1e-2, weight_decay=0.1)
     for step in range(1, 4):
-        hp = xp.asarray(hyper.pack("adam", {**opt.scalars(opt.lr, step), "grad_scale": 1.0, "skip": 0.0}), dtype=p.dtype)
+        hp = xp.asarray(hyper.pack("adam", {**opt.scalars(opt.lr, step), "grad_scale": 1.0, "skip": 0.0}),
+                        dtype=p.dtype)
         assert K.adam_update(xp, params[0], g, *states[0], hp) is None  # fused, not declined
         reference.adam_update(xp, params[1], g, *states[1], hp)
     np.testing.assert_allclose(params[0].get(), params[1].get(), rtol=tol * 10, atol=tol)

@@ -205,7 +205,7 @@ def test_idx_fuzz_truncation_at_every_byte_and_bit_flips(tmp_path):
         except IDXError:
             assert pos < 16  # only header flips are refused; data flips cannot be seen without a checksum
             continue
-        if pos < 16:  # the type byte turned into another one-byte type (uint8 <-> int8): the image loader refuses non-uint8
+        if pos < 16:  # the type byte became another one-byte type (uint8 <-> int8): the image loader refuses it
             assert pos == 2 and out.dtype != arr.dtype and out.shape == arr.shape
             continue
         # IDX has no checksum (downloads are SHA-256 checked): a data flip reads as exactly that one changed value

@@ -107,7 +107,8 @@ def test_fit_reads_the_device_only_where_it_says(monkeypatch):
             return _original(self, *args, **kwargs)
         monkeypatch.setattr(Array, method, spy)
     calls = []
-    monkeypatch.setattr(StepProgram, "read", lambda self, *a, _read=StepProgram.read: calls.append(a) or _read(self, *a))
+    original_read = StepProgram.read
+    monkeypatch.setattr(StepProgram, "read", lambda self, *a: calls.append(a) or original_read(self, *a))
     X, y = blobs()
     model = mlp.build_mlp([8, 16, 3], "relu", backend="array_api_strict", device=BACKEND_DEVICES["array_api_strict"])
     reads.clear()

@@ -168,7 +168,7 @@ class Sequential:
             dy = layer.backward(dy, need_input_grad=True)
         return dy
 
-    # -- training (conveniences for mlp_backend.train, which never imports the model classes) ---------------------------------------------
+    # -- training (conveniences for mlp_backend.train, which never imports the model classes) ------
     def fit(self, X, y, **kwargs):
         return train.fit(self, X, y, **kwargs)
 
