@@ -112,6 +112,38 @@ def launch_bce(z, t, grad, elem_loss, stream=0, threads=THREADS):
     _bce_kernel[_blocks(z.size, threads), threads, stream](z, t, 1.0 / z.size, grad, elem_loss)
 
 
+# -- dropout masks from a counter-based generator -------------------------------------------------
+# Element i's uniform number is a hash of (seed, i) (SplitMix64's finaliser): no generator state on the device,
+# so the host generator that draws each mask's seed (Backend.rng, saved in checkpoints and pickles) is all the
+# state there is, and a resumed CuPy run draws the same masks as an uninterrupted one.
+_GOLDEN, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+@cuda.jit
+def _dropout_mask_kernel(out, seed, keep, scale):
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        x = seed + np.uint64(i + 1) * _GOLDEN
+        x = (x ^ (x >> np.uint64(30))) * _MIX1
+        x = (x ^ (x >> np.uint64(27))) * _MIX2
+        x = x ^ (x >> np.uint64(31))
+        u = (x >> np.uint64(40)) * (1.0 / 16777216.0)  # the top 24 bits: uniform on [0, 1)
+        out[i] = scale if u < keep else 0
+
+
+def launch_dropout_mask(out, seed, keep, stream=0, threads=THREADS):
+    """``out`` (1-D) = 1/keep where kept, 0 where dropped, from ``seed`` (an unsigned 64-bit integer)."""
+    _dropout_mask_kernel[_blocks(out.size, threads), threads, stream](out, np.uint64(seed), float(keep),
+                                                                      out.dtype.type(1.0 / keep))
+
+
+def dropout_mask(xp, shape, keep, dtype, seed):
+    """A CuPy dropout mask of ``shape`` drawn from ``seed`` (see above)."""
+    out = xp.empty(shape, dtype=dtype)
+    if out.size:
+        launch_dropout_mask(xp.reshape(out, (-1,)), seed, keep, _stream())
+    return out
+
+
 # -- activations: one kernel per activation, its code a compile-time constant (as on the CPU) -----------
 def _bias_act_kernel(code):
     def kernel(z, b, has_bias, alpha):

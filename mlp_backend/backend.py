@@ -139,7 +139,12 @@ class Backend:
     def keep_mask(self, shape, keep: float, dtype):
         """Dropout mask in the backend's dtype: 1/keep where kept, 0 where dropped (inverted dropout)."""
         if self.name == "cupy":
-            if self._device_rng is None:
+            from .kernels import fused_module
+
+            cuda_kernels = fused_module("cupy")
+            if cuda_kernels is not None:  # drawn on the device from a seed the host generator gives: resumable
+                return cuda_kernels.dropout_mask(self.xp, shape, keep, dtype, int(self.rng.integers(2**63)))
+            if self._device_rng is None:  # numba.cuda unusable (warned): CuPy's own generator, not in checkpoints
                 import cupy
 
                 self._device_rng = cupy.random.default_rng(self.seed)

@@ -51,6 +51,7 @@ def test_cuda_kernels_compile_to_ptx_for_compute_capability_9(monkeypatch):
         K._sgd_kernel: f"void({a1}, {a1}, {a1}, {a1}, boolean, boolean)",
         K._rmsprop_kernel: f"void({a1}, {a1}, {a1}, {a1})",
         K._adam_kernel: f"void({a1}, {a1}, {a1}, {a1}, {a1})",
+        K._dropout_mask_kernel: f"void({a1}, uint64, float64, {f32})",
     }
     for name in K.CODES:  # every activation of the table, both ways
         signatures[K._BIAS_ACT[name]] = f"void({a2}, {a1}, boolean, {f32})"
@@ -96,3 +97,24 @@ def test_cupy_kernels_match_the_reference_on_the_gpu(dtype):
         assert K.adam_update(xp, params[0], g, *states[0], hp) is None  # fused, not declined
         reference.adam_update(xp, params[1], g, *states[1], hp)
     np.testing.assert_allclose(params[0].get(), params[1].get(), rtol=tol * 10, atol=tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("cupy" not in AVAILABLE, reason="needs CuPy and a CUDA GPU")
+def test_cupy_training_with_dropout_resumes_bit_identically(tmp_path):
+    """Dropout masks come from seeds the (checkpointed) host generator draws: resuming changes nothing."""
+    import mlp_backend as mlp
+    from mlp_backend.data import make_synthetic
+
+    data = make_synthetic(n_samples=600, n_features=12, n_classes=3, seed=0)
+
+    def run(**kw):
+        model = mlp.build_mlp([12, 32, 3], "relu", dropout=0.3, backend="cupy", seed=0)
+        model.fit(data.X_train, data.y_train, optimizer=mlp.Adam(1e-2), batch_size=32, seed=1, **kw)
+        return model
+
+    full = run(epochs=2)
+    path = tmp_path / "ck.safetensors"
+    run(epochs=1, checkpoint=path)
+    resumed = run(epochs=2, resume=path)
+    np.testing.assert_array_equal(full.flat_params.get(), resumed.flat_params.get())

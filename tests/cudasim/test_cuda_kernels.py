@@ -99,3 +99,19 @@ def test_optimizer_updates_over_steps(dtype, name):
         results.append((p, s1, s2))
     for a, b in zip(*results):
         close(a, b, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_masks_come_from_the_seed_alone(dtype):
+    """Counter-based masks: the same seed gives the same mask (so a resumed run draws what it would have),
+    another seed another one, kept at the rate asked, scaled by 1/keep."""
+    with np.errstate(over="ignore"):  # the simulator runs the uint64 hash in NumPy scalars, which warn on wrap
+        masks = []
+        for seed in (12345, 12345, 99):
+            out = np.empty(4000, dtype)
+            K.launch_dropout_mask(out, seed, 0.7, threads=8)
+            masks.append(out)
+    np.testing.assert_array_equal(masks[0], masks[1])
+    assert not np.array_equal(masks[0], masks[2])
+    assert set(np.unique(masks[0])) == {dtype(0), dtype(1 / 0.7)}
+    assert abs(np.mean(masks[0] > 0) - 0.7) < 0.03
