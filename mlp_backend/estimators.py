@@ -15,7 +15,9 @@ Our own keyword-only extras: ``backend`` (numpy, torch, cupy, array_api_strict),
 ``kernels``, ``dropout``. Inputs and outputs are host (NumPy) arrays whatever the backend, so pipelines,
 ``GridSearchCV`` and ``cross_val_score`` work unchanged, on a GPU with ``backend='cupy'``.
 
-Not (yet) as scikit-learn: ``sample_weight``; the initial values (uniform Glorot for the weights as scikit-learn,
+``sample_weight`` as scikit-learn's: each batch's loss the weighted mean of its samples' (the L2 term is
+divided by the batch size, where scikit-learn divides it by the batch's weight sum). Not (yet) as
+scikit-learn: MLPRegressor's ``loss='poisson'``; the initial values (uniform Glorot for the weights as scikit-learn,
 but its narrower range for logistic units is not copied, and biases start at zero where scikit-learn draws
 them too), so results agree within seed noise, not to the bit; ``partial_fit`` runs one epoch of our loop.
 """
@@ -31,7 +33,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
 from .backend import to_numpy
 from .layers import build_mlp
@@ -57,6 +59,9 @@ class _Scaled(Loss):
     def value_and_grad(self, xp, ops, output, target):
         value, grad = self.base.value_and_grad(xp, ops, output, target)
         return value * self.factor, grad * self.factor
+
+    def per_sample(self, xp, output, target):
+        return self.base.per_sample(xp, output, target) * self.factor
 
     def probabilities(self, xp, output):
         return self.base.probabilities(xp, output)
@@ -166,13 +171,17 @@ class _BaseMLP(BaseEstimator):
                        nesterov=self.nesterovs_momentum and self.momentum > 0)
         return Adam(self.learning_rate_init, beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon)
 
-    def _fit(self, X, targets, loss, *, incremental=False, stratify=None):
+    def _fit(self, X, targets, loss, sample_weight, *, incremental=False, stratify=None):
         self._check_params()
         seed = self._seed()
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+            if np.all(sample_weight == 1):
+                sample_weight = None  # unit weights change nothing: the unweighted path, bit for bit
         if self.solver == "lbfgs":
             if incremental:
                 raise AttributeError("partial_fit is only available for stochastic solvers (sgd, adam), not lbfgs")
-            return self._fit_lbfgs(X, targets, loss)
+            return self._fit_lbfgs(X, targets, loss, sample_weight)
         # as scikit-learn, every fit starts a fresh optimizer; partial_fit continues the model's (kept by the
         # model, which pickles it)
         optimizer = self.model_.optimizer
@@ -181,9 +190,11 @@ class _BaseMLP(BaseEstimator):
         validation = None
         early = self.early_stopping and not incremental
         if early:
-            X, X_val, targets, y_val = train_test_split(X, targets, random_state=seed,
-                                                        test_size=self.validation_fraction, stratify=stratify)
-            validation = (X_val, y_val)
+            w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+            X, X_val, targets, y_val, w_train, w_val = train_test_split(
+                X, targets, w, random_state=seed, test_size=self.validation_fraction, stratify=stratify)
+            validation = (X_val, y_val, w_val)
+            sample_weight = None if sample_weight is None else w_train
         n = X.shape[0]
         batch = min(200, n) if self.batch_size == "auto" else min(int(self.batch_size), n)
         if not incremental or not hasattr(self, "_no_improvement_count"):
@@ -195,7 +206,8 @@ class _BaseMLP(BaseEstimator):
         for _ in range(1 if incremental else self.max_iter):
             history = self.model_.fit(X, targets, loss=loss, optimizer=optimizer, epochs=1, batch_size=batch,
                                       shuffle=self.shuffle, seed=None if self._seeded else seed,
-                                      penalty=L2(self.alpha / batch) if self.alpha else None)
+                                      penalty=L2(self.alpha / batch) if self.alpha else None,
+                                      sample_weight=sample_weight)
             self._seeded = True
             self.n_iter_ += 1
             self.t_ += n
@@ -232,7 +244,7 @@ class _BaseMLP(BaseEstimator):
             self.model_.flat_params[...] = self.model_.be.asarray(best_params)
         return self
 
-    def _fit_lbfgs(self, X, targets, loss):
+    def _fit_lbfgs(self, X, targets, loss, sample_weight):
         from scipy.optimize import minimize
 
         model, be = self.model_, self.model_.be
@@ -241,12 +253,16 @@ class _BaseMLP(BaseEstimator):
                                  else be.asarray(targets))
         weights = [layer.params["W"] for layer in self._dense()]
         grads = [layer.grads["W"] for layer in self._dense()]
-        n = X.shape[0]
+        n = X.shape[0] if sample_weight is None else float(sample_weight.sum())  # scikit-learn's sw_sum
+        weights_d = None if sample_weight is None else be.asarray(sample_weight / sample_weight.sum())
 
         def loss_and_grad(flat):
             model.flat_params[...] = be.asarray(flat)
             out = model.forward(Xd, training=True)
             value, grad = loss.value_and_grad(be.xp, model.ops, out, yd)
+            if weights_d is not None:  # rows reweighted from 1/N to w_i / sum(w), as in fit
+                value = be.xp.sum(loss.per_sample(be.xp, out, yd) * weights_d)
+                grad = grad * be.xp.reshape(weights_d * X.shape[0], (-1, 1))
             model.backward(grad)
             value = float(value) + sum(0.5 * self.alpha * float(be.xp.sum(w * w)) for w in weights) / n
             for w, g in zip(weights, grads):
@@ -311,16 +327,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return SoftmaxCrossEntropy()
         return _Scaled(BinaryCrossEntropy(), float(self.n_outputs_))  # summed over labels, as scikit-learn
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), multi_output=True)
         y = _column_to_1d(y)
         check_classification_targets(y)
         targets, outputs, out_activation = self._targets(y)
         self._start(X, outputs, out_activation, reuse=self.warm_start)
         stratify = y if out_activation == "softmax" else None  # as scikit-learn: multiclass targets only
-        return self._fit(X, targets, self._loss(), stratify=stratify)
+        return self._fit(X, targets, self._loss(), sample_weight, stratify=stratify)
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One pass over ``(X, y)``; ``classes`` (every label that will ever be seen) on the first call."""
         first = not hasattr(self, "model_")
         if first and classes is None and type_of_target(y) != "multilabel-indicator":
@@ -330,7 +346,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         targets, outputs, out_activation = self._targets(y, classes, reset=first)
         if first:
             self._start(X, outputs, out_activation, reuse=False)
-        return self._fit(X, targets, self._loss(), incremental=True)
+        return self._fit(X, targets, self._loss(), sample_weight, incremental=True)
 
     def _probabilities(self, X):
         return np.asarray(to_numpy(self.model_.predict_proba(X)), dtype=np.float64)
@@ -356,13 +372,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return self.classes_[(p.reshape(-1) > 0.5).astype(int)]
         return self.classes_[np.argmax(p, axis=1)]
 
-    def _score_arrays(self, X, targets):
+    def _score_arrays(self, X, targets, weights):
         p = self._probabilities(X)
         if self._multilabel:
-            return float(np.mean(np.all((p > 0.5) == (targets > 0.5), axis=1)))
-        if self.out_activation_ == "logistic":
-            return float(np.mean((p.reshape(-1) > 0.5) == (targets.reshape(-1) > 0.5)))
-        return float(np.mean(np.argmax(p, axis=1) == targets))
+            right = np.all((p > 0.5) == (targets > 0.5), axis=1)
+        elif self.out_activation_ == "logistic":
+            right = (p.reshape(-1) > 0.5) == (targets.reshape(-1) > 0.5)
+        else:
+            right = np.argmax(p, axis=1) == targets
+        return float(np.average(right, weights=weights))
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
@@ -384,15 +402,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             raise ValueError(f"loss must be 'squared_error' (scikit-learn's 'poisson' is not implemented yet), "
                              f"got {self.loss!r}")
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), y_numeric=True, multi_output=True)
         y = _column_to_1d(y)
         y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
         self._y_1d = np.ndim(y) == 1
         self._start(X, y2.shape[1], "identity", reuse=self.warm_start)
-        return self._fit(X, y2, _Scaled(MeanSquaredError(), 0.5))
+        return self._fit(X, y2, _Scaled(MeanSquaredError(), 0.5), sample_weight)
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         first = not hasattr(self, "model_")
         X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), y_numeric=True, multi_output=True,
                              reset=first)
@@ -400,18 +418,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if first:
             self._y_1d = np.ndim(y) == 1
             self._start(X, y2.shape[1], "identity", reuse=False)
-        return self._fit(X, y2, _Scaled(MeanSquaredError(), 0.5), incremental=True)
+        return self._fit(X, y2, _Scaled(MeanSquaredError(), 0.5), sample_weight, incremental=True)
 
     def predict(self, X):
         X = self._host_input(X)
         out = np.asarray(to_numpy(self.model_.predict(X)), dtype=np.float64).reshape(X.shape[0], -1)
         return out.ravel() if self._y_1d else out
 
-    def _score_arrays(self, X, targets):
+    def _score_arrays(self, X, targets, weights):
         from sklearn.metrics import r2_score
 
         pred = np.asarray(to_numpy(self.model_.predict(X)), dtype=np.float64).reshape(targets.shape)
-        return float(r2_score(targets, pred))
+        return float(r2_score(targets, pred, sample_weight=weights))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

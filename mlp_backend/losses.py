@@ -10,12 +10,23 @@ import math
 from .kernels import reference
 
 
+def _targets(xp, target, output):
+    """Class targets as rows like ``output``: integer labels one-hot, soft targets as they are."""
+    if target.ndim == 2:
+        return target
+    return xp.astype(target[:, None] == xp.arange(output.shape[1], device=output.device), output.dtype)
+
+
 class Loss:
     name = "loss"
     task = "regression"  # 'multiclass', 'binary' or 'regression': decides target validation
 
     def value_and_grad(self, xp, ops, output, target):
         """``(loss, grad)``: mean loss as a 0-d array and its gradient with respect to ``output``."""
+        raise NotImplementedError
+
+    def per_sample(self, xp, output, target):
+        """Each sample's loss, shape (N,): what sample weights weigh (the mean of it is ``value_and_grad``'s)."""
         raise NotImplementedError
 
     def probabilities(self, xp, output):
@@ -50,6 +61,12 @@ class SoftmaxCrossEntropy(Loss):
         loss = -xp.sum(xp.where(target > 0, target * logp, 0.0)) / n
         return loss, (xp.exp(logp) * xp.sum(target, axis=1, keepdims=True) - target) / n
 
+    def per_sample(self, xp, output, target):
+        c = output.shape[1]
+        target = (1.0 - self.label_smoothing) * _targets(xp, target, output) + self.label_smoothing / c
+        logp = reference.log_softmax(xp, output)
+        return -xp.sum(xp.where(target > 0, target * logp, 0.0), axis=1)
+
     def probabilities(self, xp, output):
         return reference.softmax(xp, output)
 
@@ -63,6 +80,10 @@ class MeanSquaredError(Loss):
         diff = output - xp.reshape(target, output.shape)
         return xp.mean(diff * diff), (2.0 / math.prod(diff.shape)) * diff
 
+    def per_sample(self, xp, output, target):
+        diff = xp.reshape(output - xp.reshape(target, output.shape), (output.shape[0], -1))
+        return xp.mean(diff * diff, axis=1)
+
 
 class SoftmaxMeanSquaredError(Loss):
     """MSE between softmax probabilities and one-hot labels: the coursework's comparison with cross-entropy."""
@@ -71,11 +92,13 @@ class SoftmaxMeanSquaredError(Loss):
 
     def value_and_grad(self, xp, ops, output, target):
         p = reference.softmax(xp, output)
-        if target.ndim == 1:
-            target = xp.astype(target[:, None] == xp.arange(output.shape[1], device=output.device), p.dtype)
-        diff = p - target
+        diff = p - _targets(xp, target, output)
         dp = (2.0 / math.prod(diff.shape)) * diff
         return xp.mean(diff * diff), reference.softmax_backward(xp, p, dp)
+
+    def per_sample(self, xp, output, target):
+        diff = reference.softmax(xp, output) - _targets(xp, target, output)
+        return xp.mean(diff * diff, axis=1)
 
     def probabilities(self, xp, output):
         return reference.softmax(xp, output)
@@ -88,6 +111,10 @@ class BinaryCrossEntropy(Loss):
 
     def value_and_grad(self, xp, ops, output, target):
         return ops.sigmoid_binary_cross_entropy(xp, output, xp.reshape(target, output.shape))
+
+    def per_sample(self, xp, output, target):
+        z, t = xp.reshape(output, (output.shape[0], -1)), xp.reshape(target, (output.shape[0], -1))
+        return xp.mean(xp.maximum(z, 0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z))), axis=1)
 
     def probabilities(self, xp, output):
         return reference.activation(xp, output, "sigmoid")

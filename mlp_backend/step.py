@@ -52,21 +52,26 @@ class StepProgram:
         self.flags = xp.zeros((steps,), dtype=xp.int8, device=be.device)
         self.bad = be.zeros(())  # sticky: 1 from the first non-finite step on
 
-    def run(self, step: int, xb, yb, share: float = 1.0):
+    def run(self, step: int, xb, yb, share: float = 1.0, wb=None):
         """One mini-batch: slot ``step`` of the epoch's result arrays, and the update unless flagged.
 
         With a communicator, ``xb`` is this rank's part of the global batch and ``share`` its fraction of it:
-        the gradient and loss are weighted by it and summed over ranks (the global batch's means).
+        the gradient and loss are weighted by it and summed over ranks (the global batch's means). ``wb``: the
+        batch's sample weights: the loss is their weighted mean over the batch (as scikit-learn's MLP).
         """
         if self.check_finite:  # a diverging step is reported once, by fit, not by NumPy's warnings on the way
             with np.errstate(all="ignore"):
-                return self._run(step, xb, yb, share)
-        return self._run(step, xb, yb, share)
+                return self._run(step, xb, yb, share, wb)
+        return self._run(step, xb, yb, share, wb)
 
-    def _run(self, step, xb, yb, share):
+    def _run(self, step, xb, yb, share, wb):
         model, xp, ops = self.model, self.model.be.xp, self.model.ops
         out = model.forward(xb, training=True)
         value, grad = self.loss.value_and_grad(xp, ops, out, yb)
+        if wb is not None:  # each row's gradient carries 1/n: reweighted to w_i / sum(w)
+            norm = wb / xp.sum(wb)
+            value = xp.sum(self.loss.per_sample(xp, out, yb) * norm)
+            grad = grad * xp.reshape(norm * wb.shape[0], (-1,) + (1,) * (grad.ndim - 1))
         if self.classify:
             labels = yb if yb.ndim == 1 else xp.argmax(yb, axis=1)  # integer or one-hot / soft targets
             self.correct[step] = xp.sum(xp.astype(xp.argmax(out, axis=1) == labels, xp.int64))

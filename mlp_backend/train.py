@@ -161,7 +161,7 @@ class _Position:
 def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size: int = 64, shuffle: bool = True,
         seed: int | None = None, validation_data=None, callbacks=(), penalty=None, restore_best: bool = False,
         on_epoch=None, on_step=None, checkpoint=None, checkpoint_every: int | None = None, resume=None,
-        check_finite: str | bool = "loss", distributed=None, verbose: int = 0) -> History:
+        check_finite: str | bool = "loss", distributed=None, verbose: int = 0, sample_weight=None) -> History:
     """Train ``model`` on ``(X, y)`` with mini-batches and return a :class:`History`.
 
     ``loss``: name or Loss (default: the model's last loss, else cross-entropy); ``optimizer``: name or
@@ -182,6 +182,9 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     later, when it has made the loss non-finite; ``"all"`` also checks every gradient (one more pass over
     the gradient buffer, ~8% of a batch-64 step here); ``False`` checks nothing.
 
+    ``sample_weight``: one non-negative weight per sample; each batch's loss is then the weighted mean of its
+    samples' losses (scikit-learn's convention).
+
     ``verbose``: 0 silent (default), 1 a progress bar per epoch and a line per epoch (as Keras), 2 the lines only.
 
     ``distributed``: ``"mpi"`` (or an mpi4py communicator) trains data-parallel across the processes of an
@@ -193,6 +196,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
                                                checkpoint_every)
     be = model.be
     Xd, yd, val = _device_data(model, loss, X, y, validation_data)
+    wd = _device_weights(model, sample_weight, Xd.shape[0], distributed)
     if seed is not None:
         be.reseed(seed)
     if verbose:
@@ -235,7 +239,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
             lo, hi = step * batch_size, min((step + 1) * batch_size, n)
             mine = (lo, hi) if comm is None else comm.shard(lo, hi)
             idx = order_dev[mine[0]:mine[1]]  # in-bounds slices only (Array API)
-            program.run(step, be.take_rows(Xd, idx), be.take_rows(yd, idx), (mine[1] - mine[0]) / (hi - lo))
+            program.run(step, be.take_rows(Xd, idx), be.take_rows(yd, idx), (mine[1] - mine[0]) / (hi - lo),
+                        None if wd is None else be.take_rows(wd, idx))
             pos.step = step + 1
             # every rank reads at the checkpoint steps (a read is a collective when distributed); rank 0 saves
             at_checkpoint = checkpoint_every and step + 1 < steps and (epoch * steps + step + 1) % checkpoint_every == 0
@@ -350,6 +355,20 @@ def _device_data(model, loss, X, y, validation_data):
     Xv, yv = validation_data
     Xvd, _ = validation.check_X(model, Xv, name="validation X")
     return Xd, yd, (Xvd, validation.check_y(model, loss, yv, Xvd.shape[0], name="validation y"))
+
+
+def _device_weights(model, sample_weight, n, distributed):
+    """Sample weights checked and on the model's device, or None."""
+    if sample_weight is None:
+        return None
+    if distributed:
+        raise ValueError("sample_weight with distributed training is not supported yet")
+    w = np.asarray(to_numpy(sample_weight), dtype=np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have one weight per sample ({n}), got shape {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
+        raise ValueError("sample_weight must be finite, non-negative and not all zero")
+    return model.be.asarray(w)
 
 
 class _Reader:

@@ -128,3 +128,31 @@ def test_one_hot_targets_train_and_evaluate():
     np.testing.assert_allclose(history.loss, labels.loss, rtol=1e-5, atol=1e-6)  # soft-label path vs fused kernel
     assert history.train_accuracy == labels.train_accuracy
     assert model.evaluate(X, onehot)["accuracy"] == same.evaluate(X, y)["accuracy"] > 0.8
+
+
+def test_sample_weights_are_a_weighted_mean_per_batch():
+    """Weight 2 equals the sample twice (one full batch, plain SGD), weights of one equal none, zero drops it."""
+    X, y = blobs(60)
+    n = X.shape[0]
+
+    def trained(X, y, **kw):
+        model = mlp.build_mlp([8, 16, 3], "tanh", dtype="float64", seed=0)
+        history = model.fit(X, y, optimizer=mlp.SGD(0.1), epochs=3, batch_size=len(y), shuffle=False, **kw)
+        return np.asarray(model.flat_params), history.loss
+
+    w = np.ones(n)
+    w[:10] = 2.0
+    weighted, losses = trained(X, y, sample_weight=w)
+    doubled, doubled_losses = trained(np.concatenate([X, X[:10]]), np.concatenate([y, y[:10]]))
+    np.testing.assert_allclose(weighted, doubled, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(losses, doubled_losses, rtol=1e-12)
+    plain, plain_losses = trained(X, y)
+    ones, ones_losses = trained(X, y, sample_weight=np.ones(n))
+    np.testing.assert_allclose(ones, plain, rtol=1e-12, atol=1e-14)
+    w = np.ones(n)
+    w[-5:] = 0.0
+    np.testing.assert_allclose(trained(X, y, sample_weight=w)[0], trained(X[:-5], y[:-5])[0], rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="one weight per sample"):
+        trained(X, y, sample_weight=np.ones(n - 1))
+    with pytest.raises(ValueError, match="non-negative and not all zero"):
+        trained(X, y, sample_weight=-np.ones(n))
