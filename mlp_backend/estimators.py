@@ -17,7 +17,7 @@ Our own keyword-only extras: ``backend`` (numpy, torch, cupy, array_api_strict),
 
 ``sample_weight`` as scikit-learn's: each batch's loss the weighted mean of its samples' (the L2 term is
 divided by the batch size, where scikit-learn divides it by the batch's weight sum). Not (yet) as
-scikit-learn: MLPRegressor's ``loss='poisson'``; the initial values (uniform Glorot for the weights as scikit-learn,
+scikit-learn: the initial values (uniform Glorot for the weights as scikit-learn,
 but its narrower range for logistic units is not copied, and biases start at zero where scikit-learn draws
 them too), so results agree within seed noise, not to the bit; ``partial_fit`` runs one epoch of our loop.
 """
@@ -65,6 +65,25 @@ class _Scaled(Loss):
 
     def probabilities(self, xp, output):
         return self.base.probabilities(xp, output)
+
+
+class _PoissonDeviance(Loss):
+    """scikit-learn's 'poisson' loss: half the Poisson deviance of ``mu = exp(output)``, summed over outputs and
+    averaged over samples; its gradient in the output is ``(mu - y) / n`` (the exp link is canonical)."""
+
+    name, task = "poisson", "regression"
+
+    def per_sample(self, xp, output, target):
+        t = xp.reshape(target, output.shape)
+        y_log_y = xp.where(t > 0, t * xp.log(xp.where(t > 0, t, 1.0)), 0.0)
+        return xp.sum(y_log_y - t * output - t + xp.exp(output), axis=1)
+
+    def value_and_grad(self, xp, ops, output, target):
+        t = xp.reshape(target, output.shape)
+        return xp.mean(self.per_sample(xp, output, target)), (xp.exp(output) - t) / output.shape[0]
+
+    def probabilities(self, xp, output):
+        return xp.exp(output)
 
 
 class _BaseMLP(BaseEstimator):
@@ -384,8 +403,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
-    """scikit-learn's MLPRegressor, trained by mlp-backend: identity outputs, half squared error
-    (``loss='squared_error'``; scikit-learn's 'poisson' is not implemented yet)."""
+    """scikit-learn's MLPRegressor, trained by mlp-backend: identity outputs and half squared error
+    (``loss='squared_error'``), or exp outputs and half Poisson deviance (``loss='poisson'``)."""
 
     def __init__(self, loss="squared_error", **params):
         super().__init__(**params)
@@ -398,38 +417,50 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _check_params(self):
         super()._check_params()
-        if self.loss != "squared_error":
-            raise ValueError(f"loss must be 'squared_error' (scikit-learn's 'poisson' is not implemented yet), "
-                             f"got {self.loss!r}")
+        if self.loss not in ("squared_error", "poisson"):
+            raise ValueError(f"loss must be 'squared_error' or 'poisson', got {self.loss!r}")
+
+    def _loss_and_link(self, y2):
+        if self.loss == "poisson":
+            if np.any(y2 < 0):
+                raise ValueError("loss='poisson' needs non-negative targets")
+            return _PoissonDeviance(), "exp"
+        return _Scaled(MeanSquaredError(), 0.5), "identity"
 
     def fit(self, X, y, sample_weight=None):
         X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), y_numeric=True, multi_output=True)
         y = _column_to_1d(y)
         y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
         self._y_1d = np.ndim(y) == 1
-        self._start(X, y2.shape[1], "identity", reuse=self.warm_start)
-        return self._fit(X, y2, _Scaled(MeanSquaredError(), 0.5), sample_weight)
+        self._check_params()
+        loss, link = self._loss_and_link(y2)
+        self._start(X, y2.shape[1], link, reuse=self.warm_start)
+        return self._fit(X, y2, loss, sample_weight)
 
     def partial_fit(self, X, y, sample_weight=None):
         first = not hasattr(self, "model_")
         X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), y_numeric=True, multi_output=True,
                              reset=first)
         y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        self._check_params()
+        loss, link = self._loss_and_link(y2)
         if first:
             self._y_1d = np.ndim(y) == 1
-            self._start(X, y2.shape[1], "identity", reuse=False)
-        return self._fit(X, y2, _Scaled(MeanSquaredError(), 0.5), sample_weight, incremental=True)
+            self._start(X, y2.shape[1], link, reuse=False)
+        return self._fit(X, y2, loss, sample_weight, incremental=True)
+
+    def _outputs_of(self, X):
+        out = np.asarray(to_numpy(self.model_.predict(X)), dtype=np.float64).reshape(X.shape[0], -1)
+        return np.exp(out) if self.out_activation_ == "exp" else out
 
     def predict(self, X):
-        X = self._host_input(X)
-        out = np.asarray(to_numpy(self.model_.predict(X)), dtype=np.float64).reshape(X.shape[0], -1)
+        out = self._outputs_of(self._host_input(X))
         return out.ravel() if self._y_1d else out
 
     def _score_arrays(self, X, targets, weights):
         from sklearn.metrics import r2_score
 
-        pred = np.asarray(to_numpy(self.model_.predict(X)), dtype=np.float64).reshape(targets.shape)
-        return float(r2_score(targets, pred, sample_weight=weights))
+        return float(r2_score(targets, self._outputs_of(X).reshape(targets.shape), sample_weight=weights))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -253,3 +253,21 @@ def test_fit_signatures_are_scikit_learns():
         for method in ("fit", "partial_fit"):
             ours = list(inspect.signature(getattr(globals()[name], method)).parameters)
             assert ours == list(inspect.signature(getattr(getattr(sk, name), method)).parameters), (name, method)
+
+
+def test_poisson_regression_as_scikit_learns():
+    import warnings
+
+    import sklearn.neural_network as sk
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(400, 4))
+    y = rng.poisson(np.exp(0.5 * X[:, 0] - 0.3 * X[:, 1]))
+    settings = dict(loss="poisson", hidden_layer_sizes=(16,), learning_rate_init=1e-2, max_iter=200, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours, theirs = MLPRegressor(**settings).fit(X, y), sk.MLPRegressor(**settings).fit(X, y)
+    assert ours.out_activation_ == theirs.out_activation_ == "exp" and np.all(ours.predict(X) > 0)
+    assert abs(ours.score(X, y) - theirs.score(X, y)) < 0.1 and abs(ours.loss_ - theirs.loss_) < 0.1 * theirs.loss_
+    with pytest.raises(ValueError, match="non-negative targets"):
+        MLPRegressor(loss="poisson").fit(X, -np.ones(400))
