@@ -271,3 +271,22 @@ def test_poisson_regression_as_scikit_learns():
     assert abs(ours.score(X, y) - theirs.score(X, y)) < 0.1 and abs(ours.loss_ - theirs.loss_) < 0.1 * theirs.loss_
     with pytest.raises(ValueError, match="non-negative targets"):
         MLPRegressor(loss="poisson").fit(X, -np.ones(400))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("cupy" not in AVAILABLE, reason="needs CuPy and a CUDA GPU")
+def test_the_cupy_backend_matches_numpy_within_float32_noise():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(np.float32)
+    settings = dict(hidden_layer_sizes=(64,), max_iter=30, random_state=0, shuffle=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gpu = MLPClassifier(backend="cupy", **settings).fit(X, y)
+        cpu = MLPClassifier(backend="numpy", **settings).fit(X, y)
+    assert isinstance(gpu.predict(X), np.ndarray)  # host arrays out
+    np.testing.assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=1e-3)
+    assert abs(gpu.score(X, y) - cpu.score(X, y)) < 0.01
