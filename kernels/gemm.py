@@ -45,6 +45,20 @@ class Tile:
 TILE = Tile()  # 256 threads, 16 outputs each: not yet tuned on a GPU (none was lent)
 
 
+@cuda.jit(device=True)
+def _stage(tile, src, k_major, base, k0, limit, k_total, width, depth, tid, threads):
+    """``tile[kk, r] = op(src)[base + r, k0 + kk]``, zero outside; ``k_major``: src is stored (K, rows)."""
+    for e in range(tid, width * depth, threads):
+        if k_major:  # contiguous along the rows
+            kk, r = e // width, e % width
+            inside = k0 + kk < k_total and base + r < limit
+            tile[kk, r] = src[k0 + kk, base + r] if inside else 0
+        else:        # contiguous along k
+            r, kk = e // depth, e % depth
+            inside = k0 + kk < k_total and base + r < limit
+            tile[kk, r] = src[base + r, k0 + kk] if inside else 0
+
+
 @functools.lru_cache(maxsize=None)
 def _kernel(code: int, backward: bool, double: bool, tile: Tile):
     bm, bn, bk, tm, tn = tile.bm, tile.bn, tile.bk, tile.tm, tile.tn
@@ -67,24 +81,8 @@ def _kernel(code: int, backward: bool, double: bool, tile: Tile):
                 acc[i, j] = 0
         for k0 in range(0, k_total, bk):
             # Stage the slices; each thread loads along the operand's contiguous axis (coalesced reads).
-            for e in range(tid, bm * bk, threads):
-                if trans_a:  # a is (K, M)
-                    kk, ii = e // bm, e % bm
-                    inside = k0 + kk < k_total and row0 + ii < m
-                    sa[kk, ii] = a[k0 + kk, row0 + ii] if inside else 0
-                else:        # a is (M, K)
-                    ii, kk = e // bk, e % bk
-                    inside = k0 + kk < k_total and row0 + ii < m
-                    sa[kk, ii] = a[row0 + ii, k0 + kk] if inside else 0
-            for e in range(tid, bn * bk, threads):
-                if trans_b:  # b is (N, K)
-                    jj, kk = e // bk, e % bk
-                    inside = k0 + kk < k_total and col0 + jj < n
-                    sb[kk, jj] = b[col0 + jj, k0 + kk] if inside else 0
-                else:        # b is (K, N)
-                    kk, jj = e // bn, e % bn
-                    inside = k0 + kk < k_total and col0 + jj < n
-                    sb[kk, jj] = b[k0 + kk, col0 + jj] if inside else 0
+            _stage(sa, a, trans_a, row0, k0, m, k_total, bm, bk, tid, threads)
+            _stage(sb, b, not trans_b, col0, k0, n, k_total, bn, bk, tid, threads)
             cuda.syncthreads()
             for kk in range(bk):
                 for i in range(tm):

@@ -86,6 +86,17 @@ class _PoissonDeviance(Loss):
         return xp.exp(output)
 
 
+def _dense_parameters(name, doc):
+    """A scikit-learn attribute (``coefs_``, ``intercepts_``) read from and written into the model's layers."""
+    def get(self):
+        return [to_numpy(layer.params[name]) for layer in self._dense()]
+
+    def put(self, values):
+        for layer, value in zip(self._dense(), values, strict=True):
+            layer.params[name][...] = self.model_.be.asarray(np.asarray(value))
+    return property(get, put, doc=doc)
+
+
 class _BaseMLP(BaseEstimator):
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
                  batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
@@ -126,24 +137,8 @@ class _BaseMLP(BaseEstimator):
     def _dense(self):
         return [layer for layer in self.model_.layers if "W" in layer.params]
 
-    @property
-    def coefs_(self):
-        """Weight matrices, (fan_in, fan_out) each, as host arrays (views of the parameters on numpy)."""
-        return [to_numpy(layer.params["W"]) for layer in self._dense()]
-
-    @coefs_.setter
-    def coefs_(self, values):
-        for layer, value in zip(self._dense(), values, strict=True):
-            layer.params["W"][...] = self.model_.be.asarray(np.asarray(value))
-
-    @property
-    def intercepts_(self):
-        return [to_numpy(layer.params["b"]) for layer in self._dense()]
-
-    @intercepts_.setter
-    def intercepts_(self, values):
-        for layer, value in zip(self._dense(), values, strict=True):
-            layer.params["b"][...] = self.model_.be.asarray(np.asarray(value))
+    coefs_ = _dense_parameters("W", "Weight matrices, (fan_in, fan_out) each, as host arrays (views on numpy).")
+    intercepts_ = _dense_parameters("b", "Bias vectors, one per layer, as host arrays (views on numpy).")
 
     # -- checks ----------------------------------------------------------------------------------------
     def _check_params(self):
