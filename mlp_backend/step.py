@@ -5,6 +5,8 @@ device what the host used to read after every step:
 
 - the batch's loss and (classification) count of correct predictions, written into arrays of one slot per
   step of the epoch;
+- the optimizer's per-step scalars (schedule, bias corrections), built for the whole epoch and copied to the
+  device once (``begin_epoch``);
 - a sticky flag set by the first step whose loss (or, with ``check_finite="all"``, gradient) is not
   finite. It reaches the optimizer as the record's ``skip`` slot, so that step's update and every one
   after it are not made: parameters and optimizer state stay those before the bad step, without the
@@ -14,9 +16,7 @@ device what the host used to read after every step:
 checkpoint, and every few steps when it shows progress.
 
 Not yet (the step-program issue): the batch gather and the layers still allocate their outputs (the
-Array API has no ``out=``), and the optimizer's record is built on the host each step (a host-to-device
-copy, not a read); both must move to static buffers and device-side scalars before a step can be
-captured as a CUDA graph.
+Array API has no ``out=``); they must move to static buffers before a step can be captured as a CUDA graph.
 """
 from __future__ import annotations
 
@@ -51,6 +51,13 @@ class StepProgram:
         self.correct = xp.zeros((steps,), dtype=xp.int64, device=be.device)
         self.flags = xp.zeros((steps,), dtype=xp.int8, device=be.device)
         self.bad = be.zeros(())  # sticky: 1 from the first non-finite step on
+        self.records, self.first = None, 0
+
+    def begin_epoch(self, first_step: int):
+        """The optimizer's scalar records for the epoch's remaining steps, on the device in one copy."""
+        steps = self.losses.shape[0]
+        self.records = self.model.be.asarray(np.array(self.optimizer.records(steps - first_step), dtype=np.float64))
+        self.first = first_step
 
     def run(self, step: int, xb, yb, share: float = 1.0, wb=None):
         """One mini-batch: slot ``step`` of the epoch's result arrays, and the update unless flagged.
@@ -96,9 +103,12 @@ class StepProgram:
             self.bad[...] = xp.maximum(self.bad, xp.astype(flag != 0, self.bad.dtype))
             if self.comm is not None:  # every replica skips together (host arrays: no device to wait for)
                 self.comm.allreduce_max(self.bad)
-            self.optimizer.step(model.flat_params, model.flat_grads, ops, skip=self.bad)
+            self.optimizer.step(model.flat_params, model.flat_grads, ops, skip=self.bad, record=self._record(step))
         else:
-            self.optimizer.step(model.flat_params, model.flat_grads, ops)
+            self.optimizer.step(model.flat_params, model.flat_grads, ops, record=self._record(step))
+
+    def _record(self, step):
+        return None if self.records is None else self.records[step - self.first, ...]
 
     def read(self, start: int, stop: int) -> StepResults:
         """Host copies of steps ``[start, stop)``: the one synchronisation (and, distributed, one reduction)."""

@@ -235,6 +235,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
             pos.lr = optimizer.current_lr()
         order_dev = be.asarray_int(pos.order)
         reader.begin(pos)
+        program.begin_epoch(pos.step)
         for step in range(pos.step, steps):
             lo, hi = step * batch_size, min((step + 1) * batch_size, n)
             mine = (lo, hi) if comm is None else comm.shard(lo, hi)

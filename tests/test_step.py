@@ -156,3 +156,29 @@ def test_sample_weights_are_a_weighted_mean_per_batch():
         trained(X, y, sample_weight=np.ones(n - 1))
     with pytest.raises(ValueError, match="non-negative and not all zero"):
         trained(X, y, sample_weight=-np.ones(n))
+
+
+def test_a_step_copies_nothing_to_the_device(monkeypatch):
+    """The optimizer's per-step scalars arrive with the epoch's records (one copy per epoch), not per step."""
+    from mlp_backend.backend import Backend
+
+    copies = {"in_steps": 0, "per_epoch": 0}
+    inside = [False]
+    original_asarray, original_run = Backend.asarray, StepProgram._run
+
+    def asarray(self, *args, **kwargs):
+        copies["in_steps" if inside[0] else "per_epoch"] += 1
+        return original_asarray(self, *args, **kwargs)
+
+    def run(self, *args):
+        inside[0] = True
+        try:
+            return original_run(self, *args)
+        finally:
+            inside[0] = False
+    X, y = blobs()
+    model = mlp.build_mlp([8, 16, 3], "relu")
+    monkeypatch.setattr(Backend, "asarray", asarray)
+    monkeypatch.setattr(StepProgram, "_run", run)
+    model.fit(X, y, epochs=3, batch_size=20, optimizer=mlp.Adam(1e-2, clip_norm=1.0), penalty=1e-4)
+    assert copies == {"in_steps": 0, "per_epoch": 1 + 3}  # X once, then each epoch's records

@@ -128,19 +128,33 @@ class Optimizer:
         """The step's host scalars (``hyper.FIELDS[self.rule]`` but grad_scale and skip) for ``lr`` at ``step``."""
         return {"lr": lr, "l2": self.weight_decay, "clip": self.clip_value if self.clip_value is not None else math.inf}
 
-    def step(self, params, grads, ops, skip=None):
+    def records(self, count: int) -> list[list[float]]:
+        """The scalar records of the next ``count`` updates (``hyper.FIELDS[self.rule]``, grad_scale 1, skip 0).
+
+        They depend only on the step count, the schedule and ``lr_scale``, so a step program builds a whole
+        epoch's at once and moves them to the device in one copy (``step(..., record=)`` then takes a row).
+        """
+        rows = []
+        for k in range(1, count + 1):
+            step = self.step_count + k
+            lr = self.schedule(self.lr, step - 1) if self.schedule is not None else self.lr
+            rows.append(hyper.pack(self.rule, {**self.scalars(lr * self.lr_scale, step), "grad_scale": 1.0,
+                                               "skip": 0.0}))
+        return rows
+
+    def step(self, params, grads, ops, skip=None, record=None):
         """One update of the flat ``params`` from the flat ``grads``; call ``init`` first.
 
         ``skip``: a 0-d device array; where it is non-zero the kernel writes nothing (the step program's flag
-        for a non-finite loss), read on the device, not here. The step count advances either way.
+        for a non-finite loss), read on the device, not here. The step count advances either way. ``record``:
+        this update's row of ``records()`` already on the device (else it is built here, and copied).
         """
         if not self.is_initialised_for(params):
             raise RuntimeError("optimizer state is not initialised for these parameters; call init(backend, params)")
         xp = self.be.xp
-        lr = self.current_lr()
+        if record is None:
+            record = self.be.asarray(self.records(1)[0])  # the parameters' dtype and device
         self.step_count += 1
-        values = {**self.scalars(lr, self.step_count), "grad_scale": 1.0, "skip": 0.0}
-        record = self.be.asarray(hyper.pack(self.rule, values))  # the parameters' dtype and device
         scale = self.grad_scale(xp, grads)
         if scale is not None:  # computed on the device: no host read of the norm
             record[hyper.GRAD_SCALE] = scale
