@@ -138,6 +138,7 @@ class _FitState:
         self.best_params = None
         self.best_monitor = math.inf
         self.epoch = 0
+        self.comm = None  # the communicator of a distributed fit
 
     def keep_best(self):
         xp = self.model.be.xp
@@ -210,6 +211,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     model.loss, model.optimizer = loss, optimizer
     history, callbacks = History(), list(callbacks)
     state = _FitState(model, optimizer, history)
+    state.comm = comm
     for cb in callbacks:
         cb.on_train_begin(state)
     n = Xd.shape[0]
@@ -292,6 +294,20 @@ def _warn_if_diverging(state, classify, patience=3):
         state.warned = True
         warnings.warn(f"training looks divergent: {why}; lower the learning rate or enable clipping (clip_norm=...)",
                       DivergenceWarning, stacklevel=4)
+
+
+def _sharded_scores(model, val, comm) -> dict:
+    """Validation loss and accuracy with each rank scoring a contiguous share, weighted by the shares' sizes."""
+    X, y = val
+    lo, hi = comm.shard(0, X.shape[0])
+    keys = ("loss", "accuracy") if (model.loss or get_loss("cross_entropy")).task != "regression" else ("loss",)
+    sums = np.zeros(len(keys) + 1)
+    if hi > lo:
+        scores = evaluate(model, X[lo:hi, ...], y[lo:hi, ...])
+        sums[:-1] = [scores[k] * (hi - lo) for k in keys]
+        sums[-1] = hi - lo
+    comm.allreduce_sum(sums)
+    return {k: float(v / sums[-1]) for k, v in zip(keys, sums[:-1])}
 
 
 def _with_progress(epochs, verbose, on_step, on_epoch):
@@ -421,7 +437,7 @@ def _end_epoch(state, callbacks, pos, n, seconds, val, restore_best, classify) -
         logs["train_accuracy"] = float(pos.correct) / n
         history.train_accuracy.append(logs["train_accuracy"])
     if val is not None:
-        scores = evaluate(state.model, *val)
+        scores = evaluate(state.model, *val) if state.comm is None else _sharded_scores(state.model, val, state.comm)
         logs["val_loss"] = scores["loss"]
         history.val_loss.append(scores["loss"])
         if "accuracy" in scores:

@@ -25,9 +25,11 @@ WORKER = textwrap.dedent("""
     from test_distributed import job
 
     model, kwargs = job(sys.argv[2])
-    model.fit(*kwargs.pop("data"), distributed="mpi", **kwargs)
+    history = model.fit(*kwargs.pop("data"), distributed="mpi", **kwargs)
     from mpi4py import MPI
-    np.save(f"{sys.argv[1]}/rank{MPI.COMM_WORLD.Get_rank()}.npy", np.asarray(model.flat_params))
+    rank = MPI.COMM_WORLD.Get_rank()
+    np.save(f"{sys.argv[1]}/rank{rank}.npy", np.asarray(model.flat_params))
+    np.save(f"{sys.argv[1]}/val{rank}.npy", np.asarray(history.val_loss + history.val_accuracy))
 """)
 
 
@@ -35,9 +37,10 @@ def job(kind):
     """The same training job for one process and for each MPI rank."""
     data = make_synthetic(n_samples=800, n_features=8, n_classes=3, seed=1)
     X, y = data.X_train[:640], data.y_train[:640]  # 20 global batches of 32
-    if kind == "sgd":
+    if kind in ("sgd", "validated"):
         model = mlp.build_mlp([8, 16, 3], "tanh", dtype="float64", seed=0)
-        return model, dict(data=(X, y), optimizer=mlp.SGD(0.1), epochs=1, batch_size=32, seed=5)
+        more = dict(validation_data=(data.X_test[:101], data.y_test[:101]), epochs=3) if kind == "validated" else {}
+        return model, {"data": (X, y), "optimizer": mlp.SGD(0.1), "epochs": 1, "batch_size": 32, "seed": 5, **more}
     model = mlp.build_mlp([8, 16, 3], "relu", dtype="float32", seed=0)
     return model, dict(data=(X, y), optimizer=mlp.Adam(1e-2), epochs=1, batch_size=32, seed=5)
 
@@ -162,3 +165,13 @@ def test_mlp_train_distributed_with_checkpoint_every_reads_in_step_on_every_rank
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "dp" / "model.safetensors").exists()
+
+
+def test_validation_is_scored_in_shares_and_equals_one_process(tmp_path):
+    run_ranks(tmp_path, "validated")
+    scores = [np.load(tmp_path / f"val{r}.npy") for r in range(2)]
+    np.testing.assert_array_equal(scores[0], scores[1])  # every rank reports the same reduced scores
+    model, kwargs = job("validated")
+    history = model.fit(*kwargs.pop("data"), **kwargs)
+    np.testing.assert_allclose(scores[0], history.val_loss + history.val_accuracy, rtol=1e-10)
+    assert len(history.val_loss) == 3
