@@ -99,3 +99,23 @@ def test_penalties_values_and_gradients():
     np.testing.assert_allclose(mlp.L1(0.1).grad(xp, w), 0.1 * np.sign(w))
     with pytest.raises(ValueError, match="non-negative"):
         mlp.L2(-1)
+
+
+@pytest.mark.parametrize("make,target", [
+    (lambda: mlp.SoftmaxCrossEntropy(), "labels"), (lambda: mlp.SoftmaxCrossEntropy(0.1), "labels"),
+    (lambda: mlp.SoftmaxCrossEntropy(), "soft"), (lambda: mlp.SoftmaxMeanSquaredError(), "labels"),
+    (lambda: mlp.MeanSquaredError(), "real"), (lambda: mlp.BinaryCrossEntropy(), "binary")])
+def test_per_sample_losses_average_to_the_loss(make, target):
+    """What sample weights weigh: each sample's loss, whose mean is the loss value_and_grad reports."""
+    import array_api_compat.numpy as xp
+
+    from mlp_backend.kernels import kernel_set
+
+    rng = np.random.default_rng(0)
+    out = rng.normal(size=(9, 4)) * 3
+    t = {"labels": rng.integers(0, 4, 9), "soft": rng.dirichlet(np.ones(4), 9), "real": rng.normal(size=(9, 4)),
+         "binary": rng.integers(0, 2, (9, 4)).astype(float)}[target]
+    loss = make()
+    per = loss.per_sample(xp, out, t)
+    assert per.shape == (9,)
+    np.testing.assert_allclose(np.mean(per), loss.value_and_grad(xp, kernel_set("numpy"), out, t)[0], rtol=1e-12)
