@@ -81,7 +81,11 @@ class Optimizer:
 
     def current_lr(self) -> float:
         """The learning rate the next update will use."""
-        lr = self.schedule(self.lr, self.step_count) if self.schedule is not None else self.lr
+        return self._lr_after(self.step_count)
+
+    def _lr_after(self, updates: int) -> float:
+        """The learning rate of the update that follows ``updates`` updates."""
+        lr = self.schedule(self.lr, updates) if self.schedule is not None else self.lr
         return lr * self.lr_scale
 
     # -- state -------------------------------------------------------------------------------
@@ -137,8 +141,7 @@ class Optimizer:
         rows = []
         for k in range(1, count + 1):
             step = self.step_count + k
-            lr = self.schedule(self.lr, step - 1) if self.schedule is not None else self.lr
-            rows.append(hyper.pack(self.rule, {**self.scalars(lr * self.lr_scale, step), "grad_scale": 1.0,
+            rows.append(hyper.pack(self.rule, {**self.scalars(self._lr_after(step - 1), step), "grad_scale": 1.0,
                                                "skip": 0.0}))
         return rows
 
