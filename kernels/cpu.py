@@ -16,6 +16,7 @@ import functools
 import hashlib
 import math
 import os
+import threading
 import types
 from pathlib import Path
 
@@ -203,6 +204,24 @@ def _scalar(dtype, value):
     return dtype.type(value)
 
 
+@functools.lru_cache(maxsize=64)
+def _zeros(size, dtype):
+    """A zero bias for ``bias_act`` without one (the kernel only reads it), made once per width."""
+    return np.zeros(size, dtype)
+
+
+_THREAD = threading.local()
+
+
+def _row_scratch(n):
+    """A float64 vector of length ``n`` for a kernel's per-row results, kept per thread and grown as needed:
+    a training step then allocates nothing here (the kernel writes every slot before it reads one)."""
+    rows = getattr(_THREAD, "rows", None)
+    if rows is None or rows.shape[0] < n:
+        rows = _THREAD.rows = np.empty(n)
+    return rows[:n]
+
+
 def _labels_ok(labels, n) -> bool:
     return (isinstance(labels, np.ndarray) and labels.ndim == 1 and labels.shape[0] == n
             and labels.dtype.kind in "iu" and labels.flags.c_contiguous)
@@ -243,11 +262,10 @@ def _labels_in_range(labels, c):
     return True
 
 
-def _xent(z, labels, smoothing, grad):
+def _xent(z, labels, smoothing, grad, rows):
     n = z.shape[0]
     if not _labels_in_range(labels, z.shape[1]):
         return np.nan
-    rows = np.empty(n)
     for i in prange(n):
         rows[i] = _xent_row(z, labels[i], smoothing, 1.0 / n, grad, i)
     total = 0.0
@@ -264,7 +282,7 @@ def softmax_cross_entropy(xp, logits, labels, label_smoothing=0.0, out=None):
             and _labels_ok(labels, logits.shape[0]) and (out is None or out.shape == logits.shape)):
         return NotImplemented
     grad = np.empty_like(logits) if out is None else out
-    loss = _pick(_XENT, logits.size)(logits, labels, float(label_smoothing), grad)
+    loss = _pick(_XENT, logits.size)(logits, labels, float(label_smoothing), grad, _row_scratch(logits.shape[0]))
     if loss != loss and not _labels_in_range(labels, logits.shape[1]):  # checked in the kernel, reported here
         raise ValueError(f"labels must be in [0, {logits.shape[1] - 1}]")
     return np.asarray(loss, dtype=logits.dtype), grad
@@ -364,8 +382,8 @@ def bias_act(xp, z, b, act, alpha=0.0):
     if not (act in CODES and _fusable(z, *_given(b)) and z.flags.writeable and z.size
             and (b is None or (z.ndim == 2 and b.shape == (z.shape[1],)))):
         return NotImplemented
-    z2 = z if b is not None else z.reshape(1, -1)
-    _pick(_BIAS_ACT[act], z.size)(z2, np.zeros(z2.shape[1], z.dtype) if b is None else b, _scalar(z.dtype, alpha))
+    z2 = z if b is not None else z.reshape(-1, z.shape[-1]) if z.ndim > 1 else z.reshape(1, -1)
+    _pick(_BIAS_ACT[act], z.size)(z2, _zeros(z2.shape[1], z.dtype) if b is None else b, _scalar(z.dtype, alpha))
     return z
 
 

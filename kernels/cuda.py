@@ -136,9 +136,10 @@ def launch_dropout_mask(out, seed, keep, stream=0, threads=THREADS):
                                                                       out.dtype.type(1.0 / keep))
 
 
-def dropout_mask(xp, shape, keep, dtype, seed):
-    """A CuPy dropout mask of ``shape`` drawn from ``seed`` (see above)."""
-    out = xp.empty(shape, dtype=dtype)
+def dropout_mask(xp, shape, keep, dtype, seed, out=None):
+    """A CuPy dropout mask of ``shape`` drawn from ``seed`` (see above), written into ``out`` when given."""
+    if out is None:
+        out = xp.empty(shape, dtype=dtype)
     if out.size:
         launch_dropout_mask(xp.reshape(out, (-1,)), seed, keep, _stream())
     return out

@@ -136,22 +136,34 @@ class Backend:
     def permutation(self, n: int) -> np.ndarray:
         return self.rng.permutation(n)
 
-    def keep_mask(self, shape, keep: float, dtype):
-        """Dropout mask in the backend's dtype: 1/keep where kept, 0 where dropped (inverted dropout)."""
+    def keep_mask(self, shape, keep: float, dtype, out=None, draws=None):
+        """Dropout mask in the backend's dtype: 1/keep where kept, 0 where dropped (inverted dropout).
+
+        ``out`` (the mask) and, on NumPy, ``draws`` (float64, the uniform draws) are arrays to reuse: the
+        same values, nothing allocated.
+        """
         if self.name == "cupy":
             from .kernels import fused_module
 
             cuda_kernels = fused_module("cupy")
             if cuda_kernels is not None:  # drawn on the device from a seed the host generator gives: resumable
-                return cuda_kernels.dropout_mask(self.xp, shape, keep, dtype, int(self.rng.integers(2**63)))
+                return cuda_kernels.dropout_mask(self.xp, shape, keep, dtype, int(self.rng.integers(2**63)), out=out)
             if self._device_rng is None:  # numba.cuda unusable (warned): CuPy's own generator, not in checkpoints
                 import cupy
 
                 self._device_rng = cupy.random.default_rng(self.seed)
             u = self._device_rng.random(shape, dtype=dtype)
-            return (u < keep).astype(dtype) / keep
+            return self.compute("divide", (u < keep).astype(dtype), keep, out=out)
+        if self.name == "numpy" and out is not None and draws is not None:
+            self.rng.random(out=draws)
+            np.less(draws, keep, out=out)  # 0/1, then times 1/keep: (u < keep) / keep to the last bit
+            return np.multiply(out, 1.0 / keep, out=out)
         u = self.rng.random(shape)
-        return self.asarray((u < keep) / keep)
+        mask = self.asarray((u < keep) / keep)
+        if out is None:
+            return mask
+        out[...] = mask
+        return out
 
     # -- arrays ---------------------------------------------------------------------------
     def float_dtype(self, dtype=None):
@@ -192,25 +204,43 @@ class Backend:
                 f"{what} is on device {array_api_compat.device(x)} but this model is on {self.device}"
             )
 
-    def matmul(self, a, b, out=None):
-        """``a @ b``, written into ``out`` when given (NumPy and CuPy write it without a temporary)."""
+    @property
+    def writes_into(self) -> bool:
+        """Whether this library writes results into an existing array (``out=``: NumPy and CuPy)."""
+        return self._has_out
+
+    def compute(self, name: str, *args, out=None, **kwargs):
+        """``xp.<name>(*args, **kwargs)``, written into ``out`` when given.
+
+        NumPy and CuPy are called directly (the same results without the wrapper's cost, and with ``out=``
+        no temporary); other libraries compute a new array, copied into ``out`` when given. ``name`` must
+        mean the same in the Array API and in NumPy (matmul, take, sum, multiply, argmax, equal, ...).
+        """
+        if self._has_out:
+            fn = getattr(self._lib, name)
+            return fn(*args, **kwargs) if out is None else fn(*args, out=out, **kwargs)
+        result = getattr(self.xp, name)(*args, **kwargs)
         if out is None:
-            return a @ b
-        if self._has_out:
-            return self._lib.matmul(a, b, out=out)
-        out[...] = a @ b
+            return result
+        out[...] = result
         return out
 
-    def sum_rows(self, a, out):
-        """``out[...] = sum(a, axis=0)`` (without a temporary on NumPy and CuPy)."""
-        if self._has_out:
-            return self._lib.sum(a, axis=0, out=out)
-        out[...] = self.xp.sum(a, axis=0)
-        return out
+    def take_rows(self, a, idx, out=None):
+        """Rows ``idx`` of ``a`` (the batch gather), written into ``out`` when given.
 
-    def take_rows(self, a, idx):
-        """Rows ``idx`` of ``a`` (the batch gather): the library's own ``take`` where the wrapper only adds cost."""
-        return self._lib.take(a, idx, axis=0) if self._has_out else self.xp.take(a, idx, axis=0)
+        NumPy is told the indices are in range (``mode='clip'``) when it writes into ``out``: with its default
+        mode it would gather into a temporary first.
+        """
+        if self.name == "numpy" and out is not None:
+            return np.take(a, idx, axis=0, out=out, mode="clip")
+        return self.compute("take", a, idx, axis=0, out=out)
+
+    def copy(self, x, out=None):
+        """A copy of ``x``: a new array, or ``x`` written into ``out``."""
+        if out is None:
+            return self.xp.asarray(x, copy=True)
+        out[...] = x
+        return out
 
     def state(self) -> dict:
         """The host generator's state (JSON-serialisable) for checkpoints and exact resume."""
@@ -218,6 +248,33 @@ class Backend:
 
     def set_state(self, state: dict):
         self.rng.bit_generator.state = state
+
+
+class Workspace:
+    """Arrays a training step reuses from one step to the next, by (owner, name, shape, dtype).
+
+    A step that takes its arrays from here allocates nothing once it has run at a batch shape: the first run
+    makes them, later runs write into them (``Backend.compute(..., out=)``). That is what replaying a step as
+    a CUDA graph needs, and on the CPU it spares the allocator. Only libraries that write into existing
+    arrays (``Backend.writes_into``) get arrays; elsewhere ``get`` answers None and the caller allocates.
+    """
+
+    def __init__(self, be: Backend):
+        self.be = be
+        self._arrays: dict = {}
+
+    def get(self, owner, name: str, shape, dtype=None):
+        if not self.be.writes_into:
+            return None
+        key = (id(owner), name, shape, dtype)
+        array = self._arrays.get(key)
+        if array is None:
+            xp = self.be.xp
+            array = self._arrays[key] = xp.empty(shape, dtype=dtype or self.be.float_dtype(), device=self.be.device)
+        return array
+
+    def __len__(self):
+        return len(self._arrays)
 
 
 def get_backend(name: str | Backend = "numpy", device=None, dtype="float32", seed: int | None = 0) -> Backend:

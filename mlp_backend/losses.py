@@ -22,7 +22,11 @@ class Loss:
     task = "regression"  # 'multiclass', 'binary' or 'regression': decides target validation
 
     def value_and_grad(self, xp, ops, output, target):
-        """``(loss, grad)``: mean loss as a 0-d array and its gradient with respect to ``output``."""
+        """``(loss, grad)``: mean loss as a 0-d array and its gradient with respect to ``output``.
+
+        A loss may also take ``out=``, an array shaped like ``output`` that the gradient is written into
+        (the step program passes one where the signature has it, so that a step allocates nothing).
+        """
         raise NotImplementedError
 
     def per_sample(self, xp, output, target):
@@ -52,9 +56,9 @@ class SoftmaxCrossEntropy(Loss):
     def config(self):
         return {"label_smoothing": self.label_smoothing}
 
-    def value_and_grad(self, xp, ops, output, target):
+    def value_and_grad(self, xp, ops, output, target, out=None):
         if target.ndim == 1:
-            return ops.softmax_cross_entropy(xp, output, target, self.label_smoothing)
+            return ops.softmax_cross_entropy(xp, output, target, self.label_smoothing, out=out)
         n, c = output.shape
         target = (1.0 - self.label_smoothing) * target + self.label_smoothing / c
         logp = reference.log_softmax(xp, output)
@@ -109,8 +113,8 @@ class BinaryCrossEntropy(Loss):
 
     name, task = "bce", "binary"
 
-    def value_and_grad(self, xp, ops, output, target):
-        return ops.sigmoid_binary_cross_entropy(xp, output, xp.reshape(target, output.shape))
+    def value_and_grad(self, xp, ops, output, target, out=None):
+        return ops.sigmoid_binary_cross_entropy(xp, output, xp.reshape(target, output.shape), out=out)
 
     def per_sample(self, xp, output, target):
         z, t = xp.reshape(output, (output.shape[0], -1)), xp.reshape(target, (output.shape[0], -1))
@@ -137,25 +141,29 @@ def get_loss(loss) -> Loss:
 
 
 class L2:
-    """``0.5 * lam * sum(W**2)`` over every weight matrix (biases and norm parameters are not penalised)."""
+    """``0.5 * lam * sum(W**2)`` over every weight matrix (biases and norm parameters are not penalised).
+
+    ``be`` is the model's :class:`~mlp_backend.backend.Backend`; ``scratch``/``out`` an array shaped like ``w``
+    to compute in (the step program passes one, so that a step allocates nothing).
+    """
 
     def __init__(self, lam: float):
         if not lam >= 0:
             raise ValueError(f"penalty strength must be non-negative, got {lam!r}")
         self.lam = float(lam)
 
-    def value(self, xp, w):
-        return 0.5 * self.lam * xp.sum(w * w)
+    def value(self, be, w, scratch=None):
+        return 0.5 * self.lam * be.xp.sum(be.compute("multiply", w, w, out=scratch))
 
-    def grad(self, xp, w):
-        return self.lam * w
+    def grad(self, be, w, out=None):
+        return be.compute("multiply", w, self.lam, out=out)
 
 
 class L1(L2):
     """``lam * sum(|W|)`` over every weight matrix."""
 
-    def value(self, xp, w):
-        return self.lam * xp.sum(xp.abs(w))
+    def value(self, be, w, scratch=None):
+        return self.lam * be.xp.sum(be.compute("abs", w, out=scratch))
 
-    def grad(self, xp, w):
-        return self.lam * xp.sign(w)
+    def grad(self, be, w, out=None):
+        return be.compute("multiply", be.compute("sign", w, out=out), self.lam, out=out)

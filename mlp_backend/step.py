@@ -15,16 +15,24 @@ device what the host used to read after every step:
 ``read`` is the program's one host synchronisation: ``fit`` calls it at the end of an epoch, before a
 checkpoint, and every few steps when it shows progress.
 
-Not yet (the step-program issue): the batch gather and the layers still allocate their outputs (the
-Array API has no ``out=``); they must move to static buffers before a step can be captured as a CUDA graph.
+Every array a step makes is the program's, in its :class:`~mlp_backend.backend.Workspace`: the gathered
+batch, each layer's outputs, saved values and gradients (lent to the layers for the step), the loss's gradient,
+the penalty's and the accuracy count's temporaries. The first run at a batch shape makes them; every later
+run writes into them, so a step allocates nothing that grows with the batch (tested with tracemalloc) and
+could be captured once and replayed as a CUDA graph. The last, partial batch of an epoch has a shape of its
+own and so arrays of its own, made at its first run: padding it to a full batch would need a mask in every
+mean (the loss, BatchNorm's statistics) and would change today's numbers. Where arrays stay new each step:
+libraries without ``out=`` (array_api_strict, torch: the Array API has none), BatchNorm/LayerNorm/Softmax
+layers, losses without an ``out`` parameter (MSE, soft targets), and sample weights.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
 
-from .backend import to_numpy
+from .backend import Workspace, to_numpy
 
 LOSS_NOT_FINITE, GRADIENT_NOT_FINITE = 1, 2  # values of the per-step flag
 
@@ -52,6 +60,8 @@ class StepProgram:
         self.flags = xp.zeros((steps,), dtype=xp.int8, device=be.device)
         self.bad = be.zeros(())  # sticky: 1 from the first non-finite step on
         self.records, self.first = None, 0
+        self.workspace = Workspace(be)
+        self._loss_takes_out = "out" in inspect.signature(loss.value_and_grad).parameters
 
     def begin_epoch(self, first_step: int):
         """The optimizer's scalar records for the epoch's remaining steps, on the device in one copy."""
@@ -59,34 +69,54 @@ class StepProgram:
         self.records = self.model.be.asarray(np.array(self.optimizer.records(steps - first_step), dtype=np.float64))
         self.first = first_step
 
-    def run(self, step: int, xb, yb, share: float = 1.0, wb=None):
-        """One mini-batch: slot ``step`` of the epoch's result arrays, and the update unless flagged.
+    def run(self, step: int, X, y, idx, share: float = 1.0, w=None):
+        """One mini-batch, rows ``idx`` of ``X``/``y``: slot ``step`` of the epoch's results, and the update
+        unless flagged.
 
-        With a communicator, ``xb`` is this rank's part of the global batch and ``share`` its fraction of it:
-        the gradient and loss are weighted by it and summed over ranks (the global batch's means). ``wb``: the
-        batch's sample weights: the loss is their weighted mean over the batch (as scikit-learn's MLP).
+        With a communicator, ``idx`` is this rank's part of the global batch and ``share`` its fraction of it:
+        the gradient and loss are weighted by it and summed over ranks (the global batch's means). ``w``: the
+        samples' weights: the batch's loss is their weighted mean (as scikit-learn's MLP).
         """
-        if self.check_finite:  # a diverging step is reported once, by fit, not by NumPy's warnings on the way
-            with np.errstate(all="ignore"):
-                return self._run(step, xb, yb, share, wb)
-        return self._run(step, xb, yb, share, wb)
+        layers = self.model.layers
+        for layer in layers:  # the layers' arrays come from the workspace for this step only
+            layer.workspace = self.workspace
+        try:
+            if self.check_finite:  # a diverging step is reported once, by fit, not by NumPy's warnings on the way
+                with np.errstate(all="ignore"):
+                    return self._run(step, X, y, idx, share, w)
+            return self._run(step, X, y, idx, share, w)
+        finally:
+            for layer in layers:
+                layer.workspace = None
 
-    def _run(self, step, xb, yb, share, wb):
-        model, xp, ops = self.model, self.model.be.xp, self.model.ops
+    def _buffer(self, name, shape, dtype=None):
+        return self.workspace.get(self, name, shape, dtype)
+
+    def _run(self, step, X, y, idx, share, w):
+        model, be, xp, ops = self.model, self.model.be, self.model.be.xp, self.model.ops
+        n = idx.shape[0]
+        xb = be.take_rows(X, idx, out=self._buffer("x", (n, *X.shape[1:]), X.dtype))
+        yb = be.take_rows(y, idx, out=self._buffer("y", (n, *y.shape[1:]), y.dtype))
         out = model.forward(xb, training=True)
-        value, grad = self.loss.value_and_grad(xp, ops, out, yb)
-        if wb is not None:  # each row's gradient carries 1/n: reweighted to w_i / sum(w)
+        grad_out = {"out": self._buffer("grad", out.shape)} if self._loss_takes_out else {}
+        value, grad = self.loss.value_and_grad(xp, ops, out, yb, **grad_out)
+        if w is not None:  # each row's gradient carries 1/n: reweighted to w_i / sum(w) (allocates: not the hot path)
+            wb = be.take_rows(w, idx)
             norm = wb / xp.sum(wb)
             value = xp.sum(self.loss.per_sample(xp, out, yb) * norm)
-            grad = grad * xp.reshape(norm * wb.shape[0], (-1,) + (1,) * (grad.ndim - 1))
+            grad = grad * xp.reshape(norm * n, (-1,) + (1,) * (grad.ndim - 1))
         if self.classify:
-            labels = yb if yb.ndim == 1 else xp.argmax(yb, axis=1)  # integer or one-hot / soft targets
-            self.correct[step] = xp.sum(xp.astype(xp.argmax(out, axis=1) == labels, xp.int64))
+            int_buffer = (n,), xp.int64
+            labels = yb if yb.ndim == 1 else be.compute("argmax", yb, axis=1, out=self._buffer("labels", *int_buffer))
+            predicted = be.compute("argmax", out, axis=1, out=self._buffer("predicted", *int_buffer))
+            hits = be.compute("equal", predicted, labels, out=self._buffer("hits", (n,), xp.bool))
+            self.correct[step] = be.compute("count_nonzero", hits)
         model.backward(grad)
         if self.penalty is not None:
-            for w, g in zip(self.weights, self.w_grads):
-                g += self.penalty.grad(xp, w)
-            value = value + sum(self.penalty.value(xp, w) for w in self.weights)
+            for i, (w_, g) in enumerate(zip(self.weights, self.w_grads)):
+                g += self.penalty.grad(be, w_, out=self._buffer(f"penalty{i}", w_.shape))
+            value = value + sum(self.penalty.value(be, w_, scratch=self._buffer(f"penalty{i}", w_.shape))
+                                for i, w_ in enumerate(self.weights))
         if self.comm is not None:
             value = value * share
             model.flat_grads[...] *= share

@@ -242,8 +242,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
             lo, hi = step * batch_size, min((step + 1) * batch_size, n)
             mine = (lo, hi) if comm is None else comm.shard(lo, hi)
             idx = order_dev[mine[0]:mine[1]]  # in-bounds slices only (Array API)
-            program.run(step, be.take_rows(Xd, idx), be.take_rows(yd, idx), (mine[1] - mine[0]) / (hi - lo),
-                        None if wd is None else be.take_rows(wd, idx))
+            program.run(step, Xd, yd, idx, (mine[1] - mine[0]) / (hi - lo), wd)
             pos.step = step + 1
             # every rank reads at the checkpoint steps (a read is a collective when distributed); rank 0 saves
             at_checkpoint = checkpoint_every and step + 1 < steps and (epoch * steps + step + 1) % checkpoint_every == 0

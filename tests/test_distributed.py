@@ -104,7 +104,8 @@ KILLABLE = textwrap.dedent("""
     from mlp_backend.data import make_synthetic
     from mpi4py import MPI
 
-    print(MPI.COMM_WORLD.Get_rank(), os.getpid(), flush=True)
+    # one write of one line: print's separate writes of its pieces interleave across the ranks
+    os.write(1, f"{MPI.COMM_WORLD.Get_rank()} {os.getpid()}\\n".encode())
     data = make_synthetic(n_samples=4000, n_features=20, n_classes=4, seed=1)
     model = mlp.build_mlp([20, 256, 256, 4], "relu", seed=0)
     model.fit(data.X_train, data.y_train, epochs=10_000, batch_size=16, distributed="mpi", checkpoint=sys.argv[1],

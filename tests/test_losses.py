@@ -89,14 +89,16 @@ def test_loss_names_and_errors():
         mlp.SoftmaxCrossEntropy(label_smoothing=1.5)
 
 
-def test_penalties_values_and_gradients():
-    import array_api_compat.numpy as xp
-
+@pytest.mark.parametrize("scratch", [False, True])
+def test_penalties_values_and_gradients(scratch):
+    be = get_backend("numpy", dtype="float64")
     w = np.array([[1.0, -2.0], [0.5, 0.0]])
-    assert float(mlp.L2(0.1).value(xp, w)) == pytest.approx(0.5 * 0.1 * 5.25)
-    np.testing.assert_allclose(mlp.L2(0.1).grad(xp, w), 0.1 * w)
-    assert float(mlp.L1(0.1).value(xp, w)) == pytest.approx(0.35)
-    np.testing.assert_allclose(mlp.L1(0.1).grad(xp, w), 0.1 * np.sign(w))
+    s = np.full_like(w, 7.0) if scratch else None  # a stale scratch array must not leak into the results
+    assert float(mlp.L2(0.1).value(be, w, scratch=s)) == pytest.approx(0.5 * 0.1 * 5.25)
+    np.testing.assert_allclose(mlp.L2(0.1).grad(be, w, out=s), 0.1 * w)
+    assert float(mlp.L1(0.1).value(be, w, scratch=s)) == pytest.approx(0.35)
+    np.testing.assert_allclose(mlp.L1(0.1).grad(be, w, out=s), 0.1 * np.sign(w))
+    np.testing.assert_array_equal(w, [[1.0, -2.0], [0.5, 0.0]])
     with pytest.raises(ValueError, match="non-negative"):
         mlp.L2(-1)
 

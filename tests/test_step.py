@@ -41,8 +41,8 @@ def plain_loop(model, opt, penalty, X, y, epochs, batch_size):
             value, grad = loss.value_and_grad(xp, model.ops, out, be.take_rows(yd, idx))
             model.backward(grad)
             for w, g in zip(weights, grads):
-                g += penalty.grad(xp, w)
-            value = float(value + sum(penalty.value(xp, w) for w in weights))
+                g += penalty.grad(be, w)
+            value = float(value + sum(penalty.value(be, w) for w in weights))
             assert np.isfinite(value)
             opt.step(model.flat_params, model.flat_grads, model.ops)
             losses.append(value)
@@ -182,3 +182,63 @@ def test_a_step_copies_nothing_to_the_device(monkeypatch):
     monkeypatch.setattr(StepProgram, "_run", run)
     model.fit(X, y, epochs=3, batch_size=20, optimizer=mlp.Adam(1e-2, clip_norm=1.0), penalty=1e-4)
     assert copies == {"in_steps": 0, "per_epoch": 1 + 3}  # X once, then each epoch's records
+
+
+def _step_program(batch, features=32, classes=10):
+    """Every layer kind that takes static buffers, and every part of the step: dropout, an activation saving
+    its input (GELU), a separate activation layer, L2, clipping, Adam with a schedule."""
+    model = mlp.Sequential([mlp.layers.Dense(features, 48, "gelu"), mlp.layers.Dropout(0.3),
+                            mlp.layers.Dense(48, 32), mlp.layers.ReLU(), mlp.layers.Dense(32, classes)],
+                           dtype="float64", seed=0)
+    opt = mlp.Adam(1e-3, clip_norm=1.0, schedule=mlp.StepDecay(0.5, every=2))
+    opt.init(model.be, model.flat_params)
+    program = StepProgram(model, SoftmaxCrossEntropy(), opt, steps=4, penalty=mlp.L2(1e-4))
+    program.begin_epoch(0)
+    rng = np.random.default_rng(0)
+    X = model.be.asarray(rng.normal(size=(4 * batch, features)))
+    y = model.be.asarray_int(rng.integers(0, classes, 4 * batch))
+    order = model.be.asarray_int(rng.permutation(4 * batch))
+    return program, X, y, [order[k * batch:(k + 1) * batch] for k in range(4)]
+
+
+def _transient_bytes(batch):
+    """The most memory (NumPy's, Numba's and Python's: tracemalloc sees them all) held at once during a step
+    beyond what was held before it, for the third step of a program at ``batch``."""
+    import tracemalloc
+
+    program, X, y, batches = _step_program(batch)
+    for step in range(2):
+        program.run(step, X, y, batches[step])
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        program.run(2, X, y, batches[2])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak - before
+
+
+def test_a_step_allocates_nothing_that_grows_with_the_batch():
+    """From its second step on a step writes into the program's arrays: 64 times the batch, and the memory a
+    step holds at its peak grows by less than one byte per added sample (one batch-length array of bools
+    would be a byte per sample; a gathered batch, 256). What remains is constant: 0-d results, Python objects."""
+    small, large = _transient_bytes(256), _transient_bytes(256 * 64)
+    assert large - small < 256 * 63, (small, large)
+
+
+def test_the_step_reuses_its_arrays_and_lends_them_to_no_one_else():
+    program, X, y, batches = _step_program(64)
+    model = program.model
+    program.run(0, X, y, batches[0])
+    made = len(program.workspace)
+    addresses = [layer._saved.ctypes.data for layer in model.layers if hasattr(layer, "_saved")]
+    program.run(1, X, y, batches[1])
+    assert len(program.workspace) == made > 10
+    assert [layer._saved.ctypes.data for layer in model.layers if hasattr(layer, "_saved")] == addresses
+    assert all(layer.workspace is None for layer in model.layers)  # lent for the step only
+    first = model.forward(X[:64, ...], training=True)
+    assert model.forward(X[:64, ...], training=True) is not first  # a user's calls get new arrays
+    program.run(2, X[:10, ...], y[:10], batches[2][:10])  # another batch shape: its own arrays
+    assert len(program.workspace) > made

@@ -26,14 +26,15 @@ class Activation(Layer):
         return {"activation": self.activation, "alpha": self.alpha}
 
     def forward(self, x, training=False):
-        xp = self.be.xp
         # bias_act works in place, so it gets a copy: x may be the caller's data.
-        y = self.ops.bias_act(xp, xp.asarray(x, copy=True), None, self.activation, self.alpha)
+        y = self.be.copy(x, out=self.scratch("y", x.shape))
+        y = self.ops.bias_act(self.be.xp, y, None, self.activation, self.alpha)
         self._saved = y if table.TABLE[self.activation].saves == "output" else x
         return y
 
     def backward(self, dy, need_input_grad=True):
-        return self.ops.act_backward(self.be.xp, dy, self._saved, self.activation, self.alpha)
+        return self.ops.act_backward(self.be.xp, dy, self._saved, self.activation, self.alpha,
+                                     out=self.scratch("dx", dy.shape))
 
 
 def _layer_class(act: table.ActivationDef) -> type:

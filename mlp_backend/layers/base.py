@@ -4,12 +4,22 @@ A layer declares the shapes of its trainable parameters (``param_shapes``); its 
 views into one flat parameter buffer and one flat gradient buffer (``bind``). ``forward`` keeps
 what ``backward`` needs; ``backward`` *writes* (does not accumulate) the parameter gradients into
 the gradient views and returns the gradient with respect to the input.
+
+While a step program runs, ``workspace`` is its :class:`~mlp_backend.backend.Workspace`: a layer that takes
+its output and saved arrays from ``scratch`` then allocates nothing from its second step on. Outside a
+step (``predict``, a user's own loop) ``scratch`` answers None and every call returns new arrays.
 """
 from __future__ import annotations
 
 
 class Layer:
     kind = "layer"
+    workspace = None  # set by the step program for the length of a step
+
+    def scratch(self, name: str, shape, dtype=None):
+        """This layer's reused array ``name`` while a step program runs, else None (allocate as usual)."""
+        ws = self.workspace
+        return None if ws is None else ws.get(self, name, tuple(shape), dtype)
 
     def __init__(self):
         self.params: dict = {}

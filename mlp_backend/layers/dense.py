@@ -59,22 +59,24 @@ class Dense(Layer):
             x = xp.reshape(x, (x.shape[0], math.prod(x.shape[1:])))
         if x.shape[1] != self.in_features:
             raise ValueError(f"Dense expects {self.in_features} input features, got {x.shape[1]}")
-        z = self.be.matmul(x, self.params["W"])
+        z = self.be.compute("matmul", x, self.params["W"], out=self.scratch("z", (x.shape[0], self.out_features)))
         self._x = x
         b = self.params.get("b")
         if TABLE[self.activation].saves == "output":  # the backward needs y only: one fused pass, in place
             self._saved = y = self.ops.bias_act(xp, z, b, self.activation, self.alpha)
         else:  # it needs z = x W + b: keep a copy before the activation overwrites it
-            self._saved = xp.asarray(self.ops.bias_act(xp, z, b, "identity"), copy=True)
+            z = self.ops.bias_act(xp, z, b, "identity")
+            self._saved = self.be.copy(z, out=self.scratch("saved", z.shape))
             y = self.ops.bias_act(xp, z, None, self.activation, self.alpha)
         return y
 
     def backward(self, dy, need_input_grad=True):
-        xp = self.be.xp
+        xp, be = self.be.xp, self.be
         # one fused pass: dz and, from the same pass, the bias gradient
-        dz = self.ops.act_backward(xp, dy, self._saved, self.activation, self.alpha, bias_grad=self.grads.get("b"))
-        self.be.matmul(self._x.T, dz, out=self.grads["W"])
+        dz = self.ops.act_backward(xp, dy, self._saved, self.activation, self.alpha, out=self.scratch("dz", dy.shape),
+                                   bias_grad=self.grads.get("b"))
+        be.compute("matmul", self._x.T, dz, out=self.grads["W"])
         if not need_input_grad:
             return None
-        dx = dz @ self.params["W"].T
+        dx = be.compute("matmul", dz, self.params["W"].T, out=self.scratch("dx", self._x.shape))
         return dx if len(self._in_shape) == 2 else xp.reshape(dx, self._in_shape)

@@ -20,8 +20,12 @@ class Dropout(Layer):
         if not training or self.rate == 0.0:
             self._mask = None
             return x
-        self._mask = self.be.keep_mask(x.shape, 1.0 - self.rate, x.dtype)
-        return x * self._mask
+        be = self.be
+        self._mask = be.keep_mask(x.shape, 1.0 - self.rate, x.dtype, out=self.scratch("mask", x.shape),
+                                  draws=self.scratch("draws", x.shape, be.xp.float64))
+        return be.compute("multiply", x, self._mask, out=self.scratch("y", x.shape))
 
     def backward(self, dy, need_input_grad=True):
-        return dy if self._mask is None else dy * self._mask
+        if self._mask is None:
+            return dy
+        return self.be.compute("multiply", dy, self._mask, out=self.scratch("dx", dy.shape))

@@ -34,8 +34,8 @@ class _Norm(Layer):
 
     def backward(self, dy, need_input_grad=True):
         xp, axis, xhat = self.be.xp, self._axis, self._xhat
-        self.be.sum_rows(dy * xhat, out=self.grads["gamma"])
-        self.be.sum_rows(dy, out=self.grads["beta"])
+        self.be.compute("sum", dy * xhat, axis=0, out=self.grads["gamma"])
+        self.be.compute("sum", dy, axis=0, out=self.grads["beta"])
         if not need_input_grad:
             return None
         if axis is None:  # BatchNorm in eval mode: a fixed affine map
