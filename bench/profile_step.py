@@ -47,7 +47,7 @@ def main():
         rows.append((f"dense{i} activation backward + bias gradient (fused)",
                      median_us(lambda: ops.act_backward(xp, dy, yact, layer.activation, bias_grad=db), args.repeats)))
         dz = ops.act_backward(xp, dy, yact, layer.activation, bias_grad=db)
-        rows.append((f"dense{i} dW = x.T @ dz", median_us(lambda: be.matmul(x.T, dz, out=layer.grads["W"]),
+        rows.append((f"dense{i} dW = x.T @ dz", median_us(lambda: be.compute("matmul", x.T, dz, out=layer.grads["W"]),
                                                          args.repeats)))
         if i > 0:
             rows.append((f"dense{i} dx = dz @ W.T", median_us(lambda: dz @ layer.params["W"].T, args.repeats)))
