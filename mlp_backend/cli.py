@@ -7,6 +7,7 @@ Options may come from a TOML file (``--config``); flags given on the command lin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import functools
 import json
@@ -138,9 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue the run in RUN_DIR from its last checkpoint (only --epochs may change)")
     train.add_argument("--out", default=None, help="run folder (default runs/<time>-<dataset>)")
     train.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
-    train.add_argument("--distributed", action="store_true",
+    train.add_argument("--distributed", nargs="?", const="mpi", default=None,
+                       choices=["mpi", "mpi-staged", "mpi-cuda", "nccl"],
                        help="data-parallel over the processes of an MPI launch: mpiexec -n N mlp train --distributed "
-                            "(--batch-size is the global batch; rank 0 writes the run folder)")
+                            "(--batch-size is the global batch; rank 0 writes the run folder; with --backend cupy each "
+                            "rank takes the GPU of its rank on its node). 'mpi' picks how arrays travel: NCCL for "
+                            "CuPy where it can, else CUDA-aware MPI, else host staging; name one to force it")
     train.add_argument("--checkpoint", default=None, help="checkpoint path (default RUN_DIR/model.safetensors)")
     train.add_argument("--json", metavar="PATH", default=None, help="also write the summary JSON here")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -170,9 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="weight decays, e.g. 0,1e-4 (default: --weight-decay)")
     sweep.add_argument("--seeds", type=_list(int), default=[0, 1, 2], help="seeds each configuration runs with")
     sweep.add_argument("--out", default=None, help="sweep folder (default runs/<time>-sweep)")
-    sweep.add_argument("--executor", default="local", choices=["local", "mpi"],
-                       help="run the grid here one run at a time, or on the workers of an MPI launch: "
-                            "mpiexec -n N python -m mpi4py.futures -m mlp_backend.cli sweep --executor mpi ...")
+    sweep.add_argument("--executor", default="local", choices=["local", "mpi", "dask"],
+                       help="run the grid here one run at a time, on the workers of an MPI launch "
+                            "(mpiexec -n N python -m mpi4py.futures -m mlp_backend.cli sweep --executor mpi ...), or "
+                            "on a Dask cluster (--scheduler, else one started here with a worker per core)")
+    sweep.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="the Dask scheduler of --executor dask, e.g. tcp://10.0.0.1:8786")
     sweep.add_argument("--quiet", action="store_true", help="print only the report")
 
     plot = sub.add_parser("plot", help="compare run folders, or draw the activation gallery")
@@ -343,9 +350,16 @@ def train_one(args, prepared, progress=None, on_epoch=None, checkpoint=None, res
 
     data, X, y, validation, X_test, _ = prepared
     options = vars(args)  # runs saved before an option existed resume with its default
+    distributed = options.get("distributed")
+    distributed = "mpi" if distributed is True else distributed or None  # runs saved when it was a flag
+    device = args.device
+    if distributed and args.backend == "cupy" and device is None:
+        from .distributed import local_device
+
+        device = local_device()
     model = build_mlp([data.num_features, *args.hidden, data.num_classes], args.activation,
                       alpha=options.get("alpha"), batch_norm=options.get("batch_norm", False), dropout=args.dropout,
-                      backend=args.backend, device=args.device, dtype=args.dtype, seed=args.seed, kernels=args.kernels)
+                      backend=args.backend, device=device, dtype=args.dtype, seed=args.seed, kernels=args.kernels)
     steps = -(-X.shape[0] // args.batch_size)
     optimizer = get_optimizer(args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
                               clip_norm=options.get("clip_norm"), schedule=_schedule(options, steps))
@@ -362,7 +376,7 @@ def train_one(args, prepared, progress=None, on_epoch=None, checkpoint=None, res
                         seed=args.seed, validation_data=validation, callbacks=callbacks,
                         restore_best=getattr(args, "restore_best", False), on_epoch=on_epoch, on_step=progress,
                         checkpoint=checkpoint, checkpoint_every=getattr(args, "checkpoint_every", None),
-                        resume=resume, distributed="mpi" if options.get("distributed") else None)
+                        resume=resume, distributed=distributed)
     return model, history, model.evaluate(X_test, data.y_test), time.perf_counter() - start
 
 
@@ -553,20 +567,42 @@ def evaluate_command(args) -> dict:
     return scores
 
 
-def _executor(kind: str):
-    """Where a sweep's runs go: this process, one after another, or the workers of an MPI launch."""
+def _executor(kind: str, scheduler: str | None = None):
+    """Where a sweep's runs go: this process, one after another, the workers of an MPI launch, or a Dask
+    cluster's (all the ``concurrent.futures`` interface)."""
     if kind == "mpi":
         try:
             from mpi4py.futures import MPIPoolExecutor
         except ImportError as e:
             raise ImportError(f"--executor mpi needs mpi4py: pip install 'mlp-backend[mpi]' ({e})") from None
         return MPIPoolExecutor()
+    if kind == "dask":
+        return _dask_executor(scheduler)
+    if scheduler is not None:
+        raise ValueError("--scheduler goes with --executor dask")
     from concurrent.futures import Executor
 
     class InProcess(Executor):  # map() runs each job here, lazily, so results print as they come
         def map(self, fn, *iterables, **kwargs):
             return map(fn, *iterables)
     return InProcess()
+
+
+@contextlib.contextmanager
+def _dask_executor(scheduler):
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as e:
+        raise ImportError(f"--executor dask needs Dask: pip install 'mlp-backend[dask]' ({e})") from None
+    # a cluster of our own: one single-threaded worker process per core (each run's kernels use the core)
+    cluster = None if scheduler else LocalCluster(threads_per_worker=1, dashboard_address=None)
+    client = Client(scheduler or cluster)
+    try:
+        yield client.get_executor()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 @functools.lru_cache(maxsize=4)
@@ -600,7 +636,7 @@ def sweep_command(args) -> dict:
     jobs = [(vars(args), dict(zip(grid, combo)), seed, varying)
             for combo in itertools.product(*grid.values()) for seed in args.seeds]
     results = []
-    with _executor(args.executor) as pool:
+    with _executor(args.executor, args.scheduler) as pool:
         for result in pool.map(_sweep_run, jobs):  # in grid order, whatever order they finish in
             results.append(result)
             if not args.quiet:

@@ -14,18 +14,28 @@ correct counts are reduced the same way when ``fit`` reads them. Rank 0 alone wr
 progress; every epoch the replicas compare a checksum of their parameters and stop with an error if they have
 drifted apart.
 
-Implemented here: MPI on host arrays (NumPy, and torch CPU tensors through their NumPy views). Not yet: NCCL
-for CuPy arrays and staging of device arrays through pinned host memory (device arrays are refused with
-a clear error rather than handed to an MPI that may not be CUDA-aware, which segfaults).
+How arrays travel (``communicator`` picks, ``distributed=`` overrides):
+
+- ``"mpi"``: host arrays (NumPy, torch CPU tensors through their NumPy views) go to MPI as they are; device
+  arrays go the best way the machine has: CuPy arrays over NCCL (``"nccl"``) where CuPy has it, else straight
+  to MPI when the MPI says it is CUDA-aware (``"mpi-cuda"``), else staged through (for CuPy, pinned) host
+  buffers (``"mpi-staged"``). An MPI that is not CUDA-aware segfaults on a GPU pointer, so that is asked, not
+  assumed.
+- ``local_device()``: the GPU of this rank, from its rank among the processes of its node (one GPU per rank:
+  NCCL refuses two ranks on one GPU). ``mlp train --distributed`` uses it.
+
+Not run on a GPU yet (no GPU was lent while this was written): the NCCL and CUDA-aware paths, and pinned
+staging. The staging path itself is tested on array_api_strict's second device.
 """
 from __future__ import annotations
 
 import os
 import warnings
 
+import array_api_compat
 import numpy as np
 
-from .backend import library_name
+from .backend import library_name, to_numpy
 
 # What launchers export: a process that sees one of these but an MPI world of size 1 was started by one MPI's
 # launcher with another MPI's library (each process then believes it is alone).
@@ -33,7 +43,10 @@ _LAUNCHER_SIZES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 
 
 class MPICommunicator:
-    """Collective operations over ``comm`` (an mpi4py communicator) on host arrays."""
+    """Collective operations over ``comm`` (an mpi4py communicator): host arrays straight to MPI; device arrays
+    are refused here (``StagedCommunicator``, ``CudaAwareCommunicator`` and ``NCCLCommunicator`` take them)."""
+
+    name = "mpi"
 
     def __init__(self, comm=None):
         from mpi4py import MPI
@@ -41,35 +54,44 @@ class MPICommunicator:
         self.MPI = MPI
         self.comm = comm if comm is not None else MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self._ops = {"sum": MPI.SUM, "max": MPI.MAX}
         _check_launch(self.size)
 
     @property
     def is_root(self) -> bool:
         return self.rank == 0
 
-    def _host(self, array):
-        """A NumPy view of ``array`` that MPI can read and write in place."""
-        if isinstance(array, np.ndarray):
-            return array
-        if library_name(array) == "torch" and array.device.type == "cpu":
-            return array.detach().numpy()
-        raise TypeError(f"MPI data parallelism takes host arrays (numpy, torch CPU); got {library_name(array)} arrays "
-                        "(NCCL for CuPy is not implemented yet)")
-
     def allreduce_sum(self, array):
         """``array`` summed over ranks, in place."""
-        self.comm.Allreduce(self.MPI.IN_PLACE, self._host(array), op=self.MPI.SUM)
+        self._allreduce(array, "sum")
 
     def allreduce_max(self, array):
-        self.comm.Allreduce(self.MPI.IN_PLACE, self._host(array), op=self.MPI.MAX)
+        self._allreduce(array, "max")
+
+    def _allreduce(self, array, op: str):
+        host = _host_view(array)
+        if host is None:
+            self._device_allreduce(array, op)
+        else:
+            self.comm.Allreduce(self.MPI.IN_PLACE, host, op=self._ops[op])
 
     def broadcast(self, array):
         """Rank 0's values of ``array`` on every rank, in place."""
-        self.comm.Bcast(self._host(array), root=0)
+        host = _host_view(array)
+        if host is None:
+            self._device_broadcast(array)
+        else:
+            self.comm.Bcast(host, root=0)
+
+    def _device_allreduce(self, array, op):
+        raise TypeError(f"this communicator ({self.name}) takes host arrays (numpy, torch CPU); got "
+                        f"{library_name(array)} arrays on a device: use distributed='mpi', which stages them")
+
+    _device_broadcast = _device_allreduce
 
     def check_replicas(self, flat_params, epoch: int):
         """An error when the ranks' parameters are no longer the same (a checksum, gathered)."""
-        host = np.asarray(self._host(flat_params), dtype=np.float64)
+        host = np.asarray(to_numpy(flat_params), dtype=np.float64)
         local = np.array([host.sum(), np.square(host).sum(), host[:: max(1, host.size // 1024)].sum()])
         gathered = np.empty((self.size, 3))
         self.comm.Allgather(local, gathered)
@@ -84,6 +106,157 @@ class MPICommunicator:
         return start, lo + (self.rank + 1) * n // self.size
 
 
+class StagedCommunicator(MPICommunicator):
+    """Device arrays copied to a host buffer (pinned for CuPy: the copies run at full bus speed), reduced by
+    MPI there, and copied back: works with any MPI and any device, at two copies per collective."""
+
+    name = "mpi-staged"
+
+    def __init__(self, comm=None):
+        super().__init__(comm)
+        self._staging: dict = {}
+
+    def _stage(self, array) -> np.ndarray:
+        """``array``'s values in this communicator's host buffer for its shape and dtype."""
+        if library_name(array) == "cupy":
+            import cupyx
+
+            key = ("cupy", array.shape, array.dtype)
+            if key not in self._staging:
+                self._staging[key] = cupyx.empty_pinned(array.shape, array.dtype)
+            host = self._staging[key]
+            array.get(out=host)  # on the current stream; MPI may only read it once the copy is done
+            _synchronize_cupy()
+            return host
+        values = to_numpy(array)
+        key = ("host", values.shape, values.dtype)
+        if key not in self._staging:
+            self._staging[key] = np.empty_like(values)
+        np.copyto(self._staging[key], values)
+        return self._staging[key]
+
+    @staticmethod
+    def _unstage(host, array):
+        if library_name(array) == "cupy":
+            array.set(host)
+            return
+        xp = array_api_compat.array_namespace(array)
+        array[...] = xp.asarray(host, device=array_api_compat.device(array))
+
+    def _device_allreduce(self, array, op):
+        host = self._stage(array)
+        self.comm.Allreduce(self.MPI.IN_PLACE, host, op=self._ops[op])
+        self._unstage(host, array)
+
+    def _device_broadcast(self, array):
+        host = self._stage(array)
+        self.comm.Bcast(host, root=0)
+        self._unstage(host, array)
+
+
+class CudaAwareCommunicator(MPICommunicator):
+    """CuPy arrays handed to an MPI that says it reads GPU memory (mpi4py takes ``__cuda_array_interface__``).
+    MPI does not wait for CUDA streams, so the current stream is synchronised first."""
+
+    name = "mpi-cuda"
+
+    def _device_allreduce(self, array, op):
+        _synchronize_cupy()
+        self.comm.Allreduce(self.MPI.IN_PLACE, array, op=self._ops[op])
+
+    def _device_broadcast(self, array):
+        _synchronize_cupy()
+        self.comm.Bcast(array, root=0)
+
+
+class NCCLCommunicator(MPICommunicator):
+    """CuPy arrays reduced by NCCL on the current stream (no host synchronisation, and capturable in a CUDA
+    graph with NCCL >= 2.9); MPI starts it (rank 0's unique id, broadcast) and still carries host arrays.
+
+    Each rank must already use its own GPU (``local_device()``): NCCL refuses two ranks on one GPU.
+    """
+
+    name = "nccl"
+
+    def __init__(self, comm=None, nccl=None):
+        super().__init__(comm)
+        if nccl is None:
+            from cupy.cuda import nccl
+        self.nccl = nccl
+        self._types = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64,
+                       np.dtype(np.int64): nccl.NCCL_INT64, np.dtype(np.int8): nccl.NCCL_INT8}
+        self._nccl_ops = {"sum": nccl.NCCL_SUM, "max": nccl.NCCL_MAX}
+        uid = nccl.get_unique_id()  # bytes in recent CuPy, a tuple of 128 small ints in older ones
+        wire = np.frombuffer(uid, dtype=np.int8).copy() if isinstance(uid, bytes) else np.array(uid, dtype=np.int8)
+        self.comm.Bcast(wire, root=0)  # rank 0's id everywhere (a buffer, not a pickle)
+        uid = wire.tobytes() if isinstance(uid, bytes) else tuple(int(v) for v in wire)
+        self.nccl_comm = nccl.NcclCommunicator(self.size, uid, self.rank)
+
+    def _call(self, array):
+        import cupy
+
+        dtype = np.dtype(array.dtype)
+        if dtype not in self._types or not array.flags.c_contiguous:
+            raise TypeError(f"NCCL collectives here take contiguous float32/float64/int64/int8 arrays, got {dtype}")
+        return array.data.ptr, array.size, self._types[dtype], cupy.cuda.get_current_stream().ptr
+
+    def _device_allreduce(self, array, op):
+        ptr, count, dtype, stream = self._call(array)
+        self.nccl_comm.allReduce(ptr, ptr, count, dtype, self._nccl_ops[op], stream)
+
+    def _device_broadcast(self, array):
+        ptr, count, dtype, stream = self._call(array)
+        self.nccl_comm.bcast(ptr, count, dtype, 0, stream)
+
+
+def _synchronize_cupy():
+    import cupy
+
+    cupy.cuda.get_current_stream().synchronize()
+
+
+def _host_view(array):
+    """A NumPy view of a host ``array`` that MPI can read and write in place; None for a device array."""
+    if isinstance(array, np.ndarray):
+        return array
+    if library_name(array) == "torch" and array.device.type == "cpu":
+        return array.detach().numpy()
+    return None
+
+
+def local_rank(comm=None) -> int:
+    """This process's rank among the processes of its node (``MPI.COMM_TYPE_SHARED``)."""
+    from mpi4py import MPI
+
+    node = (comm if comm is not None else MPI.COMM_WORLD).Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return node.Get_rank()
+    finally:
+        node.Free()
+
+
+def local_device(count: int | None = None, comm=None) -> int:
+    """The GPU this rank should use: its node-local rank modulo the node's GPU count (CuPy's, by default)."""
+    if count is None:
+        import cupy
+
+        count = cupy.cuda.runtime.getDeviceCount()
+    if count < 1:
+        raise RuntimeError("no CUDA device on this node")
+    return local_rank(comm) % count
+
+
+def _mpi_reads_gpu_memory(comm) -> bool:
+    """Whether the MPI says it takes CUDA memory (MPI 4.1's memory-allocation kinds; Open MPI and MPICH)."""
+    try:
+        info = comm.Get_info()
+        kinds = info.Get("mpi_memory_alloc_kinds") or ""
+        info.Free()
+    except Exception:  # an MPI without the key, or without Get_info
+        return False
+    return "cuda" in kinds
+
+
 def _check_launch(size: int):
     claimed = next((int(os.environ[v]) for v in _LAUNCHER_SIZES if os.environ.get(v, "").isdigit()), None)
     if claimed is not None and claimed != size:
@@ -94,16 +267,47 @@ def _check_launch(size: int):
                       RuntimeWarning, stacklevel=3)
 
 
-def communicator(spec="mpi"):
-    """A communicator from ``"mpi"`` (COMM_WORLD), an mpi4py communicator, or one of ours (returned as is)."""
+COMMUNICATORS = {c.name: c for c in (MPICommunicator, StagedCommunicator, CudaAwareCommunicator, NCCLCommunicator)}
+
+
+def communicator(spec="mpi", library: str | None = None):
+    """A communicator from ``"mpi"`` (the best for arrays of ``library``: see the module's docstring), one of
+    ``COMMUNICATORS``' names, an mpi4py communicator (``"mpi"`` over it), or one of ours (returned as is)."""
     if isinstance(spec, MPICommunicator):
         return spec
-    if spec == "mpi":
-        try:
-            return MPICommunicator()
-        except ImportError as e:
-            raise ImportError(f"distributed training needs mpi4py and an MPI: pip install 'mlp-backend[mpi]' ({e})") \
-                from None
+    comm = None
     if hasattr(spec, "Allreduce"):
-        return MPICommunicator(spec)
-    raise ValueError(f"distributed must be 'mpi', an mpi4py communicator or None, got {spec!r}")
+        comm, spec = spec, "mpi"
+    if spec not in ("mpi", *COMMUNICATORS):
+        raise ValueError(f"distributed must be one of {', '.join(COMMUNICATORS)}, an mpi4py communicator or None, "
+                         f"got {spec!r}")
+    try:
+        if spec != "mpi":
+            return COMMUNICATORS[spec](comm)
+        if library in (None, "numpy"):
+            return MPICommunicator(comm)
+        return _best_for_devices(comm, library)
+    except ImportError as e:
+        if e.name != "mpi4py" and not str(e).startswith("mpi4py"):
+            raise ImportError(f"distributed={spec!r} needs CuPy with NCCL: pip install 'mlp-backend[cuda13]' ({e})") \
+                from None
+        raise ImportError(f"distributed training needs mpi4py and an MPI: pip install 'mlp-backend[mpi]' ({e})") \
+            from None
+
+
+def _best_for_devices(comm, library):
+    """NCCL for CuPy where CuPy has it, else CUDA-aware MPI where the MPI says so, else host staging.
+    (torch tensors and array_api_strict arrays: staged unless on the CPU, where they pass straight through.)"""
+    if library == "cupy":
+        try:
+            from cupy.cuda import nccl
+
+            if nccl.available:
+                return NCCLCommunicator(comm)
+        except ImportError:
+            pass
+        from mpi4py import MPI
+
+        if _mpi_reads_gpu_memory(comm if comm is not None else MPI.COMM_WORLD):
+            return CudaAwareCommunicator(comm)
+    return StagedCommunicator(comm)

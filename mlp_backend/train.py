@@ -335,7 +335,7 @@ def _join(distributed, model, n, batch_size):
         return None
     from .distributed import communicator
 
-    comm = communicator(distributed)
+    comm = communicator(distributed, library=model.be.name)
     smallest = min(batch_size, n % batch_size or batch_size)
     if smallest < comm.size:
         raise ValueError(f"batch_size {batch_size} over {n} samples leaves a batch of {smallest}, fewer than the "

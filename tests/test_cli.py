@@ -266,3 +266,24 @@ def test_parity_agrees_across_backends_and_catches_a_drifting_kernel(capsys, mon
     monkeypatch.setattr(cpu, "bias_act", drifting)
     assert main(args) == 1
     assert "implementations DIFFER" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("distributed") is None, reason="needs dask.distributed")
+def test_a_sweep_on_a_dask_cluster_gives_the_local_report(tmp_path, capsys):
+    grid = ["sweep", "--dataset", "synthetic", "--hidden", "16", "--epochs", "2", "--optimizers", "sgd,adam",
+            "--seeds", "0,1", "--quiet"]
+    folders = {}
+    for executor in ("local", "dask"):  # dask: a cluster of worker processes started by the command
+        done = subprocess.run([sys.executable, "-m", "mlp_backend.cli", *grid, "--executor", executor,
+                               "--out", str(tmp_path / executor)], capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stderr[-3000:]
+        folders[executor] = tmp_path / executor
+    assert (folders["dask"] / "report.md").read_text() == (folders["local"] / "report.md").read_text()
+
+    def runs(folder):
+        return [{k: v for k, v in r.items() if k not in ("seconds", "history")} | {"loss": r["history"]["loss"]}
+                for r in json.loads((folder / "sweep.json").read_text())["results"]]
+    assert runs(folders["dask"]) == runs(folders["local"]) and len(runs(folders["local"])) == 4
+    assert main(["sweep", "--dataset", "synthetic", "--scheduler", "tcp://127.0.0.1:1", "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "--scheduler goes with --executor dask" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import mlp_backend as mlp
+from mlp_backend.backend import to_numpy
 from mlp_backend.data import make_synthetic
 
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
@@ -19,7 +20,9 @@ WORKER = textwrap.dedent("""
     import sys
     import numpy as np
     import mlp_backend as mlp
+    from mlp_backend.backend import to_numpy
     from mlp_backend.data import make_synthetic
+    from mlp_backend.distributed import local_device, local_rank
 
     sys.path.insert(0, sys.argv[3])
     from test_distributed import job
@@ -28,8 +31,9 @@ WORKER = textwrap.dedent("""
     history = model.fit(*kwargs.pop("data"), distributed="mpi", **kwargs)
     from mpi4py import MPI
     rank = MPI.COMM_WORLD.Get_rank()
-    np.save(f"{sys.argv[1]}/rank{rank}.npy", np.asarray(model.flat_params))
+    np.save(f"{sys.argv[1]}/rank{rank}.npy", to_numpy(model.flat_params))
     np.save(f"{sys.argv[1]}/val{rank}.npy", np.asarray(history.val_loss + history.val_accuracy))
+    np.save(f"{sys.argv[1]}/local{rank}.npy", [local_rank(), local_device(count=1), local_device(count=2)])
 """)
 
 
@@ -41,6 +45,10 @@ def job(kind):
         model = mlp.build_mlp([8, 16, 3], "tanh", dtype="float64", seed=0)
         more = dict(validation_data=(data.X_test[:101], data.y_test[:101]), epochs=3) if kind == "validated" else {}
         return model, {"data": (X, y), "optimizer": mlp.SGD(0.1), "epochs": 1, "batch_size": 32, "seed": 5, **more}
+    if kind == "staged":  # arrays on a device MPI cannot read: staged through host buffers
+        model = mlp.build_mlp([8, 16, 3], "tanh", dtype="float64", seed=0, backend="array_api_strict",
+                              device="device1")
+        return model, {"data": (X, y), "optimizer": mlp.SGD(0.1), "epochs": 1, "batch_size": 32, "seed": 5}
     model = mlp.build_mlp([8, 16, 3], "relu", dtype="float32", seed=0)
     return model, dict(data=(X, y), optimizer=mlp.Adam(1e-2), epochs=1, batch_size=32, seed=5)
 
@@ -54,14 +62,77 @@ def run_ranks(tmp_path, kind, ranks=2):
     return [np.load(tmp_path / f"rank{r}.npy") for r in range(ranks)]
 
 
-@pytest.mark.parametrize("kind,tolerance", [("sgd", 1e-10), ("adam", 1e-5)])
+@pytest.mark.parametrize("kind,tolerance", [("sgd", 1e-10), ("adam", 1e-5), ("staged", 1e-10)])
 def test_two_ranks_train_as_one_process(tmp_path, kind, tolerance):
     ranks = run_ranks(tmp_path, kind)
     np.testing.assert_array_equal(ranks[0], ranks[1])  # the replicas are identical, bit for bit
     model, kwargs = job(kind)
     model.fit(*kwargs.pop("data"), **kwargs)
-    np.testing.assert_allclose(ranks[0], np.asarray(model.flat_params), rtol=0, atol=tolerance)
-    assert not np.array_equal(ranks[0], job(kind)[0].flat_params)  # and it did train
+    np.testing.assert_allclose(ranks[0], to_numpy(model.flat_params), rtol=0, atol=tolerance)
+    assert not np.array_equal(ranks[0], to_numpy(job(kind)[0].flat_params))  # and it did train
+    # both ranks on this node: node-local ranks 0 and 1, one GPU shared by both, two GPUs one each
+    assert sorted(np.load(tmp_path / f"local{r}.npy").tolist() for r in range(2)) == [[0, 0, 0], [1, 0, 1]]
+
+
+def test_device_arrays_are_staged_and_host_arrays_are_not():
+    from mlp_backend.distributed import MPICommunicator, StagedCommunicator, communicator
+
+    with pytest.warns(RuntimeWarning, match="single process"):
+        assert type(communicator("mpi", library="numpy")) is MPICommunicator
+        staged = communicator("mpi", library="array_api_strict")
+    assert type(staged) is StagedCommunicator
+    import array_api_strict as xp
+
+    on_device = xp.asarray([1.0, 2.0], device=xp.Device("device1"))
+    staged.allreduce_sum(on_device)  # one rank: the sum is the array itself, back on its device
+    assert on_device.device == xp.Device("device1") and to_numpy(on_device).tolist() == [1.0, 2.0]
+    with pytest.warns(RuntimeWarning, match="single process"):
+        plain = communicator("mpi")
+    with pytest.raises(TypeError, match="takes host arrays .* use distributed='mpi', which stages them"):
+        plain.allreduce_sum(on_device)
+
+
+def test_nccl_gets_rank_0s_id_through_mpi_and_reduces_in_place_on_the_stream(monkeypatch):
+    """The NCCL wiring against a stand-in for cupy.cuda.nccl (no GPU here): the unique id crosses MPI as a
+    buffer and comes back the same type, the reduction is in place on the current stream's pointer."""
+    import os
+    import types
+
+    from mlp_backend.distributed import NCCLCommunicator
+
+    calls, uid = [], os.urandom(128)
+
+    class Comm:
+        def __init__(self, size, commId, rank):
+            calls.append(("init", size, commId, rank))
+
+        def allReduce(self, *args):
+            calls.append(("allReduce", *args))
+
+        def bcast(self, *args):
+            calls.append(("bcast", *args))
+    nccl = types.SimpleNamespace(NCCL_FLOAT32=7, NCCL_FLOAT64=8, NCCL_INT64=4, NCCL_INT8=0, NCCL_SUM=0, NCCL_MAX=2,
+                                 get_unique_id=lambda: uid, NcclCommunicator=Comm)
+    stream = types.SimpleNamespace(ptr=4242)
+    fake_cupy = types.SimpleNamespace(cuda=types.SimpleNamespace(get_current_stream=lambda: stream))
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    with pytest.warns(RuntimeWarning, match="single process"):
+        comm = NCCLCommunicator(nccl=nccl)
+    assert calls == [("init", 1, uid, 0)]
+    grads = types.SimpleNamespace(dtype=np.dtype(np.float32), size=1000, flags=types.SimpleNamespace(c_contiguous=True),
+                                  data=types.SimpleNamespace(ptr=9000))
+    comm._device_allreduce(grads, "sum")
+    comm._device_allreduce(grads, "max")
+    comm._device_broadcast(grads)
+    assert calls[1:] == [("allReduce", 9000, 9000, 1000, 7, 0, 4242), ("allReduce", 9000, 9000, 1000, 7, 2, 4242),
+                         ("bcast", 9000, 1000, 7, 0, 4242)]
+    grads.dtype = np.dtype(np.float16)
+    with pytest.raises(TypeError, match="float32/float64"):
+        comm._device_allreduce(grads, "sum")
+    nccl.get_unique_id = lambda: tuple(np.frombuffer(uid, dtype=np.int8).tolist())  # older CuPy: a tuple
+    with pytest.warns(RuntimeWarning):
+        NCCLCommunicator(nccl=nccl)
+    assert calls[-1] == ("init", 1, tuple(np.frombuffer(uid, dtype=np.int8).tolist()), 0)
 
 
 def test_one_process_is_told_it_is_alone():
@@ -76,7 +147,7 @@ def test_batches_smaller_than_the_world_are_refused(monkeypatch):
     class Two(distributed.MPICommunicator):
         def __init__(self):
             self.rank, self.size = 0, 2
-    monkeypatch.setattr(distributed, "communicator", lambda spec: Two())
+    monkeypatch.setattr(distributed, "communicator", lambda spec, library: Two())
     model, _ = job("sgd")
     data = make_synthetic(n_samples=100, n_features=8, n_classes=3, seed=1)
     with pytest.raises(ValueError, match="leaves a batch of 1, fewer than the 2 ranks"):
