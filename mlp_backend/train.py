@@ -189,7 +189,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     ``verbose``: 0 silent (default), 1 a progress bar per epoch and a line per epoch (as Keras), 2 the lines only.
 
     ``distributed``: ``"mpi"`` (or an mpi4py communicator) trains data-parallel across the processes of an
-    MPI launch (:mod:`mlp_backend.distributed`): ``batch_size`` is the global batch, every rank ends with
+    MPI launch (:mod:`mlp_backend.distributed`; ``"nccl"``, ``"mpi-cuda"``, ``"mpi-staged"`` force how device
+    arrays travel): ``batch_size`` is the global batch, every rank ends with
     the same parameters as one process would, and rank 0 alone writes checkpoints and calls ``on_step`` and
     ``on_epoch``.
     """
