@@ -45,6 +45,11 @@ def job(kind):
         model = mlp.build_mlp([8, 16, 3], "tanh", dtype="float64", seed=0)
         more = dict(validation_data=(data.X_test[:101], data.y_test[:101]), epochs=3) if kind == "validated" else {}
         return model, {"data": (X, y), "optimizer": mlp.SGD(0.1), "epochs": 1, "batch_size": 32, "seed": 5, **more}
+    if kind == "nccl":  # CuPy arrays, one GPU per rank, reduced over NCCL
+        from mlp_backend.distributed import local_device
+
+        model = mlp.build_mlp([8, 16, 3], "tanh", dtype="float64", seed=0, backend="cupy", device=local_device())
+        return model, {"data": (X, y), "optimizer": mlp.SGD(0.1), "epochs": 1, "batch_size": 32, "seed": 5}
     if kind == "staged":  # arrays on a device MPI cannot read: staged through host buffers
         model = mlp.build_mlp([8, 16, 3], "tanh", dtype="float64", seed=0, backend="array_api_strict",
                               device="device1")
@@ -72,6 +77,25 @@ def test_two_ranks_train_as_one_process(tmp_path, kind, tolerance):
     assert not np.array_equal(ranks[0], to_numpy(job(kind)[0].flat_params))  # and it did train
     # both ranks on this node: node-local ranks 0 and 1, one GPU shared by both, two GPUs one each
     assert sorted(np.load(tmp_path / f"local{r}.npy").tolist() for r in range(2)) == [[0, 0, 0], [1, 0, 1]]
+
+
+def _gpus() -> int:
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # no CuPy, no driver
+        return 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_gpus() < 2, reason="needs CuPy and 2 CUDA GPUs (NCCL refuses two ranks on one GPU)")
+def test_two_gpus_over_nccl_train_as_one_process(tmp_path):
+    ranks = run_ranks(tmp_path, "nccl")
+    np.testing.assert_array_equal(ranks[0], ranks[1])
+    model, kwargs = job("nccl")
+    model.fit(*kwargs.pop("data"), **kwargs)
+    np.testing.assert_allclose(ranks[0], to_numpy(model.flat_params), rtol=0, atol=1e-10)
 
 
 def test_device_arrays_are_staged_and_host_arrays_are_not():
