@@ -1,4 +1,5 @@
-"""``mlp bench``: the default job on every available backend, against native PyTorch and the GEMM floor.
+"""``mlp bench``: the default job on every available backend, against its peers (``bench_peers.py``: PyTorch
+eager and CUDA-graphed, JAX's epoch scan) and the GEMM floor.
 
 Each (implementation, batch size) runs in its own subprocess, so its peak memory (max RSS) and its
 threads are its own. Reported: seconds per epoch (the fastest of the epochs after the first, which pays
@@ -19,7 +20,7 @@ import time
 
 import numpy as np
 
-HIDDEN = (500, 250, 100)
+from .bench_peers import HIDDEN
 
 
 def implementations(cuda: bool) -> list[str]:
@@ -30,7 +31,11 @@ def implementations(cuda: bool) -> list[str]:
     if importlib.util.find_spec("torch"):
         names += ["mlp-torch", "mlp-torch-reference", "pytorch-cpu"]
     if cuda:
-        names += ["cupy-fused", "cupy-reference", "pytorch-cuda"]
+        names += ["cupy-fused", "cupy-reference"]
+        if importlib.util.find_spec("torch"):
+            names += ["pytorch-cuda", "pytorch-cuda-graph"]
+    if importlib.util.find_spec("jax"):
+        names += ["jax-scan"]  # on JAX's default device: the GPU where JAX has one
     return names
 
 
@@ -53,46 +58,14 @@ def _run_mlp(impl, batch_size, epochs, seed, data, X, X_test):
     return history.epoch_seconds, model.evaluate(X_test, data.y_test)["accuracy"]
 
 
-def _run_pytorch(impl, batch_size, epochs, seed, data, X, X_test):
-    import torch
-
-    device = "cuda" if impl.endswith("cuda") else "cpu"
-    torch.manual_seed(seed)
-    sizes = [data.num_features, *HIDDEN, data.num_classes]
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(torch.nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(torch.nn.ReLU())
-    net = torch.nn.Sequential(*layers).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    Xd, yd = torch.as_tensor(X, device=device), torch.as_tensor(data.y_train, device=device)
-    gen = torch.Generator().manual_seed(seed)
-    seconds = []
-    for _ in range(epochs):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        order = torch.randperm(Xd.shape[0], generator=gen).to(device)
-        for lo in range(0, Xd.shape[0], batch_size):
-            idx = order[lo:lo + batch_size]
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net(Xd[idx]), yd[idx])
-            loss.backward()
-            opt.step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        seconds.append(time.perf_counter() - start)
-    with torch.no_grad():
-        pred = net(torch.as_tensor(X_test, device=device)).argmax(dim=1).cpu().numpy()
-    return seconds, float(np.mean(pred == data.y_test))
-
-
 def worker(spec: dict) -> dict:
     """Run one configuration (in this process) and return its measurements."""
     data, X, X_test = _data(spec["dataset"], spec.get("data_dir"))
-    run = _run_pytorch if spec["impl"].startswith("pytorch") else _run_mlp
+    from . import bench_peers
+
+    impl = spec["impl"]
+    run = (bench_peers.run_pytorch if impl.startswith("pytorch") else bench_peers.run_jax_scan if impl == "jax-scan"
+           else _run_mlp)
     seconds, accuracy = run(spec["impl"], spec["batch_size"], spec["epochs"], spec["seed"], data, X, X_test)
     steady = seconds[1:] or seconds
     epoch_s = float(np.min(steady))
@@ -238,8 +211,8 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="comma-separated batch sizes")
     parser.add_argument("--impl", action="append", default=None,
                         help="run only this implementation (repeatable): numpy-fused, numpy-reference, mlp-torch, "
-                             "mlp-torch-reference, "
-                             "pytorch-cpu, cupy-fused, cupy-reference, pytorch-cuda")
+                             "mlp-torch-reference, pytorch-cpu, cupy-fused, cupy-reference, pytorch-cuda, "
+                             "pytorch-cuda-graph, jax-scan")
     parser.add_argument("--epochs", type=int, default=3,
                         help="epochs per run (the fastest after the first is reported)")
     parser.add_argument("--repeats", type=int, default=1, help="run the grid N times, keep each one's fastest")
