@@ -2,10 +2,6 @@
 
 Importing this package imports neither CuPy, torch nor numba.cuda: backends and kernels load on use.
 """
-from .blas import prefer_avx512_kernels
-
-prefer_avx512_kernels()  # before NumPy loads OpenBLAS: see blas.py
-
 from .backend import BACKENDS, Backend, available_backends, get_backend, to_numpy
 from .checkpoint import CheckpointError
 from .restore import load as load_checkpoint

@@ -152,7 +152,20 @@ def run(args) -> dict:
         meta["torch"] = torch.__version__
     except ImportError:
         pass
+    meta["blas"] = blas_kernels()
     return {"meta": meta, "results": rows}
+
+
+def blas_kernels() -> str:
+    """NumPy's BLAS and the kernels it runs ('openblas 0.3.31 SkylakeX'); OPENBLAS_CORETYPE can force them."""
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    try:
+        from threadpoolctl import threadpool_info  # comes with scikit-learn
+    except ImportError:
+        return "BLAS not reported (threadpoolctl not installed)" + (f", OPENBLAS_CORETYPE={forced}" if forced else "")
+    found = [f"{i['internal_api']} {i.get('version')} {i.get('architecture')}" for i in threadpool_info()
+             if i["user_api"] == "blas"]
+    return ", ".join(found) + (f" (OPENBLAS_CORETYPE={forced})" if forced else "")
 
 
 def paired_ratio(ours, anchor):
@@ -166,7 +179,8 @@ def paired_ratio(ours, anchor):
 
 def table(report: dict) -> str:
     meta = report["meta"]
-    lines = [f"{meta['date']}, {meta['machine']}, sgemm {meta['sgemm_gflops']:.0f} GFLOP/s, "
+    lines = [f"{meta['date']}, {meta['machine']}, {meta.get('blas', 'BLAS unknown')}, "
+             f"sgemm {meta['sgemm_gflops']:.0f} GFLOP/s, "
              f"GEMM floor {meta['gemm_floor_seconds']:.2f} s/epoch, {meta['epochs']} epochs per run",
              "", "| implementation | batch | s/epoch | samples/s | peak MiB | test acc | vs PyTorch CPU "
                  "| paired | vs GEMM floor |",

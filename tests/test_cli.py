@@ -190,6 +190,7 @@ def test_bench_runs_on_a_small_dataset_and_writes_json_and_plot(tmp_path, capsys
             anchor = next(a for a in report["results"] if a["impl"] == "pytorch-cpu")["pass_seconds"]
             assert r["vs_pytorch_cpu_paired"] == pytest.approx(np.median(np.divide(r["pass_seconds"], anchor)))
     assert report["meta"]["sgemm_gflops"] > 1 and png.stat().st_size > 10_000
+    assert report["meta"]["blas"].startswith(("openblas", "mkl", "blis", "BLAS not reported"))
     assert "| numpy-fused | 64 |" in capsys.readouterr().out
 
 
