@@ -235,6 +235,18 @@ class Backend:
             return np.take(a, idx, axis=0, out=out, mode="clip")
         return self.compute("take", a, idx, axis=0, out=out)
 
+    def upload(self, host, out):
+        """Host data (NumPy) written into ``out``, an existing array of this backend: one copy, no new array on
+        NumPy and CuPy (CuPy copies straight from host memory)."""
+        host = np.asarray(host)
+        if self.name == "numpy":
+            np.copyto(out, host, casting="same_kind")
+        elif self.name == "cupy":
+            out.set(np.ascontiguousarray(host, dtype=out.dtype))
+        else:
+            out[...] = self.xp.astype(self.xp.asarray(host, device=self.device), out.dtype)
+        return out
+
     def copy(self, x, out=None):
         """A copy of ``x``: a new array, or ``x`` written into ``out``."""
         if out is None:

@@ -5,8 +5,8 @@ device what the host used to read after every step:
 
 - the batch's loss and (classification) count of correct predictions, written into arrays of one slot per
   step of the epoch;
-- the optimizer's per-step scalars (schedule, bias corrections), built for the whole epoch and copied to the
-  device once (``begin_epoch``);
+- the epoch's sample order and the optimizer's per-step scalars (schedule, bias corrections), built for the
+  whole epoch and copied to the device once (``begin_epoch``), into the same arrays every epoch;
 - a sticky flag set by the first step whose loss (or, with ``check_finite="all"``, gradient) is not
   finite. It reaches the optimizer as the record's ``skip`` slot, so that step's update and every one
   after it are not made: parameters and optimizer state stay those before the bad step, without the
@@ -59,21 +59,30 @@ class StepProgram:
         self.correct = xp.zeros((steps,), dtype=xp.int64, device=be.device)
         self.flags = xp.zeros((steps,), dtype=xp.int8, device=be.device)
         self.bad = be.zeros(())  # sticky: 1 from the first non-finite step on
-        self.records, self.first = None, 0
+        self.order = self.records = None  # this epoch's, refilled in place (begin_epoch)
         self.workspace = Workspace(be)
         self._loss_takes_out = "out" in inspect.signature(loss.value_and_grad).parameters
 
-    def begin_epoch(self, first_step: int):
-        """The optimizer's scalar records for the epoch's remaining steps, on the device in one copy."""
-        steps = self.losses.shape[0]
-        self.records = self.model.be.asarray(np.array(self.optimizer.records(steps - first_step), dtype=np.float64))
-        self.first = first_step
+    def begin_epoch(self, order, first_step: int):
+        """The epoch's sample order and the optimizer's scalar records for its remaining steps, each copied once
+        into the program's own array: the same arrays every epoch, so a captured step keeps pointing at them."""
+        be, steps = self.model.be, self.losses.shape[0]
+        order = np.asarray(order, dtype=np.int64)
+        if self.order is None or self.order.shape != order.shape:
+            self.order = be.asarray_int(np.zeros(order.shape, dtype=np.int64))
+        be.upload(order, out=self.order)
+        rows = np.array(self.optimizer.records(steps - first_step), dtype=np.float64)
+        epoch = np.zeros((steps, rows.shape[1]))  # whole, not into a slice: writes through views are not portable
+        epoch[first_step:] = rows
+        if self.records is None or self.records.shape != epoch.shape:
+            self.records = be.zeros(epoch.shape)
+        be.upload(epoch, out=self.records)
 
-    def run(self, step: int, X, y, idx, share: float = 1.0, w=None):
-        """One mini-batch, rows ``idx`` of ``X``/``y``: slot ``step`` of the epoch's results, and the update
-        unless flagged.
+    def run(self, step: int, X, y, rows: tuple[int, int], share: float = 1.0, w=None):
+        """One mini-batch, the samples at positions ``[rows[0], rows[1])`` of the epoch's order: slot ``step`` of
+        the epoch's results, and the update unless flagged.
 
-        With a communicator, ``idx`` is this rank's part of the global batch and ``share`` its fraction of it:
+        With a communicator, ``rows`` is this rank's part of the global batch and ``share`` its fraction of it:
         the gradient and loss are weighted by it and summed over ranks (the global batch's means). ``w``: the
         samples' weights: the batch's loss is their weighted mean (as scikit-learn's MLP).
         """
@@ -83,8 +92,8 @@ class StepProgram:
         try:
             if self.check_finite:  # a diverging step is reported once, by fit, not by NumPy's warnings on the way
                 with np.errstate(all="ignore"):
-                    return self._run(step, X, y, idx, share, w)
-            return self._run(step, X, y, idx, share, w)
+                    return self._run(step, X, y, self.order[rows[0]:rows[1]], share, w)
+            return self._run(step, X, y, self.order[rows[0]:rows[1]], share, w)
         finally:
             for layer in layers:
                 layer.workspace = None
@@ -138,7 +147,7 @@ class StepProgram:
             self.optimizer.step(model.flat_params, model.flat_grads, ops, record=self._record(step))
 
     def _record(self, step):
-        return None if self.records is None else self.records[step - self.first, ...]
+        return None if self.records is None else self.records[step, ...]
 
     def read(self, start: int, stop: int) -> StepResults:
         """Host copies of steps ``[start, stop)``: the one synchronisation (and, distributed, one reduction)."""

@@ -236,14 +236,12 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
                 comm.broadcast(pos.order)
         if pos.lr is None:
             pos.lr = optimizer.current_lr()
-        order_dev = be.asarray_int(pos.order)
         reader.begin(pos)
-        program.begin_epoch(pos.step)
+        program.begin_epoch(pos.order, pos.step)
         for step in range(pos.step, steps):
             lo, hi = step * batch_size, min((step + 1) * batch_size, n)
             mine = (lo, hi) if comm is None else comm.shard(lo, hi)
-            idx = order_dev[mine[0]:mine[1]]  # in-bounds slices only (Array API)
-            program.run(step, Xd, yd, idx, (mine[1] - mine[0]) / (hi - lo), wd)
+            program.run(step, Xd, yd, mine, (mine[1] - mine[0]) / (hi - lo), wd)
             pos.step = step + 1
             # every rank reads at the checkpoint steps (a read is a collective when distributed); rank 0 saves
             at_checkpoint = checkpoint_every and step + 1 < steps and (epoch * steps + step + 1) % checkpoint_every == 0

@@ -166,9 +166,15 @@ def test_a_step_copies_nothing_to_the_device(monkeypatch):
     inside = [False]
     original_asarray, original_run = Backend.asarray, StepProgram._run
 
+    original_upload = Backend.upload
+
     def asarray(self, *args, **kwargs):
         copies["in_steps" if inside[0] else "per_epoch"] += 1
         return original_asarray(self, *args, **kwargs)
+
+    def upload(self, *args, **kwargs):
+        copies["in_steps" if inside[0] else "per_epoch"] += 1
+        return original_upload(self, *args, **kwargs)
 
     def run(self, *args):
         inside[0] = True
@@ -179,9 +185,10 @@ def test_a_step_copies_nothing_to_the_device(monkeypatch):
     X, y = blobs()
     model = mlp.build_mlp([8, 16, 3], "relu")
     monkeypatch.setattr(Backend, "asarray", asarray)
+    monkeypatch.setattr(Backend, "upload", upload)
     monkeypatch.setattr(StepProgram, "_run", run)
     model.fit(X, y, epochs=3, batch_size=20, optimizer=mlp.Adam(1e-2, clip_norm=1.0), penalty=1e-4)
-    assert copies == {"in_steps": 0, "per_epoch": 1 + 3}  # X once, then each epoch's records
+    assert copies == {"in_steps": 0, "per_epoch": 1 + 2 * 3}  # X once, then each epoch's order and records
 
 
 def _step_program(batch, features=32, classes=10):
@@ -193,12 +200,11 @@ def _step_program(batch, features=32, classes=10):
     opt = mlp.Adam(1e-3, clip_norm=1.0, schedule=mlp.StepDecay(0.5, every=2))
     opt.init(model.be, model.flat_params)
     program = StepProgram(model, SoftmaxCrossEntropy(), opt, steps=4, penalty=mlp.L2(1e-4))
-    program.begin_epoch(0)
     rng = np.random.default_rng(0)
+    program.begin_epoch(rng.permutation(4 * batch), 0)
     X = model.be.asarray(rng.normal(size=(4 * batch, features)))
     y = model.be.asarray_int(rng.integers(0, classes, 4 * batch))
-    order = model.be.asarray_int(rng.permutation(4 * batch))
-    return program, X, y, [order[k * batch:(k + 1) * batch] for k in range(4)]
+    return program, X, y, [(k * batch, (k + 1) * batch) for k in range(4)]
 
 
 def _transient_bytes(batch):
@@ -240,5 +246,8 @@ def test_the_step_reuses_its_arrays_and_lends_them_to_no_one_else():
     assert all(layer.workspace is None for layer in model.layers)  # lent for the step only
     first = model.forward(X[:64, ...], training=True)
     assert model.forward(X[:64, ...], training=True) is not first  # a user's calls get new arrays
-    program.run(2, X[:10, ...], y[:10], batches[2][:10])  # another batch shape: its own arrays
+    program.run(2, X, y, (batches[2][0], batches[2][0] + 10))  # another batch shape: its own arrays
     assert len(program.workspace) > made
+    order, records = program.order, program.records
+    program.begin_epoch(np.arange(4 * 64), 0)  # a new epoch: the same arrays, refilled
+    assert program.order is order and program.records is records and order.tolist() == list(range(4 * 64))
