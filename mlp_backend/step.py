@@ -78,13 +78,13 @@ class StepProgram:
             self.records = be.zeros(epoch.shape)
         be.upload(epoch, out=self.records)
 
-    def run(self, step: int, X, y, rows: tuple[int, int], share: float = 1.0, w=None):
+    def run(self, step: int, X, y, rows: tuple[int, int], share: float = 1.0, sample_weight=None):
         """One mini-batch, the samples at positions ``[rows[0], rows[1])`` of the epoch's order: slot ``step`` of
         the epoch's results, and the update unless flagged.
 
         With a communicator, ``rows`` is this rank's part of the global batch and ``share`` its fraction of it:
-        the gradient and loss are weighted by it and summed over ranks (the global batch's means). ``w``: the
-        samples' weights: the batch's loss is their weighted mean (as scikit-learn's MLP).
+        the gradient and loss are weighted by it and summed over ranks (the global batch's means). ``sample_weight``:
+        one weight per sample of ``X``: the batch's loss is its samples' weighted mean (as scikit-learn's MLP).
         """
         layers = self.model.layers
         for layer in layers:  # the layers' arrays come from the workspace for this step only
@@ -92,8 +92,8 @@ class StepProgram:
         try:
             if self.check_finite:  # a diverging step is reported once, by fit, not by NumPy's warnings on the way
                 with np.errstate(all="ignore"):
-                    return self._run(step, X, y, self.order[rows[0]:rows[1]], share, w)
-            return self._run(step, X, y, self.order[rows[0]:rows[1]], share, w)
+                    return self._run(step, X, y, self.order[rows[0]:rows[1]], share, sample_weight)
+            return self._run(step, X, y, self.order[rows[0]:rows[1]], share, sample_weight)
         finally:
             for layer in layers:
                 layer.workspace = None
@@ -101,7 +101,7 @@ class StepProgram:
     def _buffer(self, name, shape, dtype=None):
         return self.workspace.get(self, name, shape, dtype)
 
-    def _run(self, step, X, y, idx, share, w):
+    def _run(self, step, X, y, idx, share, sample_weight):
         model, be, xp, ops = self.model, self.model.be, self.model.be.xp, self.model.ops
         n = idx.shape[0]
         xb = be.take_rows(X, idx, out=self._buffer("x", (n, *X.shape[1:]), X.dtype))
@@ -109,8 +109,8 @@ class StepProgram:
         out = model.forward(xb, training=True)
         grad_out = {"out": self._buffer("grad", out.shape)} if self._loss_takes_out else {}
         value, grad = self.loss.value_and_grad(xp, ops, out, yb, **grad_out)
-        if w is not None:  # each row's gradient carries 1/n: reweighted to w_i / sum(w) (allocates: not the hot path)
-            wb = be.take_rows(w, idx)
+        if sample_weight is not None:  # each row's gradient carries 1/n: reweighted to w_i / sum(w) (allocates)
+            wb = be.take_rows(sample_weight, idx)
             norm = wb / xp.sum(wb)
             value = xp.sum(self.loss.per_sample(xp, out, yb) * norm)
             grad = grad * xp.reshape(norm * n, (-1,) + (1,) * (grad.ndim - 1))
@@ -122,10 +122,10 @@ class StepProgram:
             self.correct[step] = be.compute("count_nonzero", hits)
         model.backward(grad)
         if self.penalty is not None:
-            for i, (w_, g) in enumerate(zip(self.weights, self.w_grads)):
-                g += self.penalty.grad(be, w_, out=self._buffer(f"penalty{i}", w_.shape))
-            value = value + sum(self.penalty.value(be, w_, scratch=self._buffer(f"penalty{i}", w_.shape))
-                                for i, w_ in enumerate(self.weights))
+            for i, (w, g) in enumerate(zip(self.weights, self.w_grads)):
+                g += self.penalty.grad(be, w, out=self._buffer(f"penalty{i}", w.shape))
+            value = value + sum(self.penalty.value(be, w, scratch=self._buffer(f"penalty{i}", w.shape))
+                                for i, w in enumerate(self.weights))
         if self.comm is not None:
             value = value * share
             model.flat_grads[...] *= share
