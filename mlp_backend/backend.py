@@ -96,8 +96,10 @@ class Backend:
         self.device = self._resolve_device(self.device)
         self.reseed(self.seed)
         # NumPy and CuPy take out= arguments: the hot path calls them directly (same results, no temporaries).
-        self._has_out = self.name in ("numpy", "cupy")
-        self._lib = importlib.import_module(self.name) if self._has_out else None
+        # torch CPU tensors go through NumPy too, as zero-copy views (as the fused kernels take them).
+        self._torch_views = self.name == "torch" and self.device.type == "cpu"
+        self._has_out = self.name in ("numpy", "cupy") or self._torch_views
+        self._lib = importlib.import_module("numpy" if self._torch_views else self.name) if self._has_out else None
 
     def _resolve_device(self, device):
         if self.name == "array_api_strict":
@@ -206,7 +208,7 @@ class Backend:
 
     @property
     def writes_into(self) -> bool:
-        """Whether this library writes results into an existing array (``out=``: NumPy and CuPy)."""
+        """Whether results can be written into existing arrays (``out=``: NumPy, CuPy, torch CPU tensors)."""
         return self._has_out
 
     def compute(self, name: str, *args, out=None, **kwargs):
@@ -216,6 +218,8 @@ class Backend:
         no temporary); other libraries compute a new array, copied into ``out`` when given. ``name`` must
         mean the same in the Array API and in NumPy (matmul, take, sum, multiply, argmax, equal, ...).
         """
+        if self._torch_views:
+            return self._through_numpy(getattr(self._lib, name), args, kwargs, out)
         if self._has_out:
             fn = getattr(self._lib, name)
             return fn(*args, **kwargs) if out is None else fn(*args, out=out, **kwargs)
@@ -225,14 +229,27 @@ class Backend:
         out[...] = result
         return out
 
+    @staticmethod
+    def _through_numpy(fn, args, kwargs, out):
+        """``fn`` (NumPy's) on NumPy views of torch CPU tensors; the result is ``out`` or a tensor sharing memory
+        with NumPy's result (a Python number stays one)."""
+        import torch
+
+        views = [a.numpy() if isinstance(a, torch.Tensor) else a for a in args]
+        if out is not None:
+            fn(*views, out=out.numpy(), **kwargs)
+            return out
+        result = fn(*views, **kwargs)
+        return torch.from_numpy(np.asarray(result)) if isinstance(result, (np.ndarray, np.generic)) else result
+
     def take_rows(self, a, idx, out=None):
         """Rows ``idx`` of ``a`` (the batch gather), written into ``out`` when given.
 
         NumPy is told the indices are in range (``mode='clip'``) when it writes into ``out``: with its default
         mode it would gather into a temporary first.
         """
-        if self.name == "numpy" and out is not None:
-            return np.take(a, idx, axis=0, out=out, mode="clip")
+        if out is not None and self.name in ("numpy", "torch") and self._has_out:
+            return self.compute("take", a, idx, axis=0, out=out, mode="clip")
         return self.compute("take", a, idx, axis=0, out=out)
 
     def upload(self, host, out):

@@ -22,8 +22,9 @@ run writes into them, so a step allocates nothing that grows with the batch (tes
 could be captured once and replayed as a CUDA graph. The last, partial batch of an epoch has a shape of its
 own and so arrays of its own, made at its first run: padding it to a full batch would need a mask in every
 mean (the loss, BatchNorm's statistics) and would change today's numbers. Where arrays stay new each step:
-libraries without ``out=`` (array_api_strict, torch: the Array API has none), BatchNorm/LayerNorm/Softmax
-layers, losses without an ``out`` parameter (MSE, soft targets), and sample weights.
+libraries without ``out=`` (array_api_strict, torch on a GPU: the Array API has none; torch CPU tensors write
+through NumPy views), BatchNorm/LayerNorm/Softmax layers, losses without an ``out`` parameter (MSE, soft
+targets), and sample weights.
 """
 from __future__ import annotations
 
