@@ -68,6 +68,11 @@ def to_numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
+def _numpy_view(x):
+    """A NumPy view of a torch CPU tensor (sharing its memory); anything else as it is."""
+    return x.numpy() if type(x).__module__.startswith("torch") else x
+
+
 @dataclass
 class Backend:
     """An array library bound to a device, a default dtype and a seeded random generator.
@@ -156,10 +161,12 @@ class Backend:
                 self._device_rng = cupy.random.default_rng(self.seed)
             u = self._device_rng.random(shape, dtype=dtype)
             return self.compute("divide", (u < keep).astype(dtype), keep, out=out)
-        if self.name == "numpy" and out is not None and draws is not None:
-            self.rng.random(out=draws)
-            np.less(draws, keep, out=out)  # 0/1, then times 1/keep: (u < keep) / keep to the last bit
-            return np.multiply(out, 1.0 / keep, out=out)
+        if out is not None and draws is not None and self._lib is np:  # NumPy, or torch CPU through its views
+            self.rng.random(out=_numpy_view(draws))
+            mask = _numpy_view(out)
+            np.less(_numpy_view(draws), keep, out=mask)  # 0/1, then times 1/keep: (u < keep) / keep to the last bit
+            np.multiply(mask, 1.0 / keep, out=mask)
+            return out
         u = self.rng.random(shape)
         mask = self.asarray((u < keep) / keep)
         if out is None:
@@ -235,7 +242,7 @@ class Backend:
         with NumPy's result (a Python number stays one)."""
         import torch
 
-        views = [a.numpy() if isinstance(a, torch.Tensor) else a for a in args]
+        views = [_numpy_view(a) for a in args]
         if out is not None:
             fn(*views, out=out.numpy(), **kwargs)
             return out
@@ -248,7 +255,7 @@ class Backend:
         NumPy is told the indices are in range (``mode='clip'``) when it writes into ``out``: with its default
         mode it would gather into a temporary first.
         """
-        if out is not None and self.name in ("numpy", "torch") and self._has_out:
+        if out is not None and self._lib is np:
             return self.compute("take", a, idx, axis=0, out=out, mode="clip")
         return self.compute("take", a, idx, axis=0, out=out)
 

@@ -28,6 +28,7 @@ targets), and sample weights.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass
 
@@ -90,11 +91,11 @@ class StepProgram:
         layers = self.model.layers
         for layer in layers:  # the layers' arrays come from the workspace for this step only
             layer.workspace = self.workspace
+        # a diverging step is reported once, by fit, not by NumPy's warnings on the way
+        quiet = np.errstate(all="ignore") if self.check_finite else contextlib.nullcontext()
         try:
-            if self.check_finite:  # a diverging step is reported once, by fit, not by NumPy's warnings on the way
-                with np.errstate(all="ignore"):
-                    return self._run(step, X, y, self.order[rows[0]:rows[1]], share, sample_weight)
-            return self._run(step, X, y, self.order[rows[0]:rows[1]], share, sample_weight)
+            with quiet:
+                return self._run(step, X, y, self.order[rows[0]:rows[1]], share, sample_weight)
         finally:
             for layer in layers:
                 layer.workspace = None

@@ -139,6 +139,7 @@ class _FitState:
         self.best_monitor = math.inf
         self.epoch = 0
         self.comm = None  # the communicator of a distributed fit
+        self.warned = False  # a DivergenceWarning has been given
 
     def keep_best(self):
         xp = self.model.be.xp
@@ -273,7 +274,7 @@ def _warn_if_diverging(state, classify, patience=3):
     guess's, or its accuracy sits at chance for a while with a loss ten times a guess's: a learning rate far too
     high can do any of these without ever making a number infinite."""
     h = state.history
-    if getattr(state, "warned", False) or not h.train_loss:
+    if state.warned or not h.train_loss:
         return
     why = None
     classes = max(state.model.out_features, 2)

@@ -251,3 +251,14 @@ def test_the_step_reuses_its_arrays_and_lends_them_to_no_one_else():
     order, records = program.order, program.records
     program.begin_epoch(np.arange(4 * 64), 0)  # a new epoch: the same arrays, refilled
     assert program.order is order and program.records is records and order.tolist() == list(range(4 * 64))
+
+
+@pytest.mark.skipif("torch" not in AVAILABLE, reason="torch not installed")
+def test_torch_cpu_tensors_train_through_numpy_views_to_the_same_bits():
+    """torch CPU tensors take the same static buffers, dropout masks and products as NumPy arrays."""
+    X, y = blobs()
+    losses = {}
+    for backend in ("numpy", "torch"):
+        model = mlp.build_mlp([8, 32, 3], "relu", dropout=0.3, dtype="float64", backend=backend, seed=1)
+        losses[backend] = model.fit(X, y, epochs=2, batch_size=32, optimizer=mlp.Adam(1e-2)).loss
+    assert losses["torch"] == losses["numpy"]
