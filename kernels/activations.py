@@ -13,6 +13,9 @@ Each entry gives
   derivative is not a function of their output (GELU).
 - ``alpha``: the default of the activation's parameter (None when it takes none), ``alpha_name`` the
   name its layer class gives it, ``init``: the initialiser ``init="auto"`` picks.
+- ``onnx``: the ONNX operator that computes it (its parameter, if any, as the attribute ``alpha``);
+  ``torch_kwargs``: fixed arguments of the ``torch.nn`` class of the same name as ``layer`` (the parameter
+  goes by ``alpha_name``, which is torch's name for it). ``mlp_backend.export`` reads both.
 
 Everything else (layer classes, the kernels' dispatch, initializer defaults, the activation gallery,
 the tests' coverage) is generated from or checked against ``TABLE``. Adding an activation is one entry.
@@ -44,6 +47,8 @@ class ActivationDef:
     alpha: float | None = None
     alpha_name: str = "alpha"
     init: str = "glorot_uniform"
+    onnx: str = "Identity"
+    torch_kwargs: tuple = ()
 
 
 # -- element functions (scalars) ----------------------------------------------------------------
@@ -140,35 +145,35 @@ TABLE = {a.name: a for a in (
     ActivationDef("relu", "ReLU", relu_forward, relu_derivative,
                   lambda xp, z, alpha: xp.maximum(z, 0.0),
                   lambda xp, dy, y, alpha: xp.where(y > 0, dy, 0.0),
-                  "ReLU: max(x, 0).", init="he_uniform"),
+                  "ReLU: max(x, 0).", init="he_uniform", onnx="Relu"),
     ActivationDef("leaky_relu", "LeakyReLU", leaky_relu_forward, leaky_relu_derivative,
                   lambda xp, z, alpha: xp.where(z > 0, z, alpha * z),
                   lambda xp, dy, y, alpha: xp.where(y > 0, dy, alpha * dy),
                   "LeakyReLU: x if x > 0 else negative_slope * x.", alpha=0.01, alpha_name="negative_slope",
-                  init="he_uniform"),
+                  init="he_uniform", onnx="LeakyRelu"),
     ActivationDef("sigmoid", "Sigmoid", sigmoid_forward, sigmoid_derivative,
                   _xp_sigmoid,
                   lambda xp, dy, y, alpha: dy * y * (1.0 - y),
-                  "Sigmoid: 1 / (1 + exp(-x)), computed without overflow."),
+                  "Sigmoid: 1 / (1 + exp(-x)), computed without overflow.", onnx="Sigmoid"),
     ActivationDef("tanh", "Tanh", tanh_forward, tanh_derivative,
                   lambda xp, z, alpha: xp.tanh(z),
                   lambda xp, dy, y, alpha: dy * (1.0 - y * y),
-                  "Tanh: hyperbolic tangent."),
+                  "Tanh: hyperbolic tangent.", onnx="Tanh"),
     ActivationDef("elu", "ELU", elu_forward, elu_derivative,
                   lambda xp, z, alpha: xp.where(z > 0, z, alpha * xp.expm1(xp.minimum(z, 0.0))),
                   lambda xp, dy, y, alpha: xp.where(y > 0, dy, dy * (y + alpha)),
-                  "ELU: x if x > 0 else alpha * (exp(x) - 1).", alpha=1.0, init="he_uniform"),
+                  "ELU: x if x > 0 else alpha * (exp(x) - 1).", alpha=1.0, init="he_uniform", onnx="Elu"),
     ActivationDef("selu", "SELU", selu_forward, selu_derivative,
                   lambda xp, z, alpha: SELU_SCALE * xp.where(z > 0, z, SELU_ALPHA * xp.expm1(xp.minimum(z, 0.0))),
                   lambda xp, dy, y, alpha: xp.where(y > 0, SELU_SCALE * dy, dy * (y + SELU_SCALE * SELU_ALPHA)),
                   "SELU: scale * (x if x > 0 else alpha * (exp(x) - 1)), self-normalising constants.",
-                  init="lecun_normal"),
+                  init="lecun_normal", onnx="Selu"),
     ActivationDef("gelu", "GELU", gelu_forward, gelu_derivative,
                   lambda xp, z, alpha: z * _xp_gelu_gate(xp, z),
                   _xp_gelu_derivative,
                   "GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) "
                   "(torch's approximate='tanh', jax.nn.gelu's default).",
-                  saves="input", init="he_uniform"),
+                  saves="input", init="he_uniform", onnx="Gelu", torch_kwargs=(("approximate", "tanh"),)),
 )}
 ACTIVATIONS = tuple(TABLE)
 CODES = {name: i for i, name in enumerate(ACTIVATIONS)}  # the kernels' compile-time activation codes

@@ -222,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import add_arguments
 
     add_arguments(bench)
+    from .export.command import add_arguments as add_export_arguments
+
+    add_export_arguments(sub.add_parser("export", help="write a run's model as ONNX, its input scaling inside",
+                                        description="Write a finished run's model as an ONNX graph that takes raw "
+                                                    "inputs (as mlp evaluate reads them) and gives class "
+                                                    "probabilities."))
     return parser
 
 
@@ -775,6 +781,10 @@ def main(argv=None) -> int:
             from .bench import bench_command
 
             bench_command(args)
+        elif args.command == "export":
+            from .export.command import export_command
+
+            export_command(args)
     except (ValueError, TypeError, KeyError, OSError, ImportError, FloatingPointError) as e:  # incl. DownloadError
         print(f"mlp: error: {e}", file=sys.stderr)
         return 2

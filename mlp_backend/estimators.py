@@ -54,7 +54,7 @@ class _Scaled(Loss):
 
     def __init__(self, base: Loss, factor: float):
         self.base, self.factor = base, factor
-        self.name, self.task = base.name, base.task
+        self.name, self.task, self.link = base.name, base.task, base.link
 
     def value_and_grad(self, xp, ops, output, target):
         value, grad = self.base.value_and_grad(xp, ops, output, target)
@@ -71,7 +71,7 @@ class _PoissonDeviance(Loss):
     """scikit-learn's 'poisson' loss: half the Poisson deviance of ``mu = exp(output)``, summed over outputs and
     averaged over samples; its gradient in the output is ``(mu - y) / n`` (the exp link is canonical)."""
 
-    name, task = "poisson", "regression"
+    name, task, link = "poisson", "regression", "exp"
 
     def per_sample(self, xp, output, target):
         t = xp.reshape(target, output.shape)
@@ -401,14 +401,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """scikit-learn's MLPRegressor, trained by mlp-backend: identity outputs and half squared error
     (``loss='squared_error'``), or exp outputs and half Poisson deviance (``loss='poisson'``)."""
 
-    def __init__(self, loss="squared_error", **params):
-        super().__init__(**params)
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", **params):
+        super().__init__(hidden_layer_sizes, activation, **params)
         self.loss = loss
 
-    # scikit-learn reads an estimator's parameters from its __init__ signature: the base's, plus loss
+    # scikit-learn reads an estimator's parameters from its __init__ signature: loss first, as scikit-learn's
+    # MLPRegressor has it, then the base's
     __init__.__signature__ = inspect.signature(_BaseMLP.__init__).replace(parameters=[
-        *inspect.signature(_BaseMLP.__init__).parameters.values(),
-        inspect.Parameter("loss", inspect.Parameter.KEYWORD_ONLY, default="squared_error")])
+        *list(inspect.signature(_BaseMLP.__init__).parameters.values())[:1],
+        inspect.Parameter("loss", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="squared_error"),
+        *list(inspect.signature(_BaseMLP.__init__).parameters.values())[1:]])
 
     def _check_params(self):
         super()._check_params()

@@ -20,6 +20,7 @@ def _targets(xp, target, output):
 class Loss:
     name = "loss"
     task = "regression"  # 'multiclass', 'binary' or 'regression': decides target validation
+    link = "identity"  # what ``probabilities`` applies, by name: identity, softmax, sigmoid or exp (for exporters)
 
     def value_and_grad(self, xp, ops, output, target):
         """``(loss, grad)``: mean loss as a 0-d array and its gradient with respect to ``output``.
@@ -46,7 +47,7 @@ class Loss:
 class SoftmaxCrossEntropy(Loss):
     """Cross-entropy on logits; integer labels (N,) use the fused kernel, (N, C) targets are soft labels."""
 
-    name, task = "cross_entropy", "multiclass"
+    name, task, link = "cross_entropy", "multiclass", "softmax"
 
     def __init__(self, label_smoothing: float = 0.0):
         if not 0.0 <= label_smoothing < 1.0:
@@ -92,7 +93,7 @@ class MeanSquaredError(Loss):
 class SoftmaxMeanSquaredError(Loss):
     """MSE between softmax probabilities and one-hot labels: the coursework's comparison with cross-entropy."""
 
-    name, task = "softmax_mse", "multiclass"
+    name, task, link = "softmax_mse", "multiclass", "softmax"
 
     def value_and_grad(self, xp, ops, output, target):
         p = reference.softmax(xp, output)
@@ -111,7 +112,7 @@ class SoftmaxMeanSquaredError(Loss):
 class BinaryCrossEntropy(Loss):
     """Binary cross-entropy on logits (sigmoid folded in), targets 0/1 shaped like the output."""
 
-    name, task = "bce", "binary"
+    name, task, link = "bce", "binary", "sigmoid"
 
     def value_and_grad(self, xp, ops, output, target, out=None):
         return ops.sigmoid_binary_cross_entropy(xp, output, xp.reshape(target, output.shape), out=out)

@@ -181,6 +181,32 @@ class Sequential:
     def evaluate(self, X, y, batch_size: int = 1024):
         return train.evaluate(self, X, y, batch_size=batch_size)
 
+    # -- elsewhere (mlp_backend.export) --------------------------------------------------------------
+    def to_torch(self):
+        """This model as a ``torch.nn.Sequential`` with the same weights, in eval mode."""
+        from ..export.torch_module import to_torch
+
+        return to_torch(self)
+
+    @classmethod
+    def from_torch(cls, module, **kwargs) -> "Sequential":
+        """A model with the weights (and BatchNorm statistics) of a torch ``nn.Sequential`` of Linear,
+        activation, BatchNorm1d, LayerNorm, Dropout and Softmax modules; an activation right after a Linear
+        is fused into its Dense. ``kwargs`` go to Sequential (backend, device, seed, kernels; the dtype
+        defaults to the module's)."""
+        from ..export.torch_module import config_from_torch
+
+        config, values = config_from_torch(module)
+        model = cls.from_config(config, **kwargs)
+        model.load_parameters({f"{name}.{k}": v for name, vs in zip(model.names, values) for k, v in vs.items()})
+        return model
+
+    def to_onnx(self, path, **kwargs):
+        """Write this model as ONNX (see :func:`mlp_backend.export.to_onnx`)."""
+        from ..export.onnx_file import to_onnx
+
+        return to_onnx(self, path, **kwargs)
+
     # -- pickling (scikit-learn and joblib need it; checkpoints use safetensors, never pickle) ----
     def __reduce__(self):
         opt = self.optimizer
