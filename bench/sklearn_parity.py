@@ -2,8 +2,8 @@
 
     python bench/sklearn_parity.py
 
-Digits (held-out accuracy) for each solver and the diabetes set (held-out R²), mean over seeds 0-2 and the
-seconds each fit took. Figures go into bench/RESULTS.md by hand.
+Digits (held-out accuracy) for each solver, mean over seeds 0-2, and the diabetes set (held-out R², over seeds
+0-19: a seed moves it by about 0.08), with the seconds each fit took. Figures go into bench/RESULTS.md by hand.
 """
 import time
 import warnings
@@ -17,12 +17,12 @@ from sklearn.preprocessing import StandardScaler
 import mlp_backend.estimators as ours
 
 
-def compare(make_ours, make_theirs, X, y):
+def compare(make_ours, make_theirs, X, y, seeds=(0, 1, 2)):
     Xa, Xb, ya, yb = train_test_split(X, y, random_state=0)
     rows = []
     for make in (make_ours, make_theirs):
         scores, seconds = [], []
-        for seed in (0, 1, 2):
+        for seed in seeds:
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -48,8 +48,8 @@ def main():
     y = (y - y.mean()) / y.std()
     kw = dict(hidden_layer_sizes=(32,), learning_rate_init=1e-2, max_iter=200)
     (a, sa, ta), (b, sb, tb) = compare(lambda s: ours.MLPRegressor(random_state=s, **kw),
-                                       lambda s: sk.MLPRegressor(random_state=s, **kw), X, y)
-    print(f"| diabetes R² | adam, 32 hidden, 200 iterations | {a:.4f} ± {sa:.4f} ({ta:.2f} s) | "
+                                       lambda s: sk.MLPRegressor(random_state=s, **kw), X, y, seeds=range(20))
+    print(f"| diabetes R² (20 seeds) | adam, 32 hidden, 200 iterations | {a:.4f} ± {sa:.4f} ({ta:.2f} s) | "
           f"{b:.4f} ± {sb:.4f} ({tb:.2f} s) |")
 
 

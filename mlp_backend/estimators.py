@@ -15,32 +15,50 @@ Our own keyword-only extras: ``backend`` (numpy, torch, cupy, array_api_strict),
 ``kernels``, ``dropout``. Inputs and outputs are host (NumPy) arrays whatever the backend, so pipelines,
 ``GridSearchCV`` and ``cross_val_score`` work unchanged, on a GPU with ``backend='cupy'``.
 
-``sample_weight`` as scikit-learn's: each batch's loss the weighted mean of its samples' (the L2 term is
-divided by the batch size, where scikit-learn divides it by the batch's weight sum). Not (yet) as
-scikit-learn: the initial values (uniform Glorot for the weights as scikit-learn,
-but its narrower range for logistic units is not copied, and biases start at zero where scikit-learn draws
-them too), so results agree within seed noise, not to the bit; ``partial_fit`` runs one epoch of our loop.
+Also as scikit-learn's: parameters checked against the same constraints (its ``_parameter_constraints`` and
+``_fit_context``: NumPy scalars and ``n_iter_no_change=np.inf`` accepted, the same error messages), CSR/CSC
+input (densified: the layers multiply dense rows), float32 kept float32, "Solver produced non-finite parameter
+weights" on divergence (with ``early_stopping``, a NaN validation score and the best weights kept instead),
+its rules for ``classes_`` across ``warm_start`` and ``partial_fit``, ``n_iter_`` per call and ``t_`` over all,
+no ``partial_fit`` for 'lbfgs', single-class targets, and its initial ranges for weights and biases.
+``sample_weight``: each batch's loss the weighted mean of its samples' (the L2 term is divided by the batch size,
+where scikit-learn divides it by the batch's weight sum). Not as scikit-learn: the random draws themselves, so
+results agree within seed noise, not to the bit; a diverging run stops at its first non-finite loss.
 """
 from __future__ import annotations
 
 import inspect
 import math
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import (_check_partial_fit_first_call, check_classification_targets, type_of_target,
+                                      unique_labels)
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
-from .backend import to_numpy
+from .backend import BACKENDS, to_numpy
+from .kernels import MODES
+from .kernels.activations import ACTIVATIONS
 from .layers import build_mlp
 from .losses import L2, BinaryCrossEntropy, Loss, MeanSquaredError, SoftmaxCrossEntropy
 from .optim import SGD, Adam
 
 ACTIVATION_NAMES = {"logistic": "sigmoid"}  # scikit-learn's names for ours; every table name is accepted too
+NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large values and need to be "
+              "preprocessed.")
+
+
+def _dense_rows(X):
+    """Sparse input as dense rows: the layers multiply dense arrays, on every backend."""
+    return X.toarray() if sp.issparse(X) else X
 
 
 def _column_to_1d(y):
@@ -140,25 +158,37 @@ class _BaseMLP(BaseEstimator):
     coefs_ = _dense_parameters("W", "Weight matrices, (fan_in, fan_out) each, as host arrays (views on numpy).")
     intercepts_ = _dense_parameters("b", "Bias vectors, one per layer, as host arrays (views on numpy).")
 
-    # -- checks ----------------------------------------------------------------------------------------
-    def _check_params(self):
-        for name in ("max_iter", "n_iter_no_change", "max_fun"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.solver not in ("adam", "sgd", "lbfgs"):
-            raise ValueError(f"solver must be 'adam', 'sgd' or 'lbfgs', got {self.solver!r}")
-        if self.learning_rate not in ("constant", "invscaling", "adaptive"):
-            raise ValueError("learning_rate must be 'constant', 'invscaling' or 'adaptive', "
-                             f"got {self.learning_rate!r}")
-        if not (isinstance(self.alpha, (int, float)) and self.alpha >= 0):
-            raise ValueError(f"alpha must be a non-negative number, got {self.alpha!r}")
-        if not 0 < self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}")
-        if not (self.learning_rate_init > 0):
-            raise ValueError(f"learning_rate_init must be positive, got {self.learning_rate_init!r}")
-        if self.batch_size != "auto" and not (isinstance(self.batch_size, (int, np.integer)) and self.batch_size >= 1):
-            raise ValueError(f"batch_size must be 'auto' or a positive integer, got {self.batch_size!r}")
+    # -- parameters: scikit-learn's constraints, checked by its _fit_context on fit and partial_fit ----------
+    _parameter_constraints = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions({*ACTIVATION_NAMES, *ACTIVATIONS})],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "backend": [StrOptions(set(BACKENDS))],
+        "device": "no_validation",
+        "dtype": [StrOptions({"float32", "float64"}), None],
+        "kernels": [StrOptions(set(MODES)), None],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+    }
 
     def _seed(self) -> int:
         rs = self.random_state
@@ -166,18 +196,61 @@ class _BaseMLP(BaseEstimator):
             return int(rs)
         return int((rs if isinstance(rs, np.random.RandomState) else np.random.RandomState(rs)).randint(2**31 - 1))
 
-    # -- training ----------------------------------------------------------------------------------------
-    def _build(self, n_features, n_outputs, output_activation, seed, dtype):
+    def _check_solver(self) -> bool:
+        """partial_fit exists for the stochastic solvers only (scikit-learn's ``available_if``)."""
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers. {self.solver} is not "
+                                 "stochastic.")
+        return True
+
+    # -- training: scikit-learn's _fit, step for step --------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to ``X`` (dense or sparse, densified) and targets ``y``; see scikit-learn's."""
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _fit(self, X, y, sample_weight, incremental):
         hidden = [self.hidden_layer_sizes] if np.isscalar(self.hidden_layer_sizes) else list(self.hidden_layer_sizes)
-        if any(int(h) < 1 for h in hidden):
-            raise ValueError(f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}")
+        if np.any(np.array(hidden) <= 0):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
+        first_pass = not hasattr(self, "model_") or (not self.warm_start and not incremental)
+        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        X = _dense_rows(X)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+            if np.all(sample_weight == 1):
+                sample_weight = None  # unit weights change nothing: the unweighted path, bit for bit
+        targets, n_outputs, out_activation = self._encode(y)
+        self.n_outputs_ = n_outputs
+        if first_pass:
+            self._build(X.shape[1], hidden, n_outputs, out_activation, X.dtype.name)
+        loss = self._loss()
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(X, targets, loss, sample_weight)
+        else:
+            self._fit_stochastic(X, targets, loss, sample_weight, incremental)
+        if not all(np.isfinite(w).all() for w in (*self.coefs_, *self.intercepts_)):
+            raise ValueError(NON_FINITE)
+        return self
+
+    def _build(self, n_features, hidden, n_outputs, output_activation, dtype):
         activation = ACTIVATION_NAMES.get(self.activation, self.activation)
+        # scikit-learn's initial ranges: weights and biases U(+-sqrt(6 / (fan_in + fan_out))), 2 for logistic units
+        init = "glorot_uniform:2" if activation == "sigmoid" else "glorot_uniform"
         self.model_ = build_mlp([n_features, *map(int, hidden), n_outputs], activation, dropout=self.dropout,
-                                backend=self.backend, device=self.device, dtype=self.dtype or dtype, seed=seed,
-                                kernels=self.kernels, init="glorot_uniform")
-        self.n_layers_, self.n_outputs_, self.out_activation_ = len(hidden) + 2, n_outputs, output_activation
-        self.t_, self.n_iter_, self.loss_curve_ = 0, 0, []
+                                backend=self.backend, device=self.device, dtype=self.dtype or dtype, seed=self._seed(),
+                                kernels=self.kernels, init=init, bias_init=init)
+        self.n_layers_, self.out_activation_ = len(hidden) + 2, output_activation
+        self.t_, self.n_iter_ = 0, 0
         self._seeded = False
+        self._no_improvement_count = 0
+        if self.solver != "lbfgs":
+            self.loss_curve_ = []
+            early = self.early_stopping
+            self.best_loss_ = None if early else math.inf
+            self.validation_scores_ = [] if early else None
+            self.best_validation_score_ = -math.inf if early else None
+            self._best_params = None
 
     def _new_optimizer(self):
         if self.solver == "sgd":
@@ -185,78 +258,87 @@ class _BaseMLP(BaseEstimator):
                        nesterov=self.nesterovs_momentum and self.momentum > 0)
         return Adam(self.learning_rate_init, beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon)
 
-    def _fit(self, X, targets, loss, sample_weight, *, incremental=False, stratify=None):
-        self._check_params()
-        seed = self._seed()
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
-            if np.all(sample_weight == 1):
-                sample_weight = None  # unit weights change nothing: the unweighted path, bit for bit
-        if self.solver == "lbfgs":
-            if incremental:
-                raise AttributeError("partial_fit is only available for stochastic solvers (sgd, adam), not lbfgs")
-            return self._fit_lbfgs(X, targets, loss, sample_weight)
+    def _split(self, X, targets, sample_weight, seed):
+        """scikit-learn's early-stopping split: stratified for single-output classifiers only."""
+        stratify = targets > 0.5 if is_classifier(self) and self.n_outputs_ == 1 else None  # its bool labels
+        w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+        X, X_val, targets, y_val, w, w_val = train_test_split(
+            X, targets, w, random_state=seed, test_size=self.validation_fraction, stratify=stratify)
+        if X_val.shape[0] < 2:
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' or the size of your "
+                             "dataset.")
+        return X, targets, None if sample_weight is None else w, (X_val, y_val, w_val)
+
+    def _fit_stochastic(self, X, targets, loss, sample_weight, incremental):
         # as scikit-learn, every fit starts a fresh optimizer; partial_fit continues the model's (kept by the
         # model, which pickles it)
         optimizer = self.model_.optimizer
         if not incremental or optimizer is None:
             optimizer = self._new_optimizer()
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        seed = self._seed()
         validation = None
-        early = self.early_stopping and not incremental
-        if early:
-            w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
-            X, X_val, targets, y_val, w_train, w_val = train_test_split(
-                X, targets, w, random_state=seed, test_size=self.validation_fraction, stratify=stratify)
-            validation = (X_val, y_val, w_val)
-            sample_weight = None if sample_weight is None else w_train
+        if self.early_stopping:
+            X, targets, sample_weight, validation = self._split(X, targets, sample_weight, seed)
         n = X.shape[0]
+        if self.batch_size != "auto" and self.batch_size > n:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
         batch = min(200, n) if self.batch_size == "auto" else min(int(self.batch_size), n)
-        if not incremental or not hasattr(self, "_no_improvement_count"):
-            self._no_improvement_count = 0
-            self.best_loss_ = None if early else math.inf
-            self.validation_scores_ = [] if early else None
-            self.best_validation_score_ = -math.inf if early else None
-            best_params = None
-        for _ in range(1 if incremental else self.max_iter):
-            history = self.model_.fit(X, targets, loss=loss, optimizer=optimizer, epochs=1, batch_size=batch,
-                                      shuffle=self.shuffle, seed=None if self._seeded else seed,
-                                      penalty=L2(self.alpha / batch) if self.alpha else None,
-                                      sample_weight=sample_weight)
+        self.n_iter_ = 0
+        for _ in range(self.max_iter):
+            try:
+                history = self.model_.fit(X, targets, loss=loss, optimizer=optimizer, epochs=1, batch_size=batch,
+                                          shuffle=self.shuffle, seed=None if self._seeded else seed,
+                                          penalty=L2(self.alpha / batch) if self.alpha else None,
+                                          sample_weight=sample_weight)
+            except FloatingPointError:
+                # the weights are the last finite ones (the step stops before its update); scikit-learn's
+                # weights overflow and it raises, or, with early stopping, scores NaN and keeps its best
+                if validation is None:
+                    raise ValueError(NON_FINITE) from None
+                self.loss_ = math.nan
+                self.loss_curve_.append(self.loss_)
+                self.validation_scores_.append(math.nan)
+                break
             self._seeded = True
             self.n_iter_ += 1
             self.t_ += n
             self.loss_ = history.train_loss[-1]
             self.loss_curve_.append(self.loss_)
-            if self.learning_rate == "invscaling" and self.solver == "sgd":
-                optimizer.lr = self.learning_rate_init / (self.t_ + 1) ** self.power_t
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-            if early:
-                score = self._score_arrays(*validation)
-                self.validation_scores_.append(score)
-                improved = score >= self.best_validation_score_ + self.tol
-                if score > self.best_validation_score_:
-                    self.best_validation_score_ = score
-                    best_params = np.array(to_numpy(self.model_.flat_params), copy=True)
-            else:
-                improved = self.loss_ <= self.best_loss_ - self.tol
-                self.best_loss_ = min(self.best_loss_, self.loss_)
-            self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
-            if incremental:
-                break
+            self._update_no_improvement_count(validation)
+            if self.learning_rate == "invscaling" and self.solver == "sgd":
+                optimizer.lr = self.learning_rate_init / (self.t_ + 1) ** self.power_t
             if self._no_improvement_count > self.n_iter_no_change:
                 if self.learning_rate == "adaptive" and self.solver == "sgd" and optimizer.lr > 1e-6:
                     optimizer.lr /= 5.0  # as scikit-learn: a smaller step instead of stopping
                     self._no_improvement_count = 0
-                    continue
+                else:
+                    break
+            if incremental:
                 break
-        else:
-            if not incremental:
+            if self.n_iter_ == self.max_iter:
                 warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
                               "optimization hasn't converged yet.", ConvergenceWarning)
-        if early and best_params is not None:
-            self.model_.flat_params[...] = self.model_.be.asarray(best_params)
-        return self
+        if validation is not None and self._best_params is not None:
+            self.model_.flat_params[...] = self.model_.be.asarray(self._best_params)
+
+    def _update_no_improvement_count(self, validation):
+        if validation is not None:
+            score = self._score_arrays(*validation)
+            self.validation_scores_.append(score)
+            if self.verbose:
+                print(f"Validation score: {score:f}")
+            worse = score < self.best_validation_score_ + self.tol
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_params = np.array(to_numpy(self.model_.flat_params), copy=True)
+        else:
+            worse = self.loss_ > self.best_loss_ - self.tol
+            self.best_loss_ = min(self.best_loss_, self.loss_)
+        self._no_improvement_count = self._no_improvement_count + 1 if worse else 0
 
     def _fit_lbfgs(self, X, targets, loss, sample_weight):
         from scipy.optimize import minimize
@@ -297,42 +379,57 @@ class _BaseMLP(BaseEstimator):
                           f"max_fun={self.max_fun}); increase them or scale the data", ConvergenceWarning)
         return self
 
-    def _start(self, X, n_outputs, output_activation, reuse: bool):
-        """Build the model unless ``reuse`` and one of the right shape exists (warm starts, partial_fit)."""
-        fits = (hasattr(self, "model_") and self.model_.in_features == X.shape[1]
-                and self.model_.out_features == n_outputs)
-        if not (reuse and fits):
-            self._build(X.shape[1], n_outputs, output_activation, self._seed(), X.dtype.name)
-
     def _host_input(self, X):
         check_is_fitted(self, "model_")
-        return validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        X = validate_data(self, X, reset=False, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32))
+        return _dense_rows(X)
+
+    def _out_dtype(self, X):
+        """scikit-learn's output dtype: the input's and the weights', promoted (float32 stays float32)."""
+        return np.result_type(X.dtype, self.model_.be.dtype)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = self.random_state is None
+        tags.input_tags.sparse = True
         return tags
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """scikit-learn's MLPClassifier, trained by mlp-backend: softmax outputs for several classes, one logistic
-    output for two, logistic outputs for multilabel indicator targets."""
+    output for two (or one), logistic outputs for multilabel indicator targets."""
 
-    def _targets(self, y, classes=None, reset=True):
-        if reset:
-            self._label_binarizer = LabelBinarizer()
-            self._label_binarizer.fit(classes if classes is not None else y)
+    def _validate_input(self, X, y, incremental, reset):
+        """scikit-learn's checks, and its rules for when ``classes_`` is set anew or must match."""
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        y = _column_to_1d(y)
+        check_classification_targets(y)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer().fit(y)
             self.classes_ = self._label_binarizer.classes_
-            self._multilabel = self._label_binarizer.y_type_.startswith("multilabel")
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError("warm_start can only be used where `y` has the same classes as in the previous "
+                                     f"call to fit. Previously got {self.classes_}, `y` has {classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
+                                 f"'y' has {classes}.")
+        return X, y
+
+    @property
+    def _multilabel(self):
+        return self._label_binarizer.y_type_.startswith("multilabel")
+
+    def _encode(self, y):
+        """``(targets, n_outputs, out_activation)``: class indices for softmax outputs, 0/1 columns for logistic
+        ones (two classes: one column; one class: a column of zeros, as scikit-learn's LabelBinarizer)."""
         if self._multilabel:
             return np.asarray(y, dtype=np.float64), len(self.classes_), "logistic"
-        if len(self.classes_) < 2:
-            raise ValueError(f"MLPClassifier needs samples of at least 2 classes; got 1 class ({self.classes_[0]!r})")
-        unseen = np.setdiff1d(np.unique(y), self.classes_)
-        if unseen.size:
-            raise ValueError(f"y has labels not in classes_: {unseen.tolist()}")
         index = np.searchsorted(self.classes_, y)
-        if len(self.classes_) == 2:
+        if len(self.classes_) <= 2:
             return index.astype(np.float64).reshape(-1, 1), 1, "logistic"
         return index, len(self.classes_), "softmax"
 
@@ -341,34 +438,24 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return SoftmaxCrossEntropy()
         return _Scaled(BinaryCrossEntropy(), float(self.n_outputs_))  # summed over labels, as scikit-learn
 
-    def fit(self, X, y, sample_weight=None):
-        X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), multi_output=True)
-        y = _column_to_1d(y)
-        check_classification_targets(y)
-        targets, outputs, out_activation = self._targets(y)
-        self._start(X, outputs, out_activation, reuse=self.warm_start)
-        stratify = y if out_activation == "softmax" else None  # as scikit-learn: multiclass targets only
-        return self._fit(X, targets, self._loss(), sample_weight, stratify=stratify)
-
+    @available_if(lambda self: self._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
-        """One pass over ``(X, y)``; ``classes`` (every label that will ever be seen) on the first call."""
-        first = not hasattr(self, "model_")
-        if first and classes is None and type_of_target(y) != "multilabel-indicator":
-            raise ValueError("classes must be passed on the first call to partial_fit")
-        X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), multi_output=True, reset=first)
-        check_classification_targets(y)
-        targets, outputs, out_activation = self._targets(y, classes, reset=first)
-        if first:
-            self._start(X, outputs, out_activation, reuse=False)
-        return self._fit(X, targets, self._loss(), sample_weight, incremental=True)
+        """One pass over ``(X, y)``; ``classes`` (every label that will ever be seen, or for multilabel
+        targets the label columns) on the first call."""
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y if type_of_target(y).startswith("multilabel") else classes)
+            self.classes_ = self._label_binarizer.classes_
+        return self._fit(X, y, sample_weight, incremental=True)
 
     def _probabilities(self, X):
-        return np.asarray(to_numpy(self.model_.predict_proba(X)), dtype=np.float64)
+        return np.asarray(to_numpy(self.model_.predict_proba(X)), dtype=self._out_dtype(X))
 
     def predict_proba(self, X):
         X = self._host_input(X)
         p = self._probabilities(X)
-        if self.out_activation_ == "logistic" and not self._multilabel:
+        if self.n_outputs_ == 1:
             p = p.reshape(-1)
             return np.column_stack([1 - p, p])
         return p
@@ -382,8 +469,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         p = self._probabilities(X)
         if self._multilabel:
             return (p > 0.5).astype(int)
-        if self.out_activation_ == "logistic":
-            return self.classes_[(p.reshape(-1) > 0.5).astype(int)]
+        if self.n_outputs_ == 1:
+            return self.classes_[np.minimum((p.reshape(-1) > 0.5).astype(int), len(self.classes_) - 1)]
         return self.classes_[np.argmax(p, axis=1)]
 
     def _score_arrays(self, X, targets, weights):
@@ -412,47 +499,36 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         inspect.Parameter("loss", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="squared_error"),
         *list(inspect.signature(_BaseMLP.__init__).parameters.values())[1:]])
 
-    def _check_params(self):
-        super()._check_params()
-        if self.loss not in ("squared_error", "poisson"):
-            raise ValueError(f"loss must be 'squared_error' or 'poisson', got {self.loss!r}")
+    _parameter_constraints = {**_BaseMLP._parameter_constraints,
+                              "loss": [StrOptions({"squared_error", "poisson"})]}
 
-    def _loss_and_link(self, y2):
-        if self.loss == "poisson":
-            if np.any(y2 < 0):
-                raise ValueError("loss='poisson' needs non-negative targets")
-            return _PoissonDeviance(), "exp"
-        return _Scaled(MeanSquaredError(), 0.5), "identity"
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True, y_numeric=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        return X, _column_to_1d(y)
 
-    def fit(self, X, y, sample_weight=None):
-        X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), y_numeric=True, multi_output=True)
-        y = _column_to_1d(y)
+    def _encode(self, y):
         y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
-        self._y_1d = np.ndim(y) == 1
-        self._check_params()
-        loss, link = self._loss_and_link(y2)
-        self._start(X, y2.shape[1], link, reuse=self.warm_start)
-        return self._fit(X, y2, loss, sample_weight)
+        if self.loss == "poisson" and np.any(y2 < 0):
+            raise ValueError("loss='poisson' needs non-negative targets")
+        return y2, y2.shape[1], "exp" if self.loss == "poisson" else "identity"
 
+    def _loss(self):
+        return _PoissonDeviance() if self.loss == "poisson" else _Scaled(MeanSquaredError(), 0.5)
+
+    @available_if(lambda self: self._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None):
-        first = not hasattr(self, "model_")
-        X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), y_numeric=True, multi_output=True,
-                             reset=first)
-        y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
-        self._check_params()
-        loss, link = self._loss_and_link(y2)
-        if first:
-            self._y_1d = np.ndim(y) == 1
-            self._start(X, y2.shape[1], link, reuse=False)
-        return self._fit(X, y2, loss, sample_weight, incremental=True)
+        """One pass over ``(X, y)``."""
+        return self._fit(X, y, sample_weight, incremental=True)
 
     def _outputs_of(self, X):
-        out = np.asarray(to_numpy(self.model_.predict(X)), dtype=np.float64).reshape(X.shape[0], -1)
+        out = np.asarray(to_numpy(self.model_.predict(X)), dtype=self._out_dtype(X)).reshape(X.shape[0], -1)
         return np.exp(out) if self.out_activation_ == "exp" else out
 
     def predict(self, X):
         out = self._outputs_of(self._host_input(X))
-        return out.ravel() if self._y_1d else out
+        return out.ravel() if out.shape[1] == 1 else out
 
     def _score_arrays(self, X, targets, weights):
         from sklearn.metrics import r2_score

@@ -18,8 +18,10 @@ def normal(be, shape, fan_in, fan_out, std=0.05):
     return be.normal(shape, std)
 
 
-def glorot_uniform(be, shape, fan_in, fan_out):
-    limit = math.sqrt(6.0 / (fan_in + fan_out))
+def glorot_uniform(be, shape, fan_in, fan_out, factor=6.0):
+    """U(-sqrt(factor / (fan_in + fan_out)), +...); ``glorot_uniform:2`` is scikit-learn's range for logistic
+    units."""
+    limit = math.sqrt(factor / (fan_in + fan_out))
     return be.uniform(shape, -limit, limit)
 
 
@@ -49,9 +51,12 @@ INITIALIZERS = {
     for f in (uniform, normal, glorot_uniform, glorot_normal, he_uniform, he_normal, lecun_normal, zeros)
 }
 
+ARGUMENTS = {"uniform": "scale", "normal": "std", "glorot_uniform": "factor"}  # what 'name:value' sets
+
 
 def get_initializer(init, activation: str = "identity"):
-    """A callable from a name (``'he_normal'``, ``'auto'``, ``'uniform:0.1'``, ``'normal:0.01'``) or a callable."""
+    """A callable from a name (``'he_normal'``, ``'auto'``, ``'uniform:0.1'``, ``'normal:0.01'``,
+    ``'glorot_uniform:2'``) or a callable."""
     if callable(init):
         return init
     if not isinstance(init, str):
@@ -63,7 +68,7 @@ def get_initializer(init, activation: str = "identity"):
         raise ValueError(f"unknown initializer {name!r}; choose one of {', '.join(INITIALIZERS)} or 'auto'")
     if not arg:
         return INITIALIZERS[name]
-    if name not in ("uniform", "normal"):
+    if name not in ARGUMENTS:
         raise ValueError(f"initializer {name!r} takes no argument, got {init!r}")
     try:
         value = float(arg)
@@ -71,4 +76,4 @@ def get_initializer(init, activation: str = "identity"):
         raise ValueError(f"initializer argument must be a number, got {init!r}") from None
     if not value > 0:
         raise ValueError(f"initializer scale must be positive, got {init!r}")
-    return partial(INITIALIZERS[name], **{("scale" if name == "uniform" else "std"): value})
+    return partial(INITIALIZERS[name], **{ARGUMENTS[name]: value})

@@ -267,7 +267,7 @@ def _restore(config, backend, device, seed, rng_state, kernel_mode, state, loss,
 
 
 def build_mlp(sizes, activation="relu", *, alpha=None, output_activation=None, dropout=0.0, batch_norm=False,
-              init="auto", **kwargs) -> Sequential:
+              init="auto", bias_init="zeros", **kwargs) -> Sequential:
     """The common case: ``build_mlp([784, 500, 250, 100, 10], 'relu')``.
 
     Hidden layers are Dense with the activation fused in, optionally followed by BatchNorm1d and
@@ -281,7 +281,8 @@ def build_mlp(sizes, activation="relu", *, alpha=None, output_activation=None, d
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         last = i == len(sizes) - 2
         act = output_activation if last else activation
-        layers.append(Dense(n_in, n_out, activation=act, alpha=None if last else alpha, init=init))
+        layers.append(Dense(n_in, n_out, activation=act, alpha=None if last else alpha, init=init,
+                            bias_init=bias_init))
         if not last and batch_norm:
             layers.append(BatchNorm1d(n_out))
         if not last and dropout:
