@@ -14,8 +14,8 @@ from .losses import (L1, L2, LOSSES, BinaryCrossEntropy, MeanSquaredError, Softm
 from .metrics import accuracy, classification_report, confusion_matrix, regression_scores
 from .optim import (SGD, Adam, AdamW, CosineDecay, ExponentialDecay, Momentum, Nesterov, RMSProp, StepDecay,
                     get_optimizer)
-from .train import (Callback, DivergenceWarning, EarlyStopping, History, ReduceLROnPlateau, evaluate, fit, predict,
-                    predict_proba)
+from .train import (Callback, DivergenceWarning, EarlyStopping, History, LambdaCallback, ProgressBar,
+                    ReduceLROnPlateau, evaluate, fit, predict, predict_proba)
 
 globals().update(ACTIVATION_LAYERS)  # ReLU, LeakyReLU, ELU, ...: one per entry of the activation table
 

@@ -48,15 +48,32 @@ class DivergenceWarning(RuntimeWarning):
 
 
 class Callback:
-    """Hooks called by ``fit``; set ``fit_state.stop = True`` to end training after this epoch.
+    """Hooks called by ``fit``; set ``state.stop = True`` to end training after this epoch.
 
-    ``get_state``/``set_state`` carry a callback's counters through checkpoints (JSON values).
+    ``on_batch_end`` sees each mini-batch's loss as the step program's results are read back (at every epoch's
+    end, at checkpoints, and about once a second when a callback is ``live``): no read of its own, so the
+    calls for several steps may come together. ``root_only`` callbacks run on rank 0 alone in a distributed
+    fit (writers: progress, loggers); the others run on every rank. ``get_state``/``set_state`` carry a
+    callback's counters through checkpoints (JSON values).
     """
+
+    live = False       # wants the step results read about once a second (progress bars)
+    root_only = False  # runs on rank 0 only when training is distributed
 
     def on_train_begin(self, state):
         pass
 
+    def on_epoch_begin(self, state):
+        pass
+
+    def on_batch_end(self, state, step: int, logs: dict):
+        """``step``: 1-based within the epoch; ``logs``: ``loss``, ``steps`` (per epoch), ``epoch`` (1-based),
+        ``global_step`` (over the whole fit, 1-based)."""
+
     def on_epoch_end(self, state, logs: dict):
+        pass
+
+    def on_train_end(self, state):
         pass
 
     def get_state(self) -> dict:
@@ -64,6 +81,34 @@ class Callback:
 
     def set_state(self, values: dict):
         pass
+
+
+class LambdaCallback(Callback):
+    """Functions as a callback: ``on_step(step, steps, loss)`` per mini-batch (``live``: read about once a second)
+    and ``on_epoch(epoch, logs)`` (0-based epoch) per epoch, on rank 0 only (``fit``'s ``on_step``/``on_epoch``)."""
+
+    root_only = True
+
+    def __init__(self, on_step=None, on_epoch=None):
+        self.on_step, self.on_epoch, self.live = on_step, on_epoch, on_step is not None
+
+    def on_batch_end(self, state, step, logs):
+        if self.on_step is not None:
+            self.on_step(step, logs["steps"], logs["loss"])
+
+    def on_epoch_end(self, state, logs):
+        if self.on_epoch is not None:
+            self.on_epoch(state.epoch, logs)
+
+
+class ProgressBar(LambdaCallback):
+    """A tqdm bar per epoch (``bar``) and a line per epoch, as Keras's ``verbose=1`` (``bar=False``: 2)."""
+
+    def __init__(self, epochs: int, bar: bool = True):
+        from .progress import Progress
+
+        progress = Progress(epochs, bar=bar, always=True)
+        super().__init__(progress.step, progress.end_epoch)
 
 
 class _Monitor(Callback):
@@ -141,6 +186,11 @@ class _FitState:
         self.comm = None  # the communicator of a distributed fit
         self.warned = False  # a DivergenceWarning has been given
 
+    @property
+    def is_root(self) -> bool:
+        """Rank 0 of a distributed fit, or the one process."""
+        return self.comm is None or self.comm.is_root
+
     def keep_best(self):
         xp = self.model.be.xp
         self.best_params = xp.asarray(self.model.flat_params, copy=True)
@@ -202,19 +252,17 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     wd = _device_weights(model, sample_weight, Xd.shape[0], distributed)
     if seed is not None:
         be.reseed(seed)
-    if verbose:
-        on_step, on_epoch = _with_progress(epochs, verbose, on_step, on_epoch)
     comm = _join(distributed, model, Xd.shape[0], batch_size)
     writes = comm is None or comm.is_root  # distributed: rank 0 writes and reports; all read at the same steps
-    if not writes:
-        on_step = on_epoch = None
     if not optimizer.is_initialised_for(model.flat_params) or optimizer.be is not be:
         optimizer.init(be, model.flat_params)
     model.loss, model.optimizer = loss, optimizer
     history, callbacks = History(), list(callbacks)
+    hooks = [cb for cb in callbacks + _function_callbacks(epochs, verbose, on_step, on_epoch)
+             if writes or not cb.root_only]
     state = _FitState(model, optimizer, history)
     state.comm = comm
-    for cb in callbacks:
+    for cb in hooks:
         cb.on_train_begin(state)
     n = Xd.shape[0]
     steps = -(-n // batch_size)
@@ -226,7 +274,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     if resume is not None and comm is not None and comm.rank:  # the file holds rank 0's generator
         be.reseed((be.seed or 0) + 7919 * comm.rank + pos.epoch)
     program = StepProgram(model, loss, optimizer, steps=steps, penalty=penalty, check_finite=check_finite, comm=comm)
-    reader = _Reader(program, optimizer, n, batch_size, on_step if comm is None else None)  # ranks read in step
+    # distributed ranks read in step, at epoch ends and checkpoints only
+    reader = _Reader(program, optimizer, n, batch_size, state, hooks, live=comm is None)
     for epoch in range(pos.epoch, epochs):
         state.epoch = epoch
         start = time.perf_counter()
@@ -237,6 +286,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
                 comm.broadcast(pos.order)
         if pos.lr is None:
             pos.lr = optimizer.current_lr()
+        for cb in hooks:
+            cb.on_epoch_begin(state)
         reader.begin(pos)
         program.begin_epoch(pos.order, pos.step)
         for step in range(pos.step, steps):
@@ -252,20 +303,20 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
                 pos.seconds += time.perf_counter() - start
                 start = time.perf_counter()
                 _save_training(checkpoint, model, optimizer, state, callbacks, signature, pos)
-        logs = _end_epoch(state, callbacks, pos, n, pos.seconds + time.perf_counter() - start, val, restore_best,
-                          loss.task == "multiclass")
+        _end_epoch(state, hooks, pos, n, pos.seconds + time.perf_counter() - start, val, restore_best,
+                   loss.task == "multiclass")
         if comm is not None:
             comm.check_replicas(model.flat_params, epoch)
         pos = _Position(epoch=epoch + 1)
         if checkpoint is not None and writes:
             _save_training(checkpoint, model, optimizer, state, callbacks, signature, pos)
-        if on_epoch is not None:
-            on_epoch(epoch, logs)
         if state.stop:
             break
     if state.best_params is not None:
         model.flat_params[...] = state.best_params
     model.history = history
+    for cb in hooks:
+        cb.on_train_end(state)
     return history
 
 
@@ -309,24 +360,14 @@ def _sharded_scores(model, val, comm) -> dict:
     return {k: float(v / sums[-1]) for k, v in zip(keys, sums[:-1])}
 
 
-def _with_progress(epochs, verbose, on_step, on_epoch):
-    """``on_step``/``on_epoch`` that also show progress (``fit(verbose=1|2)``)."""
-    from .progress import Progress
-
-    if verbose not in (1, 2):
+def _function_callbacks(epochs, verbose, on_step, on_epoch) -> list:
+    """``fit``'s progress (``verbose``) and ``on_step``/``on_epoch`` functions, as callbacks."""
+    if verbose not in (0, 1, 2, False, True):
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-    progress = Progress(epochs, bar=verbose == 1, always=True)
-
-    def step(*args):
-        progress.step(*args)
-        if on_step is not None:
-            on_step(*args)
-
-    def epoch(*args):
-        progress.end_epoch(*args)
-        if on_epoch is not None:
-            on_epoch(*args)
-    return step, epoch
+    found = [ProgressBar(epochs, bar=verbose == 1)] if verbose else []
+    if on_step is not None or on_epoch is not None:
+        found.append(LambdaCallback(on_step, on_epoch))
+    return found
 
 
 def _join(distributed, model, n, batch_size):
@@ -388,18 +429,20 @@ def _device_weights(model, sample_weight, n, distributed):
 
 
 class _Reader:
-    """Reads the step program's results into the training position, as seldom as progress allows."""
+    """Reads the step program's results into the training position, as seldom as the callbacks allow, and
+    hands each step's loss to their ``on_batch_end``."""
 
-    def __init__(self, program, optimizer, n, batch_size, on_step):
-        self.program, self.optimizer, self.on_step = program, optimizer, on_step
+    def __init__(self, program, optimizer, n, batch_size, state, hooks, live: bool):
+        self.program, self.optimizer, self.state, self.hooks = program, optimizer, state, hooks
         self.n, self.batch_size = n, batch_size
-        self.every = 1  # steps between reads while showing progress: re-estimated for about one read a second
+        self.live = live and any(cb.live for cb in hooks)
+        self.every = 1  # steps between reads while live: re-estimated for about one read a second
 
     def begin(self, pos):
         self.read_to, self.started, self.first = pos.step, time.perf_counter(), pos.step
 
     def due(self, done: int) -> bool:
-        return self.on_step is not None and done - self.read_to >= self.every
+        return self.live and done - self.read_to >= self.every
 
     def collect(self, pos, epoch: int, done: int):
         """Steps read_to..done into ``pos``; a non-finite step raises (its update and later ones were skipped)."""
@@ -412,11 +455,13 @@ class _Reader:
                 f"{results.bad_kind} became non-finite at epoch {epoch + 1}, step {bad + 1} "
                 f"(loss {float(results.losses[bad - start])}); parameters are those before this step. "
                 "Lower the learning rate or enable clipping (clip_norm=...)")
+        steps = self.program.losses.shape[0]
         for k, value in enumerate(results.losses.tolist()):
             step = start + k
             pos.batch_losses.append((value, min(self.batch_size, self.n - step * self.batch_size)))
-            if self.on_step is not None:
-                self.on_step(step + 1, self.program.losses.shape[0], value)
+            logs = {"loss": value, "steps": steps, "epoch": epoch + 1, "global_step": epoch * steps + step + 1}
+            for cb in self.hooks:
+                cb.on_batch_end(self.state, step + 1, logs)
         if results.correct is not None:
             pos.correct += int(results.correct.sum())
         seconds_per_step = (time.perf_counter() - self.started) / max(done - self.first, 1)

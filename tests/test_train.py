@@ -199,3 +199,36 @@ def test_verbose_fit_shows_a_bar_and_a_line_per_epoch(capsys):
     assert captured.out.startswith("epoch   1/1  loss ") and captured.err == ""
     with pytest.raises(ValueError, match="verbose must be 0, 1 or 2"):
         mlp.build_mlp([8, 16, 3], "relu").fit(X, y, epochs=1, verbose=3)
+
+
+def test_callback_hooks_see_every_step_once_in_order():
+    import mlp_backend as mlp
+
+    class Recorder(mlp.Callback):
+        def __init__(self):
+            self.calls, self.losses, self.global_steps = [], [], []
+
+        def on_train_begin(self, state):
+            self.calls.append("train_begin")
+
+        def on_epoch_begin(self, state):
+            self.calls.append(f"epoch_begin {state.epoch}")
+
+        def on_batch_end(self, state, step, logs):
+            self.losses.append(logs["loss"])
+            self.global_steps.append(logs["global_step"])
+            assert 1 <= step <= logs["steps"] == 4 and logs["epoch"] == state.epoch + 1
+
+        def on_epoch_end(self, state, logs):
+            self.calls.append(f"epoch_end {state.epoch}")
+
+        def on_train_end(self, state):
+            self.calls.append("train_end")
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(50, 4)), rng.integers(0, 3, 50)
+    recorder = Recorder()
+    history = mlp.build_mlp([4, 8, 3], seed=0).fit(X, y, epochs=3, batch_size=13, callbacks=[recorder])
+    assert recorder.calls == ["train_begin", "epoch_begin 0", "epoch_end 0", "epoch_begin 1", "epoch_end 1",
+                              "epoch_begin 2", "epoch_end 2", "train_end"]
+    assert recorder.losses == history.loss and recorder.global_steps == list(range(1, 13))
