@@ -2,6 +2,7 @@
 
 Importing this package imports neither CuPy, torch nor numba.cuda: backends and kernels load on use.
 """
+from .commands.tune import tune
 from .backend import BACKENDS, Backend, available_backends, get_backend, to_numpy
 from .checkpoint import CheckpointError
 from .restore import load as load_checkpoint

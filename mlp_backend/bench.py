@@ -23,6 +23,11 @@ import numpy as np
 from .bench_peers import HIDDEN
 
 
+HELP = "time the default job on every backend against native PyTorch"
+DESCRIPTION = ("Time the default model on each available implementation and batch size against native PyTorch "
+               "and the GEMM floor.")
+
+
 def implementations(cuda: bool) -> list[str]:
     """Implementation names that can run here."""
     import importlib.util
@@ -105,7 +110,7 @@ def _cuda_available() -> bool:
         return False
 
 
-def run(args) -> dict:
+def measure(args) -> dict:
     impls = args.impl or implementations(_cuda_available())
     data, _, _ = _data(args.dataset, args.data_dir)
     sizes = [data.num_features, *HIDDEN, data.num_classes]
@@ -238,8 +243,8 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--quiet", action="store_true", help="print only the table")
 
 
-def bench_command(args):
-    report = run(args)
+def run(args):
+    report = measure(args)
     print(table(report))
     if args.json:
         with open(args.json, "w") as f:
@@ -255,4 +260,4 @@ if __name__ == "__main__":
     else:
         p = argparse.ArgumentParser(prog="python -m mlp_backend.bench")
         add_arguments(p)
-        bench_command(p.parse_args())
+        run(p.parse_args())

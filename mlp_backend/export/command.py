@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+HELP = "write a run's model as ONNX, its input scaling inside"
+DESCRIPTION = ("Write a finished run's model as an ONNX graph that takes raw inputs (as mlp evaluate reads them) and "
+               "gives class probabilities.")
+
 
 def add_arguments(p):
     p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT",
@@ -14,7 +18,7 @@ def add_arguments(p):
                    help="output the last layer's values instead of class probabilities")
 
 
-def export_command(args) -> Path:
+def run(args) -> Path:
     from ..restore import load
     from . import to_onnx
 
