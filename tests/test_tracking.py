@@ -120,3 +120,14 @@ def test_tune_from_python(tmp_path):
     assert len(result["trials"]) == 2 and result["best_value"] == min(t["value"] for t in result["trials"])
     with pytest.raises(TypeError, match="unknown options"):
         mlp.tune(trails=3)
+
+
+def test_tune_trials_on_a_dask_cluster_share_the_stored_study(tmp_path):
+    pytest.importorskip("optuna")
+    pytest.importorskip("dask.distributed")
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    assert _tune(tmp_path, "D", "--trials", "3", "--storage", storage, "--executor", "dask",
+                 "--optimizers", "adam", "--activations", "relu") == 0
+    trials = json.loads((tmp_path / "D" / "study.json").read_text())["trials"]
+    assert len(trials) == 3 and {t["state"] for t in trials} <= {"COMPLETE", "PRUNED"}
+    assert (tmp_path / "D" / "best-run" / "model.safetensors").exists()
