@@ -54,11 +54,11 @@ def cases(rng):
         m, v = np.zeros_like(p), np.zeros_like(p)
         adam, momentum, rmsprop = record(mlp.Adam(1e-3)), record(mlp.Momentum(1e-3)), record(mlp.RMSProp(1e-3))
         yield f"adam {size:.0e}", lambda impl, p=p, g=g, m=m, v=v: (
-            lambda: impl.adam_update(xp, p, g, m, v, adam))
+            lambda: impl.optimizer_update(xp, "adam", p, g, m, v, adam))
         yield f"sgd_momentum {size:.0e}", lambda impl, p=p, g=g, m=m: (
-            lambda: impl.sgd_update(xp, p, g, m, momentum))
+            lambda: impl.optimizer_update(xp, "momentum", p, g, m, None, momentum))
         yield f"rmsprop {size:.0e}", lambda impl, p=p, g=g, v=v: (
-            lambda: impl.rmsprop_update(xp, p, g, v, rmsprop))
+            lambda: impl.optimizer_update(xp, "rmsprop", p, g, v, None, rmsprop))
 
 
 def main(argv=None):

@@ -29,9 +29,7 @@ OPS = (
     "sigmoid_binary_cross_entropy",
     "bias_act",
     "act_backward",
-    "sgd_update",
-    "rmsprop_update",
-    "adam_update",
+    "optimizer_update",
 )
 MODES = ("auto", "numba", "reference")
 FUSED_MODULES = {"numpy": "cpu", "torch": "torch_cpu", "cupy": "cuda"}
@@ -122,6 +120,6 @@ def _with_fallback(fused, ref):
 
 
 def kernel_set(library: str, mode: str | None = None) -> SimpleNamespace:
-    """All ops resolved once for a library, as attributes: ``ks.adam_update(xp, ...)``."""
+    """All ops resolved once for a library, as attributes: ``ks.optimizer_update(xp, 'adam', ...)``."""
     mode = check_mode(mode) if mode is not None else default_mode()
     return SimpleNamespace(mode=mode, used=describe(library, mode), **{op: resolve(op, library, mode) for op in OPS})

@@ -31,10 +31,11 @@ from numba import njit, prange  # noqa: E402
 from numba.extending import overload  # noqa: E402
 from numba.np.unsafe.ndarray import to_fixed_tuple  # noqa: E402
 
-from . import hyper  # noqa: E402
 from .activations import CODES  # noqa: E402
-from .elementwise import adam_element, bce_element, rmsprop_element, sgd_element  # noqa: E402
-from .jit import act_derivative, act_forward  # noqa: E402
+from .elementwise import bce_element  # noqa: E402
+from .jit import act_derivative, act_forward, rule_element  # noqa: E402
+from .optimizers import CODES as RULE_CODES  # noqa: E402
+from .optimizers import NAMES, RULES, SKIP  # noqa: E402
 from .scalar_math import fast_exp, fast_expm1, fast_log1p, fast_tanh  # noqa: E402
 
 # No nnan/ninf: -inf logits and NaN divergence must propagate exactly as in the reference.
@@ -149,7 +150,7 @@ def _fast_tanh_impl(x):
 # those files so that editing the maths recompiles instead of loading a stale kernel.
 _MATHS_DIGEST = hashlib.sha256(b"".join(
     (Path(__file__).parent / f).read_bytes()
-    for f in ("activations.py", "elementwise.py", "hyper.py", "jit.py", "scalar_math.py"))).hexdigest()[:10]
+    for f in ("activations.py", "elementwise.py", "optimizers.py", "jit.py", "scalar_math.py"))).hexdigest()[:10]
 
 
 def _renamed(fn, name):
@@ -404,57 +405,36 @@ def act_backward(xp, dy, saved, act, alpha=0.0, out=None, bias_grad=None):
 
 
 # -- optimizer updates -------------------------------------------------------------------------
-# The step's scalars arrive as the record ``hp`` in the parameters' dtype (float32 updates stay in float32
-# SIMD lanes) and are read once into a tuple before the loop; a set ``skip`` slot leaves everything as is.
-_SGD_FIELDS, _RMSPROP_FIELDS, _ADAM_FIELDS = (len(hyper.FIELDS[r]) for r in ("sgd", "rmsprop", "adam"))
+# One loop per rule of the optimizer table, its code a compile-time constant (as for the activations). The
+# step's scalars arrive as the record ``hp`` in the parameters' dtype (float32 updates stay in float32 SIMD
+# lanes) and are read once into a tuple before the loop; a set ``skip`` slot leaves everything as is. A state
+# the rule does not have is ``g`` (read, never written).
+def _update_kernel(code):
+    n_fields, n_state = len(RULES[NAMES[code]].record), len(RULES[NAMES[code]].state)
+
+    def update(p, g, s0, s1, hp):
+        if hp[SKIP] != 0:
+            return
+        h = to_fixed_tuple(hp, n_fields)
+        for i in prange(p.size):
+            p[i], a, b = rule_element(code, p[i], g[i], s0[i], s1[i], h)
+            if n_state >= 1:
+                s0[i] = a
+            if n_state >= 2:
+                s1[i] = b
+    return update
 
 
-def _sgd(p, g, v, hp, nesterov, has_v):
-    if hp[hyper.SKIP] != 0:
-        return
-    h = to_fixed_tuple(hp, _SGD_FIELDS)
-    for i in prange(p.size):
-        p[i], vi = sgd_element(p[i], g[i], v[i], h, nesterov, has_v)
-        if has_v:
-            v[i] = vi
-
-
-def _rmsprop(p, g, s, hp):
-    if hp[hyper.SKIP] != 0:
-        return
-    h = to_fixed_tuple(hp, _RMSPROP_FIELDS)
-    for i in prange(p.size):
-        p[i], s[i] = rmsprop_element(p[i], g[i], s[i], h)
-
-
-def _adam(p, g, m, v, hp):
-    if hp[hyper.SKIP] != 0:
-        return
-    h = to_fixed_tuple(hp, _ADAM_FIELDS)
-    for i in prange(p.size):
-        p[i], m[i], v[i] = adam_element(p[i], g[i], m[i], v[i], h)
-
-
-_SGD, _RMSPROP, _ADAM = _twins(_sgd), _twins(_rmsprop), _twins(_adam)
+_UPDATE = {name: _twins(_renamed(_update_kernel(code), f"update_{name}")) for name, code in RULE_CODES.items()}
 
 
 def _flat_ok(p, *others) -> bool:
     return _fusable(p, *others) and p.ndim == 1 and p.flags.writeable and all(o.shape == p.shape for o in others)
 
 
-def sgd_update(xp, p, g, v, hp, *, nesterov=False):
-    if not (_flat_ok(p, g, *_given(v)) and _fusable(p, hp) and hp.shape == (_SGD_FIELDS,)):
+def optimizer_update(xp, rule, p, g, s0, s1, hp):
+    states = _given(s0, s1)
+    if not (rule in _UPDATE and len(states) == len(RULES[rule].state) and _flat_ok(p, g, *states)
+            and _fusable(p, hp) and hp.shape == (len(RULES[rule].record),)):
         return NotImplemented
-    _pick(_SGD, p.size)(p, g, g if v is None else v, hp, bool(nesterov), v is not None)
-
-
-def rmsprop_update(xp, p, g, s, hp):
-    if not (_flat_ok(p, g, s) and _fusable(p, hp) and hp.shape == (_RMSPROP_FIELDS,)):
-        return NotImplemented
-    _pick(_RMSPROP, p.size)(p, g, s, hp)
-
-
-def adam_update(xp, p, g, m, v, hp):
-    if not (_flat_ok(p, g, m, v) and _fusable(p, hp) and hp.shape == (_ADAM_FIELDS,)):
-        return NotImplemented
-    _pick(_ADAM, p.size)(p, g, m, v, hp)
+    _pick(_UPDATE[rule], p.size)(p, g, g if s0 is None else s0, g if s1 is None else s1, hp)

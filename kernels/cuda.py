@@ -2,8 +2,8 @@
 
 The public functions have exactly the reference signatures and side effects and answer NotImplemented
 (the registry then runs ``reference.py``) for anything but C-contiguous float32/float64 CuPy arrays.
-Kernels launch on CuPy's current stream. Per-element maths comes from ``activations.py`` and
-``elementwise.py`` (shared with the CPU kernels); the ``launch_*`` functions take any CUDA arrays (NumPy
+Kernels launch on CuPy's current stream. Per-element maths comes from ``activations.py``, ``optimizers.py``
+and ``elementwise.py`` (shared with the CPU kernels); the ``launch_*`` functions take any CUDA arrays (NumPy
 arrays under ``NUMBA_ENABLE_CUDASIM=1``) and are what the simulator tests drive.
 """
 from __future__ import annotations
@@ -16,9 +16,10 @@ from numba import cuda, float64
 from numba.extending import overload
 
 from .activations import CODES
-from .elementwise import adam_element, bce_element, rmsprop_element, sgd_element
-from .hyper import SKIP
-from .jit import act_derivative, act_forward
+from .elementwise import bce_element
+from .jit import act_derivative, act_forward, rule_element
+from .optimizers import CODES as RULE_CODES
+from .optimizers import NAMES, RULES, SKIP
 from .scalar_math import fast_exp, fast_expm1, fast_log1p, fast_tanh
 
 
@@ -175,45 +176,30 @@ def launch_act_backward(dy, saved, act, alpha, out, stream=0, threads=THREADS):
     _ACT_BACKWARD[act][_blocks(dy.size, threads), threads, stream](dy, saved, alpha, out)
 
 
-# -- optimizers: the step's scalars read from the record ``hp`` on the device; skip set: no write ---
-@cuda.jit
-def _sgd_kernel(p, g, v, hp, nesterov, has_v):
-    if hp[SKIP] != 0:
-        return
-    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        pi, vi = sgd_element(p[i], g[i], v[i], hp, nesterov, has_v)
-        p[i] = pi
-        if has_v:
-            v[i] = vi
+# -- optimizers: one kernel per rule of the optimizer table, the step's scalars read from the record ``hp`` on
+# the device; skip set: no write. A state the rule does not have is ``g`` (read, never written). ---------------
+def _update_kernel(code):
+    n_state = len(RULES[NAMES[code]].state)
+
+    def kernel(p, g, s0, s1, hp):
+        if hp[SKIP] != 0:
+            return
+        for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+            pi, a, b = rule_element(code, p[i], g[i], s0[i], s1[i], hp)
+            p[i] = pi
+            if n_state >= 1:
+                s0[i] = a
+            if n_state >= 2:
+                s1[i] = b
+    return cuda.jit(kernel)
 
 
-@cuda.jit
-def _rmsprop_kernel(p, g, s, hp):
-    if hp[SKIP] != 0:
-        return
-    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        p[i], s[i] = rmsprop_element(p[i], g[i], s[i], hp)
+_UPDATE = {name: _update_kernel(code) for name, code in RULE_CODES.items()}
 
 
-@cuda.jit
-def _adam_kernel(p, g, m, v, hp):
-    if hp[SKIP] != 0:
-        return
-    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        p[i], m[i], v[i] = adam_element(p[i], g[i], m[i], v[i], hp)
-
-
-def launch_sgd(p, g, v, hp, nesterov, stream=0, threads=THREADS):
-    _sgd_kernel[_blocks(p.size, threads), threads, stream](p, g, g if v is None else v, hp, bool(nesterov),
-                                                          v is not None)
-
-
-def launch_rmsprop(p, g, s, hp, stream=0, threads=THREADS):
-    _rmsprop_kernel[_blocks(p.size, threads), threads, stream](p, g, s, hp)
-
-
-def launch_adam(p, g, m, v, hp, stream=0, threads=THREADS):
-    _adam_kernel[_blocks(p.size, threads), threads, stream](p, g, m, v, hp)
+def launch_update(rule, p, g, s0, s1, hp, stream=0, threads=THREADS):
+    _UPDATE[rule][_blocks(p.size, threads), threads, stream](p, g, g if s0 is None else s0, g if s1 is None else s1,
+                                                             hp)
 
 
 # -- the registry-facing functions (CuPy arrays) -------------------------------------------------
@@ -287,19 +273,8 @@ def _flat_ok(p, hp, *others):
     return _fusable(p, hp, *others) and p.ndim == 1 and all(o.shape == p.shape for o in others)
 
 
-def sgd_update(xp, p, g, v, hp, *, nesterov=False):
-    if not _flat_ok(p, hp, g, *_given(v)):
+def optimizer_update(xp, rule, p, g, s0, s1, hp):
+    states = _given(s0, s1)
+    if not (rule in _UPDATE and len(states) == len(RULES[rule].state) and _flat_ok(p, hp, g, *states)):
         return NotImplemented
-    launch_sgd(p, g, v, hp, nesterov, _stream())
-
-
-def rmsprop_update(xp, p, g, s, hp):
-    if not _flat_ok(p, hp, g, s):
-        return NotImplemented
-    launch_rmsprop(p, g, s, hp, _stream())
-
-
-def adam_update(xp, p, g, m, v, hp):
-    if not _flat_ok(p, hp, g, m, v):
-        return NotImplemented
-    launch_adam(p, g, m, v, hp, _stream())
+    launch_update(rule, p, g, s0, s1, hp, _stream())

@@ -42,7 +42,7 @@ class Tile:
         return (self.bm // self.tm) * (self.bn // self.tn)
 
 
-TILE = Tile()  # 256 threads, 16 outputs each: not yet tuned on a GPU (none was lent)
+TILE = Tile()  # 256 threads, 16 outputs each: not yet tuned on a GPU
 
 
 @cuda.jit(device=True)

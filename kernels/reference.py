@@ -10,6 +10,7 @@ import math
 
 from .activations import ACTIVATIONS, TABLE  # noqa: F401  (ACTIVATIONS re-exported for callers)
 from . import hyper as H
+from . import optimizers
 from .activations import get as get_activation
 
 
@@ -114,55 +115,16 @@ def act_backward(xp, dy, saved, act: str, alpha: float = 0.0, out=None, bias_gra
 
 
 # -- optimizer updates over flat buffers -----------------------------------------------------
-# Each writes ``p`` and its state arrays in place and leaves ``g`` untouched. ``hp`` is the step's scalar
-# record (``hyper.py``): an array in p's dtype on p's device, already folded by the optimizer. When its
-# ``skip`` slot is set nothing is written.
-def _effective_grad(xp, g, p, hp):
-    """``clip(g * grad_scale, -clip, clip) + l2 * p`` (clip is inf when off)."""
-    g = g * hp[H.GRAD_SCALE]
-    g = xp.minimum(xp.maximum(g, -hp[H.CLIP]), hp[H.CLIP])
-    return g + hp[H.L2] * p
-
-
-def _commit(xp, hp, *pairs):
-    """``target[...] = new`` for each pair, unless the step is skipped."""
+def optimizer_update(xp, rule, p, g, s0, s1, hp):
+    """One update of ``p`` and its state arrays ``s0``, ``s1`` (None where the rule has fewer) by the
+    optimizer table's ``rule``, in place; ``g`` is left untouched. ``hp`` is the step's scalar record
+    (``hyper.py``): an array in p's dtype on p's device, already folded by the optimizer. When its ``skip``
+    slot is set nothing is written."""
+    new = optimizers.RULES[rule].xp_update(xp, p, g, s0, s1, hp)
     skip = hp[H.SKIP] != 0
-    for target, new in pairs:
-        target[...] = xp.where(skip, target, new)
-
-
-def sgd_update(xp, p, g, v, hp, *, nesterov=False):
-    """SGD; with momentum ``v = m v - lr g; p += v`` (Nesterov: ``p += m v - lr g``).
-
-    ``v`` (the velocity) is None without momentum.
-    """
-    g = _effective_grad(xp, g, p, hp)
-    if v is None:
-        _commit(xp, hp, (p, p - hp[H.LR] * g))
-        return
-    v_new = hp[H.MOMENTUM] * v - hp[H.LR] * g
-    step = hp[H.MOMENTUM] * v_new - hp[H.LR] * g if nesterov else v_new
-    _commit(xp, hp, (p, p + step), (v, v_new))
-
-
-def rmsprop_update(xp, p, g, s, hp):
-    """RMSProp: ``s = rho s + (1 - rho) g^2; p -= lr g / (sqrt(s) + eps)``."""
-    g = _effective_grad(xp, g, p, hp)
-    s_new = hp[H.RHO] * s + hp[H.ONE_MINUS_RHO] * g * g
-    _commit(xp, hp, (p, p - hp[H.LR] * g / (xp.sqrt(s_new) + hp[H.RMS_EPS])), (s, s_new))
-
-
-def adam_update(xp, p, g, m, v, hp):
-    """Adam: ``p = decay p - step_size m / (sqrt(v) inv_sqrt_bias2 + eps)``.
-
-    ``step_size`` is lr over the first moment's bias correction, ``inv_sqrt_bias2`` one over the root of the
-    second's; ``decay`` is AdamW's ``1 - lr wd`` (1 for Adam, whose decay is ``l2`` in the gradient).
-    """
-    g = _effective_grad(xp, g, p, hp)
-    m_new = hp[H.BETA1] * m + hp[H.ONE_MINUS_BETA1] * g
-    v_new = hp[H.BETA2] * v + hp[H.ONE_MINUS_BETA2] * g * g
-    p_new = hp[H.DECAY] * p - hp[H.STEP_SIZE] * m_new / (xp.sqrt(v_new) * hp[H.INV_SQRT_BIAS2] + hp[H.ADAM_EPS])
-    _commit(xp, hp, (p, p_new), (m, m_new), (v, v_new))
+    for target, value in zip((p, s0, s1), new):
+        if target is not None:
+            target[...] = xp.where(skip, target, value)
 
 
 def global_norm(xp, g):

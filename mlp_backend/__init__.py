@@ -13,8 +13,8 @@ from .layers import (ACTIVATION_LAYERS, LAYERS, Activation, BatchNorm1d, Dense, 
 from .losses import (L1, L2, LOSSES, BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy,
                      SoftmaxMeanSquaredError, get_loss)
 from .metrics import accuracy, classification_report, confusion_matrix, regression_scores
-from .optim import (SGD, Adam, AdamW, CosineDecay, ExponentialDecay, Momentum, Nesterov, RMSProp, StepDecay,
-                    get_optimizer)
+from .optim import (SGD, Adagrad, Adam, AdamW, CosineDecay, ExponentialDecay, Lion, Momentum, Nesterov, RMSProp,
+                    StepDecay, get_optimizer)
 from .train import (Callback, DivergenceWarning, EarlyStopping, History, LambdaCallback, ProgressBar,
                     ReduceLROnPlateau, evaluate, fit, predict, predict_proba)
 

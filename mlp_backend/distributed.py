@@ -24,7 +24,7 @@ How arrays travel (``communicator`` picks, ``distributed=`` overrides):
 - ``local_device()``: the GPU of this rank, from its rank among the processes of its node (one GPU per rank:
   NCCL refuses two ranks on one GPU). ``mlp train --distributed`` uses it.
 
-Not run on a GPU yet (no GPU was lent while this was written): the NCCL and CUDA-aware paths, and pinned
+Not run on a GPU yet: the NCCL and CUDA-aware paths, and pinned
 staging. The staging path itself is tested on array_api_strict's second device.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The training step as one program: forward, loss, backward, penalty, clipping and update, with no host read.
 
 ``fit`` builds one ``StepProgram`` per call and runs it once per mini-batch. The program keeps on the
-device what the host used to read after every step:
+device what a plain training loop reads on the host after every step:
 
 - the batch's loss and (classification) count of correct predictions, written into arrays of one slot per
   step of the epoch;
@@ -16,7 +16,7 @@ device what the host used to read after every step:
 checkpoint, and every few steps when it shows progress.
 
 Every array a step makes is the program's, in its :class:`~mlp_backend.backend.Workspace`: the gathered
-batch, each layer's outputs, saved values and gradients (lent to the layers for the step), the loss's gradient,
+batch, each layer's outputs, saved values and gradients (handed to the layers for the step), the loss's gradient,
 the penalty's and the accuracy count's temporaries. The first run at a batch shape makes them; every later
 run writes into them, so a step allocates nothing that grows with the batch (tested with tracemalloc) and
 could be captured once and replayed as a CUDA graph. The last, partial batch of an epoch has a shape of its

@@ -249,7 +249,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
                                                checkpoint_every)
     be = model.be
     Xd, yd, val = _device_data(model, loss, X, y, validation_data)
-    wd = _device_weights(model, sample_weight, Xd.shape[0], distributed)
+    weights = _device_weights(model, sample_weight, Xd.shape[0], distributed)
     if seed is not None:
         be.reseed(seed)
     comm = _join(distributed, model, Xd.shape[0], batch_size)
@@ -293,7 +293,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
         for step in range(pos.step, steps):
             lo, hi = step * batch_size, min((step + 1) * batch_size, n)
             mine = (lo, hi) if comm is None else comm.shard(lo, hi)
-            program.run(step, Xd, yd, mine, (mine[1] - mine[0]) / (hi - lo), wd)
+            program.run(step, Xd, yd, mine, (mine[1] - mine[0]) / (hi - lo), weights)
             pos.step = step + 1
             # every rank reads at the checkpoint steps (a read is a collective when distributed); rank 0 saves
             at_checkpoint = checkpoint_every and step + 1 < steps and (epoch * steps + step + 1) % checkpoint_every == 0

@@ -17,6 +17,7 @@ def compile_kernels(dtype: str) -> float:
     import numpy as np
 
     from .kernels import hyper, kernel_set
+    from .kernels.optimizers import RULES
     from .kernels.activations import ACTIVATIONS
     from .kernels.cpu import PARALLEL_MIN_ELEMENTS
 
@@ -38,16 +39,11 @@ def compile_kernels(dtype: str) -> float:
             cpu.act_backward(xp, dy, y, act, 0.1, out=dy)
             cpu.act_backward(xp, dy, y, act, 0.1, out=dy, bias_grad=b.copy())
         p, g = z.reshape(-1).copy(), z.reshape(-1)
-        for rule in ("sgd", "rmsprop", "adam"):
+        for rule, entry in RULES.items():
             record = np.full(len(hyper.FIELDS[rule]), 0.5, dtype)
             record[hyper.SKIP] = 0
-            if rule == "sgd":
-                cpu.sgd_update(xp, p, g, None, record)
-                cpu.sgd_update(xp, p, g, np.zeros_like(p), record, nesterov=True)
-            elif rule == "rmsprop":
-                cpu.rmsprop_update(xp, p, g, np.zeros_like(p), record)
-            else:
-                cpu.adam_update(xp, p, g, np.zeros_like(p), np.zeros_like(p), record)
+            states = [np.zeros_like(p) for _ in entry.state]
+            cpu.optimizer_update(xp, rule, p, g, *states, *[None] * (2 - len(states)), record)
     return time.perf_counter() - start
 
 

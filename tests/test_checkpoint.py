@@ -140,7 +140,7 @@ def test_a_single_bit_flip_anywhere_is_refused_or_harmless(tmp_path):
 
 
 def test_metadata_is_covered_by_the_digest(tmp_path):
-    """relu -> selu in the stored configuration (one bit) used to load silently."""
+    """relu -> selu in the stored configuration (one bit) is refused, not loaded silently."""
     from mlp_backend.checkpoint import CheckpointError
 
     path = tmp_path / "m.safetensors"

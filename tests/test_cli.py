@@ -298,3 +298,13 @@ def test_bench_runs_the_jax_epoch_scan_peer(tmp_path):
     r = worker({"impl": "jax-scan", "batch_size": 64, "epochs": 2, "seed": 0, "dataset": "digits", "data_dir": None})
     assert len(r["epoch_seconds"]) == 2 and r["seconds_per_epoch"] == r["epoch_seconds"][1]
     assert r["test_accuracy"] > 0.85  # 2 epochs of the same job reach this on digits (0.94 measured after 3)
+
+
+@pytest.mark.parametrize("optimizer,lr", [("adagrad", "0.05"), ("lion", "0.001")])
+def test_adagrad_and_lion_train_from_the_command_line(optimizer, lr, tmp_path):
+    out = tmp_path / "summary.json"
+    assert main(["train", "--dataset", "digits", "--hidden", "32", "--epochs", "3", "--batch-size", "32",
+                 "--optimizer", optimizer, "--lr", lr, "--quiet", "--no-progress", "--json", str(out),
+                 "--out", str(tmp_path / "run")]) == 0
+    summary = json.loads(out.read_text())
+    assert summary["test_accuracy"] > 0.8 and summary["train_loss"][-1] < summary["train_loss"][0]

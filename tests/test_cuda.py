@@ -48,11 +48,10 @@ def test_cuda_kernels_compile_to_ptx_for_compute_capability_9(monkeypatch):
     signatures = {
         K._xent_kernel: f"void({a2}, {i64}, float64, float64, {a2}, float64[::1])",
         K._bce_kernel: f"void({a1}, {a1}, float64, {a1}, {a1})",
-        K._sgd_kernel: f"void({a1}, {a1}, {a1}, {a1}, boolean, boolean)",
-        K._rmsprop_kernel: f"void({a1}, {a1}, {a1}, {a1})",
-        K._adam_kernel: f"void({a1}, {a1}, {a1}, {a1}, {a1})",
         K._dropout_mask_kernel: f"void({a1}, uint64, float64, {f32})",
     }
+    for kernel in K._UPDATE.values():  # every rule of the optimizer table
+        signatures[kernel] = f"void({a1}, {a1}, {a1}, {a1}, {a1})"
     for name in K.CODES:  # every activation of the table, both ways
         signatures[K._BIAS_ACT[name]] = f"void({a2}, {a1}, boolean, {f32})"
         signatures[K._ACT_BACKWARD[name]] = f"void({a1}, {a1}, {f32}, {a1})"
@@ -94,8 +93,8 @@ def test_cupy_kernels_match_the_reference_on_the_gpu(dtype):
     for step in range(1, 4):
         hp = xp.asarray(hyper.pack("adam", {**opt.scalars(opt.lr, step), "grad_scale": 1.0, "skip": 0.0}),
                         dtype=p.dtype)
-        assert K.adam_update(xp, params[0], g, *states[0], hp) is None  # fused, not declined
-        reference.adam_update(xp, params[1], g, *states[1], hp)
+        assert K.optimizer_update(xp, "adam", params[0], g, *states[0], hp) is None  # fused, not declined
+        reference.optimizer_update(xp, "adam", params[1], g, *states[1], hp)
     np.testing.assert_allclose(params[0].get(), params[1].get(), rtol=tol * 10, atol=tol)
 
 

@@ -41,8 +41,8 @@ def test_every_fused_kernel_has_the_reference_signature():
 
 
 def test_an_op_a_module_does_not_override_is_the_reference(monkeypatch):
-    monkeypatch.delattr(cpu_module, "rmsprop_update")
-    assert kernels.resolve("rmsprop_update", "numpy", "auto") is reference.rmsprop_update
+    monkeypatch.delattr(cpu_module, "optimizer_update")
+    assert kernels.resolve("optimizer_update", "numpy", "auto") is reference.optimizer_update
 
 
 def record(opt, step=1, grad_scale=1.0, dtype=np.float64):
@@ -65,9 +65,9 @@ def test_torch_cpu_tensors_go_through_the_numba_kernels_in_place():
     p0, g = rng.normal(size=1000).astype(np.float32), rng.normal(size=1000).astype(np.float32)
     tp, tm, tv = torch.tensor(p0), torch.zeros(1000), torch.zeros(1000)
     hp = record(mlp.Adam(1e-2), dtype=np.float32)
-    assert torch_cpu.adam_update(txp, tp, torch.tensor(g), tm, tv, torch.tensor(hp)) is None  # fused, not declined
+    assert torch_cpu.optimizer_update(txp, "adam", tp, torch.tensor(g), tm, tv, torch.tensor(hp)) is None  # fused
     p, m, v = p0.copy(), np.zeros(1000, np.float32), np.zeros(1000, np.float32)
-    reference.adam_update(xp, p, g, m, v, hp)
+    reference.optimizer_update(xp, "adam", p, g, m, v, hp)
     close(tp.numpy(), p, np.float32)
     close(tv.numpy(), v, np.float32)
     z = torch.tensor(rng.normal(size=(6, 4)), dtype=torch.float32)
@@ -90,15 +90,15 @@ def test_torch_cpu_tensors_go_through_the_numba_kernels_in_place():
 
 
 def test_registry_modes(monkeypatch):
-    assert kernels.resolve("adam_update", "numpy", "auto").fused is cpu_module.adam_update
-    assert kernels.resolve("adam_update", "numpy", "reference") is reference.adam_update
-    assert kernels.resolve("adam_update", "array_api_strict", "auto") is reference.adam_update
+    assert kernels.resolve("optimizer_update", "numpy", "auto").fused is cpu_module.optimizer_update
+    assert kernels.resolve("optimizer_update", "numpy", "reference") is reference.optimizer_update
+    assert kernels.resolve("optimizer_update", "array_api_strict", "auto") is reference.optimizer_update
     with pytest.raises(ValueError, match="no Numba kernels for 'array_api_strict'"):
-        kernels.resolve("adam_update", "array_api_strict", "numba")
+        kernels.resolve("optimizer_update", "array_api_strict", "numba")
     with pytest.raises(ValueError, match="kernel mode must be one of"):
-        kernels.resolve("adam_update", "numpy", "fast")
+        kernels.resolve("optimizer_update", "numpy", "fast")
     monkeypatch.setenv("MLP_KERNELS", "reference")
-    assert kernels.kernel_set("numpy").adam_update is reference.adam_update
+    assert kernels.kernel_set("numpy").optimizer_update is reference.optimizer_update
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -208,7 +208,26 @@ OPTIMIZER_CASES = [  # (optimizer, global-norm clipping factor)
     (lambda: mlp.RMSProp(0.01, rho=0.9, eps=1e-8, weight_decay=0.01, clip_value=1.0), 1.0),
     (lambda: mlp.Adam(0.01, weight_decay=0.01), 0.3),
     (lambda: mlp.AdamW(0.01, weight_decay=0.1, clip_value=0.5), 1.0),
+    (lambda: mlp.Adagrad(0.05, lr_decay=0.1, weight_decay=0.01, initial_accumulator_value=0.1), 0.5),
+    (lambda: mlp.Lion(0.01, weight_decay=0.1, clip_value=0.5), 1.0),
 ]
+
+
+def test_every_rule_of_the_optimizer_table_is_tested_and_its_element_matches_its_array_form():
+    from mlp_backend.kernels.optimizers import RULES
+
+    assert {make().rule for make, _ in OPTIMIZER_CASES} == set(RULES)
+    rng = np.random.default_rng(11)
+    for make, _ in OPTIMIZER_CASES:
+        opt = make()
+        rule = RULES[opt.rule]
+        hp = record(opt, 3, 0.8)
+        p, g, s0, s1 = (rng.normal(size=40) for _ in range(4))
+        s0, s1 = s0 ** 2, s1 ** 2  # second moments are non-negative
+        expected = rule.xp_update(xp, p, g, s0, s1, hp)
+        got = np.array([rule.element(p[i], g[i], s0[i], s1[i], hp) for i in range(40)]).T
+        for k in range(1 + len(rule.state)):
+            close(got[k], expected[k], np.float64)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -283,7 +302,7 @@ def test_a_fused_module_that_cannot_load_warns_once_and_the_reference_runs(monke
     with pytest.warns(RuntimeWarning, match=r"Numba kernels for numpy arrays \(kernels/broken_for_test.py\) cannot "
                                             r"load \(ModuleNotFoundError.*using the reference kernels. Fix: "):
         ops = kernels.kernel_set("numpy", "auto")
-    assert ops.adam_update is reference.adam_update and ops.used == "reference (Numba kernels unavailable)"
+    assert ops.optimizer_update is reference.optimizer_update and ops.used == "reference (Numba kernels unavailable)"
     import warnings
 
     with warnings.catch_warnings():

@@ -8,6 +8,26 @@ from mlp_backend.kernels import kernel_set
 
 from conftest import AVAILABLE, backend_matrix, tol
 
+class PaperLion:
+    """The Lion paper's update (Chen et al. 2023, Algorithm 2) in torch: the oracle where torch has no Lion."""
+
+    def __init__(self, params, lr, betas=(0.9, 0.99), weight_decay=0.0):
+        import torch
+
+        self.params, self.lr, self.betas, self.wd = list(params), lr, betas, weight_decay
+        self.m = [torch.zeros_like(p) for p in self.params]
+
+    def step(self):
+        import torch
+
+        b1, b2 = self.betas
+        with torch.no_grad():
+            for p, m in zip(self.params, self.m):
+                update = torch.sign(b1 * m + (1 - b1) * p.grad)
+                p -= self.lr * (update + self.wd * p)
+                m.mul_(b2).add_((1 - b2) * p.grad)
+
+
 OPTIMIZER_CASES = {
     "sgd": (lambda: mlp.SGD(0.1, weight_decay=0.01), lambda p: __import__("torch").optim.SGD(p, 0.1, weight_decay=0.01)),
     "momentum": (lambda: mlp.Momentum(0.1, 0.9), lambda p: __import__("torch").optim.SGD(p, 0.1, momentum=0.9)),
@@ -17,6 +37,11 @@ OPTIMIZER_CASES = {
                 lambda p: __import__("torch").optim.RMSprop(p, 0.01, alpha=0.9, eps=1e-8, weight_decay=0.01)),
     "adam": (lambda: mlp.Adam(0.01, weight_decay=0.01), lambda p: __import__("torch").optim.Adam(p, 0.01, weight_decay=0.01)),
     "adamw": (lambda: mlp.AdamW(0.01, weight_decay=0.1), lambda p: __import__("torch").optim.AdamW(p, 0.01, weight_decay=0.1)),
+    "adagrad": (lambda: mlp.Adagrad(0.05, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1),
+                lambda p: __import__("torch").optim.Adagrad(p, 0.05, lr_decay=0.01, weight_decay=0.01,
+                                                            initial_accumulator_value=0.1)),
+    "lion": (lambda: mlp.Lion(0.01, beta1=0.9, beta2=0.99, weight_decay=0.1),
+             lambda p: PaperLion(p, 0.01, betas=(0.9, 0.99), weight_decay=0.1)),
 }
 
 
@@ -125,7 +150,26 @@ def test_bad_optimizer_arguments():
         mlp.SGD(lr=-1)
     with pytest.raises(ValueError, match="momentum must be in"):
         mlp.SGD(0.1, momentum=1.5)
-    with pytest.raises(ValueError, match="unknown optimizer 'adagrad'"):
-        mlp.get_optimizer("adagrad")
+    with pytest.raises(ValueError, match="unknown optimizer 'adadelta'"):
+        mlp.get_optimizer("adadelta")
     with pytest.raises(RuntimeError, match="not initialised"):
         mlp.Adam().step(np.zeros(3), np.zeros(3), kernel_set("numpy"))
+
+
+def test_adagrad_and_lion_known_values():
+    """One step by hand: Adagrad s = 4, p = 1 - 0.1 * 2 / sqrt(4); Lion c = 0.1 * 0.5 > 0, p = 1 - 0.1 (1 + 0.1),
+    m = 0.01 * 0.5."""
+    be = get_backend("numpy", dtype="float64")
+    ops = kernel_set("numpy", "numba")
+    for opt, p_after, state_after in ((mlp.Adagrad(0.1), 0.9, ("sum", 4.0)),
+                                      (mlp.Lion(0.1, weight_decay=0.1), 0.89, ("exp_avg", 0.005))):
+        p = np.ones(3)
+        opt.init(be, p)
+        opt.step(p, np.full(3, 2.0 if isinstance(opt, mlp.Adagrad) else 0.5), ops)
+        np.testing.assert_allclose(p, p_after, rtol=1e-10)  # Adagrad's eps (1e-10) is in the divisor
+        np.testing.assert_allclose(opt.state[state_after[0]], state_after[1], rtol=1e-12)
+    lion = mlp.Lion(0.1)  # sign(0) is 0: a zero gradient on zero momentum leaves p alone
+    p = np.ones(2)
+    lion.init(be, p)
+    lion.step(p, np.zeros(2), ops)
+    np.testing.assert_array_equal(p, 1.0)

@@ -243,7 +243,7 @@ def test_the_step_reuses_its_arrays_and_lends_them_to_no_one_else():
     program.run(1, X, y, batches[1])
     assert len(program.workspace) == made > 10
     assert [layer._saved.ctypes.data for layer in model.layers if hasattr(layer, "_saved")] == addresses
-    assert all(layer.workspace is None for layer in model.layers)  # lent for the step only
+    assert all(layer.workspace is None for layer in model.layers)  # handed over for the step only
     first = model.forward(X[:64, ...], training=True)
     assert model.forward(X[:64, ...], training=True) is not first  # a user's calls get new arrays
     program.run(2, X, y, (batches[2][0], batches[2][0] + 10))  # another batch shape: its own arrays

@@ -116,7 +116,7 @@ def test_bad_fit_input_is_a_clear_error(make, error, message):
 
 @pytest.mark.parametrize("kwargs,message", [({"epochs": 0}, "epochs must be a positive integer"),
                                             ({"batch_size": -1}, "batch_size must be a positive integer"),
-                                            ({"optimizer": "adagrad"}, "unknown optimizer"),
+                                            ({"optimizer": "adadelta"}, "unknown optimizer"),
                                             ({"loss": "hinge"}, "unknown loss")])
 def test_bad_fit_arguments_are_clear_errors(kwargs, message):
     X, y, _, _ = blobs(50)

@@ -1,10 +1,11 @@
-"""Optimizers as configurations of three update rules over the flat parameter buffer.
+"""Optimizers as configurations of the update rules of the optimizer table (``kernels/optimizers.py``).
 
-State (velocity, moments) is flat arrays shaped like the parameter buffer; one ``step`` is one call
-of one kernel (``sgd_update``, ``rmsprop_update`` or ``adam_update``) over every parameter. The step's
-scalars are folded here, once: the scheduled learning rate, weight decay, the global-norm clipping
-factor and the rule's own (``scalars``: Adam's bias corrections, AdamW's decay), and reach the kernel as
-one record (``kernels/hyper.py``). The per-element maths is in ``kernels/reference.py``.
+State (velocity, moments) is flat arrays shaped like the parameter buffer, named by the table; one ``step``
+is one call of one kernel (``optimizer_update`` with the rule's name) over every parameter. The step's
+scalars are folded here, once: the scheduled learning rate, weight decay, the global-norm clipping factor and
+the rule's own (``scalars``: Adam's bias corrections, AdamW's and Lion's decay, Adagrad's decayed rate), and
+reach the kernel as one record laid out by the table (``kernels/hyper.py``). The per-element maths is the
+table's.
 """
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..kernels import hyper, reference
+from ..kernels.optimizers import RULES
 from .schedules import Schedule
 
 
 class Optimizer:
-    rule = "sgd"  # the update kernel: f"{rule}_update", its scalars hyper.FIELDS[rule]
-    state_names: tuple = ()
+    rule = "sgd"  # its entry of the optimizer table: the kernel's rule, its record hyper.FIELDS[rule], its state
 
     def __init__(self, lr: float, *, weight_decay: float = 0.0, clip_norm: float | None = None,
                  clip_value: float | None = None, schedule: Schedule | None = None):
@@ -89,13 +90,21 @@ class Optimizer:
         return lr * self.lr_scale
 
     # -- state -------------------------------------------------------------------------------
+    @property
+    def state_names(self) -> tuple:
+        return RULES[self.rule].state
+
+    initial_value = 0.0  # what state arrays start at
+
     def init(self, be, params):
-        """Allocate zero state like ``params`` (or take state loaded by ``load_state_dict``)."""
+        """Allocate state like ``params`` (or take state loaded by ``load_state_dict``)."""
         loaded, self._loaded = getattr(self, "_loaded", None), None
         if loaded is not None and any(v.shape != tuple(params.shape) for v in loaded.values()):
             raise ValueError(f"loaded optimizer state does not match {tuple(params.shape)} parameters")
         self.be = be
-        self.state = {n: be.asarray(loaded[n]) if loaded else be.zeros(params.shape) for n in self.state_names}
+        start = (lambda: be.zeros(params.shape)) if self.initial_value == 0 else (
+            lambda: be.asarray(np.full(tuple(params.shape), self.initial_value)))
+        self.state = {n: be.asarray(loaded[n]) if loaded else start() for n in self.state_names}
 
     def to(self, be):
         """Move the state arrays to another backend (keeps values and step count)."""
@@ -166,7 +175,8 @@ class Optimizer:
         self.apply(ops, xp, params, grads, record)
 
     def apply(self, ops, xp, params, grads, record):
-        raise NotImplementedError
+        states = [self.state[n] for n in self.state_names]
+        ops.optimizer_update(xp, self.rule, params, grads, *states, *[None] * (2 - len(states)), record)
 
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.config().items() if v)})"
@@ -175,7 +185,6 @@ class Optimizer:
 class SGD(Optimizer):
     """SGD, optionally with momentum (``v = m v - lr g; p += v``) or Nesterov momentum."""
 
-
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, **kwargs):
         super().__init__(lr, **kwargs)
         if not 0.0 <= momentum < 1.0:
@@ -183,16 +192,14 @@ class SGD(Optimizer):
         if nesterov and momentum == 0:
             raise ValueError("Nesterov momentum needs momentum > 0")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
-        self.state_names = ("velocity",) if momentum else ()
+        self.rule = "nesterov" if nesterov else "momentum" if momentum else "sgd"
 
     def hyper(self):
         return {"momentum": self.momentum, "nesterov": self.nesterov}
 
     def scalars(self, lr, step):
-        return {**super().scalars(lr, step), "momentum": self.momentum}
-
-    def apply(self, ops, xp, params, grads, record):
-        ops.sgd_update(xp, params, grads, self.state.get("velocity"), record, nesterov=self.nesterov)
+        extra = {"momentum": self.momentum} if self.rule != "sgd" else {}
+        return {**super().scalars(lr, step), **extra}
 
 
 class Momentum(SGD):
@@ -208,7 +215,6 @@ class Nesterov(SGD):
 
 class RMSProp(Optimizer):
     rule = "rmsprop"
-    state_names = ("square_avg",)
 
     def __init__(self, lr: float = 1e-3, rho: float = 0.9, eps: float = 1e-8, **kwargs):
         super().__init__(lr, **kwargs)
@@ -224,15 +230,36 @@ class RMSProp(Optimizer):
     def scalars(self, lr, step):
         return {**super().scalars(lr, step), "rho": self.rho, "one_minus_rho": 1.0 - self.rho, "eps": self.eps}
 
-    def apply(self, ops, xp, params, grads, record):
-        ops.rmsprop_update(xp, params, grads, self.state["square_avg"], record)
+
+class Adagrad(Optimizer):
+    """Adagrad as ``torch.optim.Adagrad``: ``s += g^2; p -= lr_t g / (sqrt(s) + eps)`` with
+    ``lr_t = lr / (1 + (t - 1) lr_decay)`` at update ``t``, the sums starting at ``initial_accumulator_value``."""
+
+    rule = "adagrad"
+
+    def __init__(self, lr: float = 1e-2, lr_decay: float = 0.0, eps: float = 1e-10,
+                 initial_accumulator_value: float = 0.0, **kwargs):
+        super().__init__(lr, **kwargs)
+        if not lr_decay >= 0:
+            raise ValueError(f"lr_decay must be non-negative, got {lr_decay!r}")
+        if not eps > 0:
+            raise ValueError(f"eps must be positive, got {eps!r}")
+        if not initial_accumulator_value >= 0:
+            raise ValueError(f"initial_accumulator_value must be non-negative, got {initial_accumulator_value!r}")
+        self.lr_decay, self.eps = float(lr_decay), float(eps)
+        self.initial_value = float(initial_accumulator_value)
+
+    def hyper(self):
+        return {"lr_decay": self.lr_decay, "eps": self.eps, "initial_accumulator_value": self.initial_value}
+
+    def scalars(self, lr, step):
+        return {**super().scalars(lr / (1.0 + (step - 1) * self.lr_decay), step), "eps": self.eps}
 
 
 class Adam(Optimizer):
     """Adam with bias correction; ``decoupled=True`` (AdamW) decays weights outside the gradient."""
 
     rule = "adam"
-    state_names = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                  decoupled: bool = False, **kwargs):
@@ -257,9 +284,6 @@ class Adam(Optimizer):
                 "beta2": self.beta2, "one_minus_beta2": 1.0 - self.beta2, "eps": self.eps,
                 "step_size": lr / (1.0 - self.beta1**step), "inv_sqrt_bias2": 1.0 / math.sqrt(1.0 - self.beta2**step)}
 
-    def apply(self, ops, xp, params, grads, record):
-        ops.adam_update(xp, params, grads, self.state["exp_avg"], self.state["exp_avg_sq"], record)
-
 
 class AdamW(Adam):
     def __init__(self, lr: float = 1e-3, weight_decay: float = 0.01, **kwargs):
@@ -267,12 +291,34 @@ class AdamW(Adam):
         super().__init__(lr, weight_decay=weight_decay, **kwargs)
 
 
-OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "rmsprop": RMSProp, "adam": Adam,
-              "adamw": AdamW}
+class Lion(Optimizer):
+    """Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"): ``p -= lr (sign(beta1 m +
+    (1 - beta1) g) + wd p); m = beta2 m + (1 - beta2) g``; the weight decay is decoupled, as the paper's."""
+
+    rule = "lion"
+
+    def __init__(self, lr: float = 1e-4, beta1: float = 0.9, beta2: float = 0.99, **kwargs):
+        super().__init__(lr, **kwargs)
+        for name, b in (("beta1", beta1), ("beta2", beta2)):
+            if not 0.0 <= b < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {b!r}")
+        self.beta1, self.beta2 = float(beta1), float(beta2)
+
+    def hyper(self):
+        return {"beta1": self.beta1, "beta2": self.beta2}
+
+    def scalars(self, lr, step):
+        return {**super().scalars(lr, step), "l2": 0.0, "decay": 1.0 - lr * self.weight_decay,
+                "beta1": self.beta1, "one_minus_beta1": 1.0 - self.beta1,
+                "beta2": self.beta2, "one_minus_beta2": 1.0 - self.beta2}
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "rmsprop": RMSProp, "adagrad": Adagrad,
+              "adam": Adam, "adamw": AdamW, "lion": Lion}
 
 
 def get_optimizer(opt, **kwargs) -> Optimizer:
-    """An Optimizer from an instance or a name (sgd, momentum, nesterov, rmsprop, adam, adamw)."""
+    """An Optimizer from an instance or a name (sgd, momentum, nesterov, rmsprop, adagrad, adam, adamw, lion)."""
     if isinstance(opt, Optimizer):
         return opt
     if isinstance(opt, str) and opt.lower() in OPTIMIZERS:

@@ -70,6 +70,8 @@ OPTIMIZERS = {
     "rmsprop": lambda: mlp.RMSProp(0.01, rho=0.9, eps=1e-8, weight_decay=0.01, clip_value=0.8),
     "adam": lambda: mlp.Adam(0.01, weight_decay=0.01, clip_value=0.8),
     "adamw": lambda: mlp.AdamW(0.01, weight_decay=0.01, clip_value=0.8),
+    "adagrad": lambda: mlp.Adagrad(0.05, lr_decay=0.1, weight_decay=0.01, clip_value=0.8),
+    "lion": lambda: mlp.Lion(0.01, weight_decay=0.1, clip_value=0.8),
 }
 
 
@@ -86,16 +88,11 @@ def test_optimizer_updates_over_steps(dtype, name):
         for step in range(1, 4):
             g = gen.normal(size=21).astype(dtype)
             hp = np.array(hyper.pack(opt.rule, {**opt.scalars(opt.lr, step), "grad_scale": 0.5, "skip": 0.0}), dtype)
-            v = s1 if opt.state_names else None
-            if opt.rule == "sgd":
-                if fused:
-                    K.launch_sgd(p, g, v, hp, opt.nesterov, threads=8)
-                else:
-                    reference.sgd_update(xp, p, g, v, hp, nesterov=opt.nesterov)
-            elif opt.rule == "rmsprop":
-                (K.launch_rmsprop(p, g, s1, hp, threads=8) if fused else reference.rmsprop_update(xp, p, g, s1, hp))
+            states = [s1, s2][:len(opt.state_names)] + [None] * (2 - len(opt.state_names))
+            if fused:
+                K.launch_update(opt.rule, p, g, *states, hp, threads=8)
             else:
-                (K.launch_adam(p, g, s1, s2, hp, threads=8) if fused else reference.adam_update(xp, p, g, s1, s2, hp))
+                reference.optimizer_update(xp, opt.rule, p, g, *states, hp)
         results.append((p, s1, s2))
     for a, b in zip(*results):
         close(a, b, dtype)
