@@ -40,7 +40,7 @@ def main():
 
         device = local_device()
     be = mlp.backend.get_backend(args.backend, device=device)
-    communicator = mlp.distributed.communicator(args.distributed, library=args.backend)
+    communicator = mlp.distributed.communicator(args.distributed, backend=mlp.get_backend(args.backend))
     grads = be.asarray(np.ones(543_860, np.float32))
     times = []
     for _ in range(50):

@@ -32,7 +32,12 @@ OPS = (
     "optimizer_update",
 )
 MODES = ("auto", "numba", "reference")
-FUSED_MODULES = {"numpy": "cpu", "torch": "torch_cpu", "cupy": "cuda"}
+FUSED_MODULES: dict[str, str] = {}  # library -> its module here, as each backend class registers it
+
+
+def register_fused(library: str, module: str):
+    """``library``'s arrays get the kernels of ``module`` (``cpu``, ``torch_cpu``, ``cuda``) in modes auto/numba."""
+    FUSED_MODULES[library] = module
 
 
 def default_mode() -> str:

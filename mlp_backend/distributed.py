@@ -32,10 +32,9 @@ from __future__ import annotations
 import os
 import warnings
 
-import array_api_compat
 import numpy as np
 
-from .backend import library_name, to_numpy
+from .backends.numpy import NumpyBackend
 
 # What launchers export: a process that sees one of these but an MPI world of size 1 was started by one MPI's
 # launcher with another MPI's library (each process then believes it is alone).
@@ -48,9 +47,11 @@ class MPICommunicator:
 
     name = "mpi"
 
-    def __init__(self, comm=None):
+    def __init__(self, comm=None, backend=None):
         from mpi4py import MPI
 
+        # the model's Backend (instance or class): how its device arrays reach host memory and back
+        self.backend = NumpyBackend if backend is None else backend
         self.MPI = MPI
         self.comm = comm if comm is not None else MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
@@ -68,8 +69,12 @@ class MPICommunicator:
     def allreduce_max(self, array):
         self._allreduce(array, "max")
 
+    def _host_view(self, array):
+        """A NumPy view of ``array`` that MPI can read and write in place; None for a device array."""
+        return array if isinstance(array, np.ndarray) else self.backend.host_view(array)
+
     def _allreduce(self, array, op: str):
-        host = _host_view(array)
+        host = self._host_view(array)
         if host is None:
             self._device_allreduce(array, op)
         else:
@@ -77,7 +82,7 @@ class MPICommunicator:
 
     def broadcast(self, array):
         """Rank 0's values of ``array`` on every rank, in place."""
-        host = _host_view(array)
+        host = self._host_view(array)
         if host is None:
             self._device_broadcast(array)
         else:
@@ -85,13 +90,15 @@ class MPICommunicator:
 
     def _device_allreduce(self, array, op):
         raise TypeError(f"this communicator ({self.name}) takes host arrays (numpy, torch CPU); got "
-                        f"{library_name(array)} arrays on a device: use distributed='mpi', which stages them")
+                        f"{type(array).__module__.split('.')[0]} arrays on a device: use distributed='mpi', which "
+                        "stages them")
 
     _device_broadcast = _device_allreduce
 
     def check_replicas(self, flat_params, epoch: int):
         """An error when the ranks' parameters are no longer the same (a checksum, gathered)."""
-        host = np.asarray(to_numpy(flat_params), dtype=np.float64)
+        host = np.asarray(flat_params if isinstance(flat_params, np.ndarray) else self.backend.host_copy(flat_params),
+                          dtype=np.float64)
         local = np.array([host.sum(), np.square(host).sum(), host[:: max(1, host.size // 1024)].sum()])
         gathered = np.empty((self.size, 3))
         self.comm.Allgather(local, gathered)
@@ -112,46 +119,19 @@ class StagedCommunicator(MPICommunicator):
 
     name = "mpi-staged"
 
-    def __init__(self, comm=None):
-        super().__init__(comm)
-        self._staging: dict = {}
-
-    def _stage(self, array) -> np.ndarray:
-        """``array``'s values in this communicator's host buffer for its shape and dtype."""
-        if library_name(array) == "cupy":
-            import cupyx
-
-            key = ("cupy", array.shape, array.dtype)
-            if key not in self._staging:
-                self._staging[key] = cupyx.empty_pinned(array.shape, array.dtype)
-            host = self._staging[key]
-            array.get(out=host)  # on the current stream; MPI may only read it once the copy is done
-            _synchronize_cupy()
-            return host
-        values = to_numpy(array)
-        key = ("host", values.shape, values.dtype)
-        if key not in self._staging:
-            self._staging[key] = np.empty_like(values)
-        np.copyto(self._staging[key], values)
-        return self._staging[key]
-
-    @staticmethod
-    def _unstage(host, array):
-        if library_name(array) == "cupy":
-            array.set(host)
-            return
-        xp = array_api_compat.array_namespace(array)
-        array[...] = xp.asarray(host, device=array_api_compat.device(array))
+    def __init__(self, comm=None, backend=None):
+        super().__init__(comm, backend)
+        self._staging: dict = {}  # host buffers, one per shape and dtype (the backend's: pinned for CuPy)
 
     def _device_allreduce(self, array, op):
-        host = self._stage(array)
+        host = self.backend.stage(array, self._staging)
         self.comm.Allreduce(self.MPI.IN_PLACE, host, op=self._ops[op])
-        self._unstage(host, array)
+        self.backend.unstage(host, array)
 
     def _device_broadcast(self, array):
-        host = self._stage(array)
+        host = self.backend.stage(array, self._staging)
         self.comm.Bcast(host, root=0)
-        self._unstage(host, array)
+        self.backend.unstage(host, array)
 
 
 class CudaAwareCommunicator(MPICommunicator):
@@ -178,8 +158,8 @@ class NCCLCommunicator(MPICommunicator):
 
     name = "nccl"
 
-    def __init__(self, comm=None, nccl=None):
-        super().__init__(comm)
+    def __init__(self, comm=None, backend=None, nccl=None):
+        super().__init__(comm, backend)
         if nccl is None:
             from cupy.cuda import nccl
         self.nccl = nccl
@@ -213,15 +193,6 @@ def _synchronize_cupy():
     import cupy
 
     cupy.cuda.get_current_stream().synchronize()
-
-
-def _host_view(array):
-    """A NumPy view of a host ``array`` that MPI can read and write in place; None for a device array."""
-    if isinstance(array, np.ndarray):
-        return array
-    if library_name(array) == "torch" and array.device.type == "cpu":
-        return array.detach().numpy()
-    return None
 
 
 def local_rank(comm=None) -> int:
@@ -270,9 +241,10 @@ def _check_launch(size: int):
 COMMUNICATORS = {c.name: c for c in (MPICommunicator, StagedCommunicator, CudaAwareCommunicator, NCCLCommunicator)}
 
 
-def communicator(spec="mpi", library: str | None = None):
-    """A communicator from ``"mpi"`` (the best for arrays of ``library``: see the module's docstring), one of
-    ``COMMUNICATORS``' names, an mpi4py communicator (``"mpi"`` over it), or one of ours (returned as is)."""
+def communicator(spec="mpi", backend=None):
+    """A communicator from ``"mpi"`` (the best for arrays of ``backend``, a Backend instance or class: see the
+    module's docstring), one of ``COMMUNICATORS``' names, an mpi4py communicator (``"mpi"`` over it), or one of
+    ours (returned as is)."""
     if isinstance(spec, MPICommunicator):
         return spec
     comm = None
@@ -281,12 +253,11 @@ def communicator(spec="mpi", library: str | None = None):
     if spec not in ("mpi", *COMMUNICATORS):
         raise ValueError(f"distributed must be one of {', '.join(COMMUNICATORS)}, an mpi4py communicator or None, "
                          f"got {spec!r}")
+    kind = spec if spec != "mpi" else (backend.communicator if backend is not None else "mpi")
     try:
-        if spec != "mpi":
-            return COMMUNICATORS[spec](comm)
-        if library in (None, "numpy"):
-            return MPICommunicator(comm)
-        return _best_for_devices(comm, library)
+        if kind == "mpi-gpu":
+            return _best_for_gpus(comm)(comm, backend)
+        return COMMUNICATORS[kind](comm, backend)
     except ImportError as e:
         if e.name != "mpi4py" and not str(e).startswith("mpi4py"):
             raise ImportError(f"distributed={spec!r} needs CuPy with NCCL: pip install 'mlp-backend[cuda13]' ({e})") \
@@ -295,19 +266,17 @@ def communicator(spec="mpi", library: str | None = None):
             from None
 
 
-def _best_for_devices(comm, library):
-    """NCCL for CuPy where CuPy has it, else CUDA-aware MPI where the MPI says so, else host staging.
-    (torch tensors and array_api_strict arrays: staged unless on the CPU, where they pass straight through.)"""
-    if library == "cupy":
-        try:
-            from cupy.cuda import nccl
+def _best_for_gpus(comm):
+    """NCCL where CuPy has it, else CUDA-aware MPI where the MPI says so, else host staging."""
+    try:
+        from cupy.cuda import nccl
 
-            if nccl.available:
-                return NCCLCommunicator(comm)
-        except ImportError:
-            pass
-        from mpi4py import MPI
+        if nccl.available:
+            return NCCLCommunicator
+    except ImportError:
+        pass
+    from mpi4py import MPI
 
-        if _mpi_reads_gpu_memory(comm if comm is not None else MPI.COMM_WORLD):
-            return CudaAwareCommunicator(comm)
-    return StagedCommunicator(comm)
+    if _mpi_reads_gpu_memory(comm if comm is not None else MPI.COMM_WORLD):
+        return CudaAwareCommunicator
+    return StagedCommunicator

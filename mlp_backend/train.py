@@ -376,7 +376,7 @@ def _join(distributed, model, n, batch_size):
         return None
     from .distributed import communicator
 
-    comm = communicator(distributed, library=model.be.name)
+    comm = communicator(distributed, backend=model.be)
     smallest = min(batch_size, n % batch_size or batch_size)
     if smallest < comm.size:
         raise ValueError(f"batch_size {batch_size} over {n} samples leaves a batch of {smallest}, fewer than the "
@@ -554,7 +554,7 @@ def _forward_batches(model, Xd, batch_size):
 
 
 def _result(model, value, host_input: bool):
-    return np.asarray(to_numpy(value)) if host_input and model.be.name != "numpy" else value
+    return model.be.to_host_result(value) if host_input else value
 
 
 def predict_proba(model, X, batch_size: int = 1024):

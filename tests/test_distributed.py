@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import mlp_backend as mlp
-from mlp_backend.backend import to_numpy
+from mlp_backend.backend import get_backend, to_numpy
 from mlp_backend.data import make_synthetic
 
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
@@ -102,8 +102,8 @@ def test_device_arrays_are_staged_and_host_arrays_are_not():
     from mlp_backend.distributed import MPICommunicator, StagedCommunicator, communicator
 
     with pytest.warns(RuntimeWarning, match="single process"):
-        assert type(communicator("mpi", library="numpy")) is MPICommunicator
-        staged = communicator("mpi", library="array_api_strict")
+        assert type(communicator("mpi", backend=get_backend("numpy"))) is MPICommunicator
+        staged = communicator("mpi", backend=get_backend("array_api_strict", device="device1"))
     assert type(staged) is StagedCommunicator
     import array_api_strict as xp
 
@@ -171,7 +171,7 @@ def test_batches_smaller_than_the_world_are_refused(monkeypatch):
     class Two(distributed.MPICommunicator):
         def __init__(self):
             self.rank, self.size = 0, 2
-    monkeypatch.setattr(distributed, "communicator", lambda spec, library: Two())
+    monkeypatch.setattr(distributed, "communicator", lambda spec, backend: Two())
     model, _ = job("sgd")
     data = make_synthetic(n_samples=100, n_features=8, n_classes=3, seed=1)
     with pytest.raises(ValueError, match="leaves a batch of 1, fewer than the 2 ranks"):

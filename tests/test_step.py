@@ -160,12 +160,12 @@ def test_sample_weights_are_a_weighted_mean_per_batch():
 
 def test_a_step_copies_nothing_to_the_device(monkeypatch):
     """The optimizer's per-step scalars arrive with the epoch's records (one copy per epoch), not per step."""
-    from mlp_backend.backend import Backend
-
     copies = {"in_steps": 0, "per_epoch": 0}
     inside = [False]
+    X, y = blobs()
+    model = mlp.build_mlp([8, 16, 3], "relu")
+    Backend = type(model.be)  # the library's class: its own upload, the shared asarray
     original_asarray, original_run = Backend.asarray, StepProgram._run
-
     original_upload = Backend.upload
 
     def asarray(self, *args, **kwargs):
@@ -182,8 +182,6 @@ def test_a_step_copies_nothing_to_the_device(monkeypatch):
             return original_run(self, *args)
         finally:
             inside[0] = False
-    X, y = blobs()
-    model = mlp.build_mlp([8, 16, 3], "relu")
     monkeypatch.setattr(Backend, "asarray", asarray)
     monkeypatch.setattr(Backend, "upload", upload)
     monkeypatch.setattr(StepProgram, "_run", run)

@@ -83,10 +83,10 @@ def train_one(args, prepared, progress=None, on_epoch=None, checkpoint=None, res
     distributed = options.get("distributed")
     distributed = "mpi" if distributed is True else distributed or None  # runs saved when it was a flag
     device = args.device
-    if distributed and args.backend == "cupy" and device is None:
-        from ..distributed import local_device
+    if distributed:  # a rank's own device where the library has several (CuPy: its node-local rank's GPU)
+        from ..backend import CLASSES
 
-        device = local_device()
+        device = CLASSES[args.backend].rank_device(device)
     model = build_mlp([data.num_features, *args.hidden, data.num_classes], args.activation,
                       alpha=options.get("alpha"), batch_norm=options.get("batch_norm", False), dropout=args.dropout,
                       backend=args.backend, device=device, dtype=args.dtype, seed=args.seed, kernels=args.kernels)

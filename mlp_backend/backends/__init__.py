@@ -1,0 +1,86 @@
+"""One class per array library, each in its own module, and the factory that picks one by name.
+
+``base.Backend`` is the Array API behaviour every library shares; ``NumpyBackend``, ``StrictBackend``,
+``TorchBackend`` and ``CupyBackend`` override what their library does differently (devices, transfers,
+``out=``, random draws on the device, their fused kernels, how their arrays travel between ranks). Adding a
+library is one module with one class and one entry in ``CLASSES``. Importing this package imports neither CuPy
+nor torch: a class imports its library when a backend of it is made.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import kernels
+from .base import DTYPES, Backend, Workspace
+from .cupy import CupyBackend
+from .numpy import NumpyBackend
+from .strict import StrictBackend
+from .torch import TorchBackend
+
+CLASSES: dict[str, type[Backend]] = {}
+
+
+def register(cls: type[Backend]) -> type[Backend]:
+    """Make ``cls`` a backend by its ``name`` (``get_backend(name)``, ``--backend``), with its fused kernels."""
+    CLASSES[cls.name] = cls
+    if cls.fused_kernels:
+        kernels.register_fused(cls.name, cls.fused_kernels)
+    return cls
+
+
+for _cls in (NumpyBackend, StrictBackend, TorchBackend, CupyBackend):
+    register(_cls)
+BACKENDS = tuple(CLASSES)
+
+
+def backend_class(x) -> type[Backend]:
+    """The class of the library ``x`` is an array of; TypeError for anything else."""
+    for cls in CLASSES.values():
+        try:
+            if cls.owns(x):
+                return cls
+        except ImportError:  # the library is not installed: x cannot be one of its arrays
+            continue
+    raise TypeError(f"expected an array of one of {', '.join(CLASSES)}, got {type(x).__name__}")
+
+
+def library_name(x) -> str:
+    """Backend name of an array ('numpy', 'torch', ...); raises TypeError for anything else."""
+    return backend_class(x).name
+
+
+def to_numpy(x) -> np.ndarray:
+    """A host NumPy copy (or view, for NumPy input) of any supported array, from any device."""
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, (list, tuple, int, float, np.generic)):
+        return np.asarray(x)
+    return backend_class(x).host_copy(x)
+
+
+def get_backend(name: str | Backend = "numpy", device=None, dtype="float32", seed: int | None = 0) -> Backend:
+    """A :class:`Backend` from a name (``'numpy'``, ``'array_api_strict'``, ``'torch'``, ``'cupy'``)."""
+    if isinstance(name, Backend):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a name or a Backend, got {type(name).__name__}")
+    if name not in CLASSES:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(CLASSES)}")
+    return CLASSES[name](device=device, dtype=dtype, seed=seed)
+
+
+def available_backends() -> list[str]:
+    """Backends whose library imports here (CuPy also needs a working CUDA device)."""
+    found = []
+    for name in CLASSES:
+        try:
+            get_backend(name)
+        except (ImportError, RuntimeError):
+            continue
+        found.append(name)
+    return found
+
+
+__all__ = ["Backend", "Workspace", "DTYPES", "CLASSES", "BACKENDS", "register", "backend_class", "library_name",
+           "to_numpy", "get_backend", "available_backends", "NumpyBackend", "StrictBackend", "TorchBackend",
+           "CupyBackend"]

@@ -1,0 +1,211 @@
+"""What every backend does, written against the Array API: the behaviour of a library that offers nothing more.
+
+A library's own class (``numpy.py``, ``strict.py``, ``torch.py``, ``cupy.py``) overrides only what it does
+differently: its device names, faster transfers, ``out=`` arguments, random draws on its device, and how its
+arrays travel between MPI ranks.
+"""
+from __future__ import annotations
+
+import importlib
+
+import array_api_compat
+import numpy as np
+
+DTYPES = ("float32", "float64")
+
+
+class Backend:
+    """An array library bound to a device, a default dtype and a seeded random generator.
+
+    Random numbers are drawn on the host from one NumPy generator and moved to the device, so a seed gives the
+    same initial weights, shuffles and dropout masks on every backend that does not draw on its device.
+    """
+
+    name = ""               # the library's name (``mlp train --backend``)
+    namespace = ""          # the module of its Array API namespace
+    fused_kernels = None    # its module of Numba kernels in kernels/ (``cpu``, ``torch_cpu``, ``cuda``), or None
+    writes_into = False     # whether results can be written into existing arrays (``out=``)
+    communicator = "mpi-staged"  # how its arrays travel between ranks by default (mlp_backend.distributed)
+
+    def __init__(self, device=None, dtype: str = "float32", seed: int | None = 0):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        try:
+            self.xp = importlib.import_module(self.namespace)
+        except ImportError as e:
+            raise ImportError(f"backend {self.name!r} needs its library installed: {e}") from e
+        self.dtype = dtype
+        self.device = self.resolve_device(device)
+        self.reseed(seed)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(device={self.device!r}, dtype={self.dtype!r}, seed={self.seed!r})"
+
+    # -- the library's arrays (class-level: no instance needed) ----------------------------------
+    @classmethod
+    def owns(cls, x) -> bool:
+        """Whether ``x`` is an array of this library."""
+        raise NotImplementedError
+
+    @classmethod
+    def host_copy(cls, x) -> np.ndarray:
+        """A host NumPy copy (or view) of one of this library's arrays, from any device."""
+        return np.asarray(x)
+
+    def resolve_device(self, device):
+        return device
+
+    # -- random numbers -------------------------------------------------------------------------
+    def reseed(self, seed: int | None):
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def uniform(self, shape, low, high, dtype=None):
+        return self.asarray(self.rng.uniform(low, high, size=shape), dtype=dtype)
+
+    def normal(self, shape, std, dtype=None):
+        return self.asarray(self.rng.normal(0.0, std, size=shape), dtype=dtype)
+
+    def permutation(self, n: int) -> np.ndarray:
+        return self.rng.permutation(n)
+
+    def keep_mask(self, shape, keep: float, dtype, out=None, draws=None):
+        """Dropout mask in the backend's dtype: 1/keep where kept, 0 where dropped (inverted dropout), drawn on
+        the host. ``out`` (the mask) and ``draws`` (float64, the uniform draws) are arrays a library that writes
+        in place may reuse."""
+        mask = self.asarray((self.rng.random(shape) < keep) / keep)
+        if out is None:
+            return mask
+        out[...] = mask
+        return out
+
+    def state(self) -> dict:
+        """The host generator's state (JSON-serialisable) for checkpoints and exact resume."""
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict):
+        self.rng.bit_generator.state = state
+
+    # -- arrays ---------------------------------------------------------------------------------
+    def float_dtype(self, dtype=None):
+        return getattr(self.xp, dtype or self.dtype)
+
+    def zeros(self, shape, dtype=None):
+        return self.xp.zeros(shape, dtype=self.float_dtype(dtype), device=self.device)
+
+    def asarray(self, x, dtype=None):
+        """Host data (NumPy, lists) or an array of this backend, as a float array on this device."""
+        return self._convert(x, dtype or self.dtype)
+
+    def asarray_int(self, x):
+        return self._convert(x, "int64")
+
+    def _convert(self, x, dtype: str):
+        if not isinstance(x, (np.ndarray, np.generic, list, tuple, int, float)):
+            self.check_same(x)
+            want = getattr(self.xp, dtype)
+            return x if x.dtype == want else self.xp.astype(x, want)
+        x = np.asarray(x)
+        if x.dtype != np.dtype(dtype):
+            x = x.astype(dtype)
+        return self.from_host(x)
+
+    def from_host(self, x: np.ndarray):
+        """A host array of the right dtype on this backend's device."""
+        return self.xp.asarray(x, device=self.device)
+
+    def check_same(self, x, what="array"):
+        """Raise a clear error when ``x`` is from another library or device than this backend."""
+        from . import library_name
+
+        name = library_name(x)
+        if not self.owns(x):
+            raise TypeError(
+                f"{what} is a {name} array but this model lives on the {self.name!r} backend; "
+                f"move one of them (model.to({name!r}) or convert the data)")
+        if array_api_compat.device(x) != self.device:
+            raise ValueError(f"{what} is on device {array_api_compat.device(x)} but this model is on {self.device}")
+
+    def compute(self, name: str, *args, out=None, **kwargs):
+        """``xp.<name>(*args, **kwargs)``, written into ``out`` when given (here: computed, then copied in; a
+        library that writes in place overrides this). ``name`` must mean the same in the Array API and in
+        NumPy (matmul, take, sum, multiply, argmax, equal, ...)."""
+        result = getattr(self.xp, name)(*args, **kwargs)
+        if out is None:
+            return result
+        out[...] = result
+        return out
+
+    def take_rows(self, a, idx, out=None):
+        """Rows ``idx`` of ``a`` (the batch gather), written into ``out`` when given."""
+        return self.compute("take", a, idx, axis=0, out=out)
+
+    def upload(self, host, out):
+        """Host data (NumPy) written into ``out``, an existing array of this backend."""
+        out[...] = self.xp.astype(self.xp.asarray(np.asarray(host), device=self.device), out.dtype)
+        return out
+
+    def copy(self, x, out=None):
+        """A copy of ``x``: a new array, or ``x`` written into ``out``."""
+        if out is None:
+            return self.xp.asarray(x, copy=True)
+        out[...] = x
+        return out
+
+    def to_host_result(self, value):
+        """What a host caller gets back: a NumPy array (predict and friends given NumPy input)."""
+        return np.asarray(self.host_copy(value))
+
+    # -- between MPI ranks ------------------------------------------------------------------------
+    @classmethod
+    def host_view(cls, array):
+        """A NumPy view of ``array`` that MPI can read and write in place, or None (a device array)."""
+        return None
+
+    @classmethod
+    def stage(cls, array, buffers: dict) -> np.ndarray:
+        """``array``'s values in a host buffer kept in ``buffers`` (one per shape and dtype), for MPI."""
+        values = cls.host_copy(array)
+        key = ("host", values.shape, values.dtype)
+        if key not in buffers:
+            buffers[key] = np.empty_like(values)
+        np.copyto(buffers[key], values)
+        return buffers[key]
+
+    @classmethod
+    def unstage(cls, host, array):
+        """The host buffer's values written back into ``array``."""
+        xp = array_api_compat.array_namespace(array)
+        array[...] = xp.asarray(host, device=array_api_compat.device(array))
+
+    @classmethod
+    def rank_device(cls, device):
+        """The device a rank of a distributed run trains on, when none was named."""
+        return device
+
+
+class Workspace:
+    """Arrays a training step reuses from one step to the next, by (owner, name, shape, dtype).
+
+    A step that takes its arrays from here allocates nothing once it has run at a batch shape: the first run
+    makes them, later runs write into them (``Backend.compute(..., out=)``). That is what replaying a step as
+    a CUDA graph needs, and on the CPU it spares the allocator. Only libraries that write into existing
+    arrays (``Backend.writes_into``) get arrays; elsewhere ``get`` answers None and the caller allocates.
+    """
+
+    def __init__(self, be: Backend):
+        self.be = be
+        self._arrays: dict = {}
+
+    def get(self, owner, name: str, shape, dtype=None):
+        if not self.be.writes_into:
+            return None
+        key = (id(owner), name, shape, dtype)
+        array = self._arrays.get(key)
+        if array is None:
+            xp = self.be.xp
+            array = self._arrays[key] = xp.empty(shape, dtype=dtype or self.be.float_dtype(), device=self.be.device)
+        return array
+
+    def __len__(self):
+        return len(self._arrays)

@@ -1,0 +1,86 @@
+"""CuPy arrays on a CUDA GPU: results written in place (``out=``), the numba.cuda kernels (``kernels/cuda.py``),
+dropout masks drawn on the device from a seed the host generator gives (so checkpoints resume them), and the
+fastest way between ranks the machine has (NCCL, CUDA-aware MPI, or pinned host staging)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Backend
+
+
+class CupyBackend(Backend):
+    name = "cupy"
+    namespace = "array_api_compat.cupy"
+    fused_kernels = "cuda"
+    writes_into = True
+    communicator = "mpi-gpu"  # NCCL where CuPy has it, else CUDA-aware MPI where the MPI says so, else staged
+
+    def __init__(self, device=None, dtype="float32", seed=0):
+        super().__init__(device, dtype, seed)
+        import cupy
+
+        self._cupy = cupy
+
+    @classmethod
+    def owns(cls, x) -> bool:
+        import array_api_compat
+
+        return array_api_compat.is_cupy_array(x)
+
+    @classmethod
+    def host_copy(cls, x) -> np.ndarray:
+        return x.get()
+
+    def resolve_device(self, device):
+        import cupy
+
+        try:
+            return cupy.cuda.Device(device or 0)
+        except cupy.cuda.runtime.CUDARuntimeError as e:  # pragma: no cover - needs a GPU box
+            raise RuntimeError(f"CuPy found no usable CUDA device: {e}") from e
+
+    def reseed(self, seed):
+        super().reseed(seed)
+        self._device_rng = None
+
+    def keep_mask(self, shape, keep, dtype, out=None, draws=None):
+        from ..kernels import fused_module
+
+        cuda_kernels = fused_module("cupy")
+        if cuda_kernels is not None:  # drawn on the device from a seed the host generator gives: resumable
+            return cuda_kernels.dropout_mask(self.xp, shape, keep, dtype, int(self.rng.integers(2**63)), out=out)
+        if self._device_rng is None:  # numba.cuda unusable (warned): CuPy's own generator, not in checkpoints
+            self._device_rng = self._cupy.random.default_rng(self.seed)
+        u = self._device_rng.random(shape, dtype=dtype)
+        return self.compute("divide", (u < keep).astype(dtype), keep, out=out)
+
+    def compute(self, name, *args, out=None, **kwargs):
+        fn = getattr(self._cupy, name)
+        return fn(*args, **kwargs) if out is None else fn(*args, out=out, **kwargs)
+
+    def upload(self, host, out):
+        out.set(np.ascontiguousarray(host, dtype=out.dtype))  # straight from host memory
+        return out
+
+    @classmethod
+    def stage(cls, array, buffers):
+        import cupy
+        import cupyx
+
+        key = ("cupy", array.shape, array.dtype)
+        if key not in buffers:  # pinned: the copies run at full bus speed
+            buffers[key] = cupyx.empty_pinned(array.shape, array.dtype)
+        host = buffers[key]
+        array.get(out=host)  # on the current stream; MPI may only read it once the copy is done
+        cupy.cuda.get_current_stream().synchronize()
+        return host
+
+    @classmethod
+    def unstage(cls, host, array):
+        array.set(host)
+
+    @classmethod
+    def rank_device(cls, device):
+        from ..distributed import local_device
+
+        return local_device() if device is None else device
