@@ -41,6 +41,32 @@ from .backends.numpy import NumpyBackend
 _LAUNCHER_SIZES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 
 
+class SingleProcess:
+    """The communicator of a one-process fit: the whole batch is its share, and every collective is a no-op."""
+
+    rank, size, is_root = 0, 1, True
+
+    def shard(self, lo: int, hi: int) -> tuple[int, int]:
+        return lo, hi
+
+    def allreduce_sum(self, array):
+        pass
+
+    allreduce_max = broadcast = allreduce_sum
+
+    def check_replicas(self, flat_params, epoch: int):
+        pass
+
+    def reduce_step(self, value, grads, share: float):
+        return value
+
+    def agree(self, flag):
+        pass
+
+    def reduce_results(self, losses, flags, correct):
+        pass
+
+
 class MPICommunicator:
     """Collective operations over ``comm`` (an mpi4py communicator): host arrays straight to MPI; device arrays
     are refused here (``StagedCommunicator``, ``CudaAwareCommunicator`` and ``NCCLCommunicator`` take them)."""
@@ -111,6 +137,24 @@ class MPICommunicator:
         n = hi - lo
         start = lo + self.rank * n // self.size
         return start, lo + (self.rank + 1) * n // self.size
+
+    def reduce_step(self, value, grads, share: float):
+        """A step's loss and gradient buffer, weighted by this rank's share of the batch and (the gradients, in
+        place) summed over ranks: the global batch's mean gradient; returns the weighted local loss."""
+        grads[...] *= share
+        self.allreduce_sum(grads)
+        return value * share
+
+    def agree(self, flag):
+        """Every replica skips an update together (the largest flag wins)."""
+        self.allreduce_max(flag)
+
+    def reduce_results(self, losses, flags, correct):
+        """Read-back step results summed (losses: weighted local ones; counts) and flags maxed over ranks."""
+        self.allreduce_sum(losses)
+        self.allreduce_max(flags)
+        if correct is not None:
+            self.allreduce_sum(correct)
 
 
 class StagedCommunicator(MPICommunicator):

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .distributed import SingleProcess
 from .backend import Workspace, to_numpy
 
 LOSS_NOT_FINITE, GRADIENT_NOT_FINITE = 1, 2  # values of the per-step flag
@@ -52,7 +53,7 @@ class StepResults:
 class StepProgram:
     def __init__(self, model, loss, optimizer, *, steps: int, penalty=None, check_finite="loss", comm=None):
         self.model, self.loss, self.optimizer, self.penalty = model, loss, optimizer, penalty
-        self.check_finite, self.comm = check_finite, comm
+        self.check_finite, self.comm = check_finite, SingleProcess() if comm is None else comm
         be, xp = model.be, model.be.xp
         self.classify = loss.task == "multiclass"
         self.weights = [layer.params["W"] for layer in model.layers if "W" in layer.params]
@@ -128,10 +129,7 @@ class StepProgram:
                 g += self.penalty.grad(be, w, out=self._buffer(f"penalty{i}", w.shape))
             value = value + sum(self.penalty.value(be, w, scratch=self._buffer(f"penalty{i}", w.shape))
                                 for i, w in enumerate(self.weights))
-        if self.comm is not None:
-            value = value * share
-            model.flat_grads[...] *= share
-            self.comm.allreduce_sum(model.flat_grads)
+        value = self.comm.reduce_step(value, model.flat_grads, share)
         self.losses[step] = value
         if self.check_finite:
             loss_bad = ~xp.isfinite(value)
@@ -142,8 +140,7 @@ class StepProgram:
                 flag = flag + GRADIENT_NOT_FINITE * xp.astype(grad_bad, xp.int8)
             self.flags[step] = flag
             self.bad[...] = xp.maximum(self.bad, xp.astype(flag != 0, self.bad.dtype))
-            if self.comm is not None:  # every replica skips together (host arrays: no device to wait for)
-                self.comm.allreduce_max(self.bad)
+            self.comm.agree(self.bad)  # every replica skips together
             self.optimizer.step(model.flat_params, model.flat_grads, ops, skip=self.bad, record=self._record(step))
         else:
             self.optimizer.step(model.flat_params, model.flat_grads, ops, record=self._record(step))
@@ -156,11 +153,7 @@ class StepProgram:
         flags = np.array(to_numpy(self.flags[start:stop]))
         losses = np.array(to_numpy(self.losses[start:stop]))
         correct = np.array(to_numpy(self.correct[start:stop])) if self.classify else None
-        if self.comm is not None:  # weighted local losses and local counts: sums are the global batch's
-            self.comm.allreduce_sum(losses)
-            self.comm.allreduce_max(flags)
-            if correct is not None:
-                self.comm.allreduce_sum(correct)
+        self.comm.reduce_results(losses, flags, correct)  # distributed: the global batch's
         bad = np.flatnonzero(flags)
         first = int(bad[0]) if bad.size else None
         return StepResults(

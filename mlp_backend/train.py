@@ -16,6 +16,7 @@ from . import validation
 from .backend import to_numpy
 from .losses import L2, get_loss
 from .optim import Adam, get_optimizer
+from .distributed import SingleProcess
 from .step import StepProgram
 
 
@@ -69,6 +70,10 @@ class Callback:
     def on_batch_end(self, state, step: int, logs: dict):
         """``step``: 1-based within the epoch; ``logs``: ``loss``, ``steps`` (per epoch), ``epoch`` (1-based),
         ``global_step`` (over the whole fit, 1-based)."""
+
+    def reads_at(self, global_step: int, last_of_epoch: bool) -> bool:
+        """Whether this callback needs the step results read at ``global_step`` (a checkpoint does)."""
+        return False
 
     def on_epoch_end(self, state, logs: dict):
         pass
@@ -177,19 +182,19 @@ class ReduceLROnPlateau(_Monitor):
 class _FitState:
     """What callbacks may look at and change during ``fit``."""
 
-    def __init__(self, model, optimizer, history):
-        self.model, self.optimizer, self.history = model, optimizer, history
+    def __init__(self, model, optimizer, history, comm):
+        self.model, self.optimizer, self.history, self.comm = model, optimizer, history, comm
         self.stop = False
         self.best_params = None
         self.best_monitor = math.inf
         self.epoch = 0
-        self.comm = None  # the communicator of a distributed fit
+        self.position = None  # where training is (_Position): what a checkpoint holds
         self.warned = False  # a DivergenceWarning has been given
 
     @property
     def is_root(self) -> bool:
         """Rank 0 of a distributed fit, or the one process."""
-        return self.comm is None or self.comm.is_root
+        return self.comm.is_root
 
     def keep_best(self):
         xp = self.model.be.xp
@@ -206,8 +211,60 @@ class _Position:
     order: np.ndarray | None = None  # this epoch's sample order
     batch_losses: list = field(default_factory=list)
     correct: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0          # this epoch's training time before ``started``
     lr: float | None = None       # the learning rate this epoch reports (its first step's)
+    started: float = field(default_factory=time.perf_counter, compare=False)
+
+    def elapsed(self) -> float:
+        return self.seconds + time.perf_counter() - self.started
+
+
+@dataclass
+class _Batches:
+    """How an epoch is cut: ``n`` samples, ``size`` per mini-batch, ``steps`` mini-batches."""
+
+    n: int
+    size: int
+    shuffle: bool
+
+    @property
+    def steps(self) -> int:
+        return -(-self.n // self.size)
+
+
+class _RestoreBest(Callback):
+    """``fit(restore_best=True)``: keeps the parameters of the best validation loss (train loss without
+    validation data); ``fit`` restores them at the end."""
+
+    def on_epoch_end(self, state, logs):
+        monitored = logs.get("val_loss", logs["train_loss"])
+        if monitored < state.best_monitor:
+            state.best_monitor = monitored
+            state.keep_best()
+
+
+class _Checkpointer(Callback):
+    """``fit(checkpoint=, checkpoint_every=)``: everything needed to continue, written atomically after every
+    epoch and every ``every`` steps. Every rank reads the step results at those steps (a collective when
+    distributed); rank 0 writes, where a ``path`` is given. Runs after the other callbacks, so their counters
+    are saved current."""
+
+    def __init__(self, path, every, signature, callbacks):
+        self.path, self.every, self.signature, self.callbacks = path, every, signature, callbacks
+
+    def reads_at(self, global_step: int, last_of_epoch: bool) -> bool:
+        return bool(self.every) and not last_of_epoch and global_step % self.every == 0
+
+    def _save(self, state, pos):
+        if self.path is not None and state.is_root:
+            _save_training(self.path, state, self.callbacks, self.signature, pos)
+
+    def on_batch_end(self, state, step, logs):
+        if self.reads_at(logs["global_step"], step == logs["steps"]):
+            self._save(state, state.position)
+
+    def on_epoch_end(self, state, logs):
+        self._save(state, _Position(epoch=state.epoch + 1))
 
 
 def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size: int = 64, shuffle: bool = True,
@@ -216,108 +273,104 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
         check_finite: str | bool = "loss", distributed=None, verbose: int = 0, sample_weight=None) -> History:
     """Train ``model`` on ``(X, y)`` with mini-batches and return a :class:`History`.
 
-    ``loss``: name or Loss (default: the model's last loss, else cross-entropy); ``optimizer``: name or
-    Optimizer (default: the model's last optimizer, else Adam(1e-3)); ``seed`` reseeds shuffling and
-    dropout; ``penalty``: an ``L1``/``L2`` on weight matrices, or a float for L2; ``restore_best`` keeps the
-    parameters of the best validation loss (train loss without validation data) and restores them at the
-    end; ``on_epoch(epoch, logs)`` is called after each epoch and ``on_step(step, steps_per_epoch, loss)``
-    after each mini-batch (for progress output).
+    ``loss``: name or Loss (default: the model's last, else cross-entropy); ``optimizer``: name or Optimizer
+    (default: the model's last, else Adam(1e-3)); ``seed`` reseeds shuffling and dropout; ``penalty``: an
+    ``L1``/``L2`` on weight matrices, or a float for L2; ``sample_weight``: one non-negative weight per sample
+    (each batch's loss the weighted mean of its samples'). ``callbacks``: :class:`Callback` s; shortcuts that add
+    callbacks: ``restore_best`` (end with the parameters of the best validation loss, else train loss),
+    ``verbose`` (1: a progress bar and a line per epoch, 2: the lines), ``on_epoch(epoch, logs)`` and
+    ``on_step(step, steps_per_epoch, loss)``, ``checkpoint`` (a path written atomically after every epoch and
+    every ``checkpoint_every`` steps with everything needed to continue). ``resume``: such a checkpoint, from
+    which training continues exactly as if it had never stopped (same backend and machine: bit-identical).
 
-    ``checkpoint``: a path written atomically after every epoch (and every ``checkpoint_every`` steps) with
-    everything needed to continue; ``resume``: such a checkpoint, from which training continues exactly
-    as if it had never stopped (same backend and machine: bit-identical).
+    ``check_finite``: ``"loss"`` (default) stops with a FloatingPointError at the first step whose loss is not
+    finite, with the parameters and optimizer state of before that step: the step program checks on the device
+    and skips that update and every later one; the host raises when it next reads the losses. ``"all"`` also
+    checks every gradient (one more pass over the gradient buffer); ``False`` checks nothing.
 
-    ``check_finite``: ``"loss"`` (default) stops with a FloatingPointError at the first step whose loss is
-    not finite, with the parameters and optimizer state of before that step: the check runs on the device
-    (``step.StepProgram``), which skips that update and every later one, and the host raises when it next
-    reads the losses (each epoch's end, checkpoints, progress). A non-finite gradient is caught one step
-    later, when it has made the loss non-finite; ``"all"`` also checks every gradient (one more pass over
-    the gradient buffer, ~8% of a batch-64 step here); ``False`` checks nothing.
-
-    ``sample_weight``: one non-negative weight per sample; each batch's loss is then the weighted mean of its
-    samples' losses (scikit-learn's convention).
-
-    ``verbose``: 0 silent (default), 1 a progress bar per epoch and a line per epoch (as Keras), 2 the lines only.
-
-    ``distributed``: ``"mpi"`` (or an mpi4py communicator) trains data-parallel across the processes of an
-    MPI launch (:mod:`mlp_backend.distributed`; ``"nccl"``, ``"mpi-cuda"``, ``"mpi-staged"`` force how device
-    arrays travel): ``batch_size`` is the global batch, every rank ends with
-    the same parameters as one process would, and rank 0 alone writes checkpoints and calls ``on_step`` and
-    ``on_epoch``.
+    ``distributed``: ``"mpi"`` (or an mpi4py communicator; ``"nccl"``, ``"mpi-cuda"``, ``"mpi-staged"`` force how
+    device arrays travel, :mod:`mlp_backend.distributed`) trains data-parallel over the processes of an MPI
+    launch: ``batch_size`` is the global batch, every rank ends with the parameters one process would reach, and
+    rank 0 alone writes checkpoints and runs ``root_only`` callbacks.
     """
     loss, optimizer, penalty = _check_fit_args(model, loss, optimizer, penalty, epochs, batch_size, check_finite,
                                                checkpoint_every)
-    be = model.be
     Xd, yd, val = _device_data(model, loss, X, y, validation_data)
     weights = _device_weights(model, sample_weight, Xd.shape[0], distributed)
     if seed is not None:
-        be.reseed(seed)
-    comm = _join(distributed, model, Xd.shape[0], batch_size)
-    writes = comm is None or comm.is_root  # distributed: rank 0 writes and reports; all read at the same steps
-    if not optimizer.is_initialised_for(model.flat_params) or optimizer.be is not be:
-        optimizer.init(be, model.flat_params)
-    model.loss, model.optimizer = loss, optimizer
-    history, callbacks = History(), list(callbacks)
-    hooks = [cb for cb in callbacks + _function_callbacks(epochs, verbose, on_step, on_epoch)
-             if writes or not cb.root_only]
-    state = _FitState(model, optimizer, history)
-    state.comm = comm
+        model.be.reseed(seed)
+    batches = _Batches(Xd.shape[0], batch_size, shuffle)
+    comm = _join(distributed, model, batches)
+    state = _FitState(model, _bind(model, loss, optimizer), History(), comm)
+    callbacks = list(callbacks)
+    signature = _signature(model, loss, optimizer, penalty, batches, restore_best, callbacks)
+    pos = _Position() if resume is None else _load_training(resume, state, callbacks, signature)
+    shortcuts = _function_callbacks(epochs, verbose, on_step, on_epoch)
+    if checkpoint is not None or checkpoint_every:  # last: the others' counters are saved as they end the epoch
+        shortcuts.append(_Checkpointer(checkpoint, checkpoint_every, signature, callbacks))
+    hooks = [cb for cb in [_RestoreBest()] * restore_best + callbacks + shortcuts if comm.is_root or not cb.root_only]
+    program = StepProgram(model, loss, optimizer, steps=batches.steps, penalty=penalty, check_finite=check_finite,
+                          comm=comm)
+    reader = _Reader(program, state, batches, hooks)
     for cb in hooks:
         cb.on_train_begin(state)
-    n = Xd.shape[0]
-    steps = -(-n // batch_size)
-    signature = {"batch_size": batch_size, "shuffle": shuffle, "n_samples": n, "n_features": model.in_features,
-                 "loss": [loss.name, loss.config()], "optimizer": [type(optimizer).__name__, optimizer.config()],
-                 "penalty": repr(vars(penalty)) if penalty is not None else None, "model": model.config(),
-                 "restore_best": restore_best, "callbacks": [type(cb).__name__ for cb in callbacks]}
-    pos = _load_training(resume, model, optimizer, state, callbacks, signature) if resume is not None else _Position()
-    if resume is not None and comm is not None and comm.rank:  # the file holds rank 0's generator
-        be.reseed((be.seed or 0) + 7919 * comm.rank + pos.epoch)
-    program = StepProgram(model, loss, optimizer, steps=steps, penalty=penalty, check_finite=check_finite, comm=comm)
-    # distributed ranks read in step, at epoch ends and checkpoints only
-    reader = _Reader(program, optimizer, n, batch_size, state, hooks, live=comm is None)
     for epoch in range(pos.epoch, epochs):
-        state.epoch = epoch
-        start = time.perf_counter()
-        if pos.order is None:
-            pos.order = be.permutation(n) if shuffle else np.arange(n)
-            if comm is not None:  # rank 0's order for everyone (their generators differ, for dropout)
-                pos.order = np.asarray(pos.order, dtype=np.int64)
-                comm.broadcast(pos.order)
-        if pos.lr is None:
-            pos.lr = optimizer.current_lr()
-        for cb in hooks:
-            cb.on_epoch_begin(state)
-        reader.begin(pos)
-        program.begin_epoch(pos.order, pos.step)
-        for step in range(pos.step, steps):
-            lo, hi = step * batch_size, min((step + 1) * batch_size, n)
-            mine = (lo, hi) if comm is None else comm.shard(lo, hi)
-            program.run(step, Xd, yd, mine, (mine[1] - mine[0]) / (hi - lo), weights)
-            pos.step = step + 1
-            # every rank reads at the checkpoint steps (a read is a collective when distributed); rank 0 saves
-            at_checkpoint = checkpoint_every and step + 1 < steps and (epoch * steps + step + 1) % checkpoint_every == 0
-            if at_checkpoint or step + 1 == steps or reader.due(step + 1):
-                reader.collect(pos, epoch, step + 1)
-            if at_checkpoint and checkpoint is not None and writes:
-                pos.seconds += time.perf_counter() - start
-                start = time.perf_counter()
-                _save_training(checkpoint, model, optimizer, state, callbacks, signature, pos)
-        _end_epoch(state, hooks, pos, n, pos.seconds + time.perf_counter() - start, val, restore_best,
-                   loss.task == "multiclass")
-        if comm is not None:
-            comm.check_replicas(model.flat_params, epoch)
-        pos = _Position(epoch=epoch + 1)
-        if checkpoint is not None and writes:
-            _save_training(checkpoint, model, optimizer, state, callbacks, signature, pos)
+        state.epoch, state.position = epoch, pos
+        _run_epoch(state, program, reader, batches, (Xd, yd, weights), hooks)
+        _end_epoch(state, hooks, batches.n, val, loss.task == "multiclass")
         if state.stop:
             break
+        pos = _Position(epoch=epoch + 1)
     if state.best_params is not None:
         model.flat_params[...] = state.best_params
-    model.history = history
+    model.history = state.history
     for cb in hooks:
         cb.on_train_end(state)
-    return history
+    return state.history
+
+
+def _run_epoch(state, program, reader, batches, data, hooks):
+    """One epoch's mini-batches from ``state.position`` on (a resumed epoch continues where it stopped)."""
+    pos, comm, be = state.position, state.comm, state.model.be
+    pos.started = time.perf_counter()
+    if pos.order is None:
+        pos.order = be.permutation(batches.n) if batches.shuffle else np.arange(batches.n)
+        pos.order = np.asarray(pos.order, dtype=np.int64)
+        comm.broadcast(pos.order)  # rank 0's order for everyone (their generators differ, for dropout)
+    if pos.lr is None:
+        pos.lr = state.optimizer.current_lr()
+    for cb in hooks:
+        cb.on_epoch_begin(state)
+    reader.begin(pos)
+    program.begin_epoch(pos.order, pos.step)
+    X, y, weights = data
+    steps = batches.steps
+    for step in range(pos.step, steps):
+        lo, hi = step * batches.size, min((step + 1) * batches.size, batches.n)
+        mine = comm.shard(lo, hi)
+        program.run(step, X, y, mine, (mine[1] - mine[0]) / (hi - lo), weights)
+        pos.step = step + 1
+        global_step = state.epoch * steps + step + 1
+        if step + 1 == steps or reader.due(step + 1) or any(cb.reads_at(global_step, step + 1 == steps)
+                                                              for cb in hooks):
+            reader.collect(pos, state.epoch, step + 1)
+
+
+def _bind(model, loss, optimizer):
+    """The optimizer's state on the model's backend, and the loss and optimizer kept by the model."""
+    if not optimizer.is_initialised_for(model.flat_params) or optimizer.be is not model.be:
+        optimizer.init(model.be, model.flat_params)
+    model.loss, model.optimizer = loss, optimizer
+    return optimizer
+
+
+def _signature(model, loss, optimizer, penalty, batches, restore_best, callbacks) -> dict:
+    """What a checkpoint's training must match to be resumed."""
+    return {"batch_size": batches.size, "shuffle": batches.shuffle, "n_samples": batches.n,
+            "n_features": model.in_features, "loss": [loss.name, loss.config()],
+            "optimizer": [type(optimizer).__name__, optimizer.config()],
+            "penalty": repr(vars(penalty)) if penalty is not None else None, "model": model.config(),
+            "restore_best": restore_best, "callbacks": [type(cb).__name__ for cb in callbacks]}
 
 
 def _warn_if_diverging(state, classify, patience=3):
@@ -348,6 +401,8 @@ def _warn_if_diverging(state, classify, patience=3):
 
 def _sharded_scores(model, val, comm) -> dict:
     """Validation loss and accuracy with each rank scoring a contiguous share, weighted by the shares' sizes."""
+    if comm.size == 1:
+        return evaluate(model, *val)
     X, y = val
     lo, hi = comm.shard(0, X.shape[0])
     keys = ("loss", "accuracy") if (model.loss or get_loss("cross_entropy")).task != "regression" else ("loss",)
@@ -370,17 +425,17 @@ def _function_callbacks(epochs, verbose, on_step, on_epoch) -> list:
     return found
 
 
-def _join(distributed, model, n, batch_size):
-    """The communicator of a data-parallel fit (None for one process), its replicas made identical."""
+def _join(distributed, model, batches):
+    """The communicator of a data-parallel fit, its replicas made identical; one process gets a no-op one."""
     if distributed is None or distributed is False:
-        return None
+        return SingleProcess()
     from .distributed import communicator
 
     comm = communicator(distributed, backend=model.be)
-    smallest = min(batch_size, n % batch_size or batch_size)
+    smallest = min(batches.size, batches.n % batches.size or batches.size)
     if smallest < comm.size:
-        raise ValueError(f"batch_size {batch_size} over {n} samples leaves a batch of {smallest}, fewer than the "
-                         f"{comm.size} ranks: every rank needs at least one sample of every batch")
+        raise ValueError(f"batch_size {batches.size} over {batches.n} samples leaves a batch of {smallest}, fewer "
+                         f"than the {comm.size} ranks: every rank needs at least one sample of every batch")
     comm.broadcast(model.flat_params)  # rank 0's initial parameters everywhere
     if comm.rank:  # different dropout masks on each rank (the shuffling order comes from rank 0)
         model.be.reseed((model.be.seed or 0) + 7919 * comm.rank)
@@ -432,10 +487,10 @@ class _Reader:
     """Reads the step program's results into the training position, as seldom as the callbacks allow, and
     hands each step's loss to their ``on_batch_end``."""
 
-    def __init__(self, program, optimizer, n, batch_size, state, hooks, live: bool):
-        self.program, self.optimizer, self.state, self.hooks = program, optimizer, state, hooks
-        self.n, self.batch_size = n, batch_size
-        self.live = live and any(cb.live for cb in hooks)
+    def __init__(self, program, state, batches, hooks):
+        self.program, self.state, self.batches, self.hooks = program, state, batches, hooks
+        # distributed ranks read in step: at epoch ends and checkpoints only
+        self.live = state.comm.size == 1 and any(cb.live for cb in hooks)
         self.every = 1  # steps between reads while live: re-estimated for about one read a second
 
     def begin(self, pos):
@@ -450,27 +505,27 @@ class _Reader:
         results = self.program.read(start, done)
         if results.first_bad is not None:
             bad = results.first_bad
-            self.optimizer.step_count -= done - bad  # those updates were skipped on the device
+            self.state.optimizer.step_count -= done - bad  # those updates were skipped on the device
             raise FloatingPointError(
                 f"{results.bad_kind} became non-finite at epoch {epoch + 1}, step {bad + 1} "
                 f"(loss {float(results.losses[bad - start])}); parameters are those before this step. "
                 "Lower the learning rate or enable clipping (clip_norm=...)")
-        steps = self.program.losses.shape[0]
-        for k, value in enumerate(results.losses.tolist()):
-            step = start + k
-            pos.batch_losses.append((value, min(self.batch_size, self.n - step * self.batch_size)))
-            logs = {"loss": value, "steps": steps, "epoch": epoch + 1, "global_step": epoch * steps + step + 1}
-            for cb in self.hooks:
-                cb.on_batch_end(self.state, step + 1, logs)
+        losses, n, size, steps = results.losses.tolist(), self.batches.n, self.batches.size, self.batches.steps
+        pos.batch_losses.extend((value, min(size, n - (start + k) * size)) for k, value in enumerate(losses))
         if results.correct is not None:
             pos.correct += int(results.correct.sum())
+        for k, value in enumerate(losses):  # after pos is complete: a checkpoint may save it
+            logs = {"loss": value, "steps": steps, "epoch": epoch + 1, "global_step": epoch * steps + start + k + 1}
+            for cb in self.hooks:
+                cb.on_batch_end(self.state, start + k + 1, logs)
         seconds_per_step = (time.perf_counter() - self.started) / max(done - self.first, 1)
         self.every = max(1, int(1.0 / max(seconds_per_step, 1e-6)))
 
 
-def _end_epoch(state, callbacks, pos, n, seconds, val, restore_best, classify) -> dict:
-    """History, validation, best-parameter keeping and callbacks at an epoch's end; returns its logs."""
-    history = state.history
+def _end_epoch(state, hooks, n, val, classify) -> dict:
+    """History, validation, the replicas' check and the callbacks at an epoch's end; returns its logs."""
+    history, pos = state.history, state.position
+    seconds = pos.elapsed()
     history.loss.extend(v for v, _ in pos.batch_losses)
     train_loss = sum(v * k for v, k in pos.batch_losses) / n
     logs = {"epoch": state.epoch + 1, "train_loss": train_loss, "lr": pos.lr, "seconds": seconds}
@@ -481,40 +536,39 @@ def _end_epoch(state, callbacks, pos, n, seconds, val, restore_best, classify) -
         logs["train_accuracy"] = float(pos.correct) / n
         history.train_accuracy.append(logs["train_accuracy"])
     if val is not None:
-        scores = evaluate(state.model, *val) if state.comm is None else _sharded_scores(state.model, val, state.comm)
+        scores = _sharded_scores(state.model, val, state.comm)
         logs["val_loss"] = scores["loss"]
         history.val_loss.append(scores["loss"])
         if "accuracy" in scores:
             logs["val_accuracy"] = scores["accuracy"]
             history.val_accuracy.append(scores["accuracy"])
     _warn_if_diverging(state, classify)
-    monitored = logs.get("val_loss", train_loss)
-    if restore_best and monitored < state.best_monitor:
-        state.best_monitor = monitored
-        state.keep_best()
-    for cb in callbacks:
+    state.comm.check_replicas(state.model.flat_params, state.epoch)
+    for cb in hooks:
         cb.on_epoch_end(state, logs)
     return logs
 
 
-def _save_training(path, model, optimizer, state, callbacks, signature, pos: _Position):
+def _save_training(path, state, callbacks, signature, pos: _Position):
     from .checkpoint import save
 
+    model, optimizer = state.model, state.optimizer
     arrays = {}
     if pos.order is not None:
         arrays["order"] = np.asarray(pos.order, dtype=np.int64)
     if state.best_params is not None:
         arrays["best_params"] = to_numpy(state.best_params)
     training = {"epoch": pos.epoch, "step": pos.step, "batch_losses": pos.batch_losses, "correct": pos.correct,
-                "seconds": pos.seconds, "lr": pos.lr, "rng": model.be.state(), "history": state.history.as_dict(),
+                "seconds": pos.elapsed() if pos.step else pos.seconds, "lr": pos.lr, "rng": model.be.state(), "history": state.history.as_dict(),
                 "best_monitor": state.best_monitor if math.isfinite(state.best_monitor) else None,
                 "callbacks": [cb.get_state() for cb in callbacks], "signature": signature}
     save(model, path, optimizer=optimizer, extra={"training": training}, arrays=arrays)
 
 
-def _load_training(path, model, optimizer, state, callbacks, signature) -> _Position:
+def _load_training(path, state, callbacks, signature) -> _Position:
     from .checkpoint import CheckpointError, read, section
 
+    model, optimizer = state.model, state.optimizer
     tensors, meta = read(path)
     try:
         training = json.loads(meta["extra"])["training"]
@@ -540,6 +594,8 @@ def _load_training(path, model, optimizer, state, callbacks, signature) -> _Posi
     state.best_monitor = training["best_monitor"] if training["best_monitor"] is not None else math.inf
     for cb, cb_state in zip(callbacks, training["callbacks"]):
         cb.set_state(cb_state)
+    if state.comm.rank:  # the file holds rank 0's generator
+        model.be.reseed((model.be.seed or 0) + 7919 * state.comm.rank + training["epoch"])
     order = extra.get("order")
     return _Position(epoch=training["epoch"], step=training["step"], order=order,
                      batch_losses=[tuple(b) for b in training["batch_losses"]], correct=training["correct"],

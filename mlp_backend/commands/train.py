@@ -62,15 +62,10 @@ def run(args) -> dict:
 
 
 def _train_into(run: Path, args, prepared) -> dict:
-    from .. import plots
-    from ..checkpoint import save
-    from ..metrics import classification_report, confusion_matrix
-
-    data, X, y, validation, X_test, scaler = prepared
+    data, X, _, validation, X_test, _ = prepared
     if not args.quiet:
         print(f"{data.name}: {X.shape[0]} train, {0 if validation is None else validation[0].shape[0]} validation, "
               f"{X_test.shape[0]} test samples from {data.source}; run folder {run}")
-
     config = {k: v for k, v in vars(args).items() if k not in ("json", "resume")}
     resume = run / "checkpoint.safetensors" if args.resume else None
     if resume is not None and not resume.exists():
@@ -80,14 +75,29 @@ def _train_into(run: Path, args, prepared) -> dict:
     progress = Progress(args.epochs, bar=not (args.no_progress or args.quiet), lines=not args.quiet)
     tracking = _tracking_callbacks(args, run, config)
     try:
-        model, history, scores, wall = train_one(args, prepared, progress.step, progress.end_epoch,
-                                                 checkpoint=run / "checkpoint.safetensors", resume=resume,
-                                                 callbacks=tracking)
+        trained = train_one(args, prepared, progress.step, progress.end_epoch,
+                            checkpoint=run / "checkpoint.safetensors", resume=resume, callbacks=tracking)
     except BaseException:
         for cb in tracking:
             if hasattr(cb, "finish"):
                 cb.finish("FAILED")
         raise
+    summary, checkpoint = _write_results(run, args, prepared, config, *trained)
+    for cb in tracking:
+        if hasattr(cb, "finish"):  # MLflow: the run folder's results, then the run is done
+            cb.log_artifacts([run / f for f in ("report.md", "metrics.json", "history.csv", "loss.png",
+                                                "accuracy.png", "confusion_matrix.png")] + [checkpoint])
+            cb.finish()
+    return summary
+
+
+def _write_results(run: Path, args, prepared, config, model, history, scores, wall):
+    """The trained model, metrics.json, history.csv, the plots and report.md; returns (summary, model file)."""
+    from .. import plots
+    from ..checkpoint import save
+    from ..metrics import classification_report, confusion_matrix
+
+    data, X, _, validation, X_test, scaler = prepared
     if not args.quiet:
         print(model.summary())
     predictions = np.asarray(model.predict(X_test))
@@ -114,10 +124,22 @@ def _train_into(run: Path, args, prepared) -> dict:
     plots.plot_loss(history.as_dict(), run / "loss.png")
     plots.plot_accuracy(history.as_dict(), run / "accuracy.png")
     plots.plot_confusion(cm, data.class_names, run / "confusion_matrix.png")
+    (run / "report.md").write_text(_report(args, data, model, history, scores, wall, text_report, cm))
+    if not args.quiet:
+        print(text_report)
+    print(f"test accuracy {scores['accuracy']:.4f}  test loss {scores['loss']:.4f}  "
+          f"({sum(history.epoch_seconds):.1f}s training, {args.backend}, kernels {model.ops.used})  -> {run}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2))
+    return summary, checkpoint
+
+
+def _report(args, data, model, history, scores, wall, text_report, cm) -> str:
+    """report.md: the model, test metrics, classification report, confusion matrix, timings and plots."""
     names = list(data.class_names) or [str(i) for i in range(data.num_classes)]
     cm_rows = ["| true \\ predicted | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     cm_rows += [f"| {names[i]} | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(cm)]
-    (run / "report.md").write_text("\n".join([
+    return "\n".join([
         f"# Run report: {data.name}", "",
         f"Model: {'-'.join(map(str, [data.num_features, *args.hidden, data.num_classes]))} {args.activation}, "
         f"{args.loss}, {args.optimizer} lr {args.lr}, batch {args.batch_size}, {len(history.train_loss)} epochs, "
@@ -127,19 +149,7 @@ def _train_into(run: Path, args, prepared) -> dict:
         "## Confusion matrix", "", *cm_rows, "",
         "## Timings", "", f"- training: {wall:.1f} s; per epoch: "
         + ", ".join(f"{s:.2f}" for s in history.epoch_seconds) + " s", "",
-        "![loss](loss.png)", "", "![accuracy](accuracy.png)", "", "![confusion matrix](confusion_matrix.png)", ""]))
-    if not args.quiet:
-        print(text_report)
-    print(f"test accuracy {scores['accuracy']:.4f}  test loss {scores['loss']:.4f}  "
-          f"({sum(history.epoch_seconds):.1f}s training, {args.backend}, kernels {model.ops.used})  -> {run}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2))
-    for cb in tracking:
-        if hasattr(cb, "finish"):  # MLflow: the run folder's results, then the run is done
-            cb.log_artifacts([run / f for f in ("report.md", "metrics.json", "history.csv", "loss.png",
-                                                "accuracy.png", "confusion_matrix.png")] + [checkpoint])
-            cb.finish()
-    return summary
+        "![loss](loss.png)", "", "![accuracy](accuracy.png)", "", "![confusion matrix](confusion_matrix.png)", ""])
 
 
 def _tracking_callbacks(args, run: Path, config: dict) -> list:
