@@ -50,6 +50,7 @@ from .kernels.activations import ACTIVATIONS
 from .layers import build_mlp
 from .losses import L2, BinaryCrossEntropy, Loss, MeanSquaredError, SoftmaxCrossEntropy
 from .optim import SGD, Adam
+from .train import Callback
 
 ACTIVATION_NAMES = {"logistic": "sigmoid"}  # scikit-learn's names for ours; every table name is accepted too
 NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large values and need to be "
@@ -113,6 +114,35 @@ def _dense_parameters(name, doc):
         for layer, value in zip(self._dense(), values, strict=True):
             layer.params[name][...] = self.model_.be.asarray(np.asarray(value))
     return property(get, put, doc=doc)
+
+
+class _Iterations(Callback):
+    """scikit-learn's per-iteration bookkeeping and rules as a callback of the estimator's one ``fit``: ``n_iter_``,
+    ``t_``, ``loss_curve_``; ``tol`` over ``n_iter_no_change`` epochs on the training loss or, with early stopping,
+    the held-out score; 'invscaling' (``lr_init / (t_ + 1) ** power_t`` after each epoch) and 'adaptive' (the step
+    divided by 5 instead of stopping) through the optimizer's ``lr_scale``."""
+
+    def __init__(self, estimator, validation, n: int):
+        self.estimator, self.validation, self.n, self.stopped = estimator, validation, n, False
+
+    def on_epoch_end(self, state, logs):
+        est, optimizer = self.estimator, state.optimizer
+        est.n_iter_ += 1
+        est.t_ += self.n
+        est.loss_ = logs["train_loss"]
+        est.loss_curve_.append(est.loss_)
+        if est.verbose:
+            print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
+        est._update_no_improvement_count(self.validation)
+        sgd = est.solver == "sgd"
+        if sgd and est.learning_rate == "invscaling":
+            optimizer.lr_scale = 1.0 / (est.t_ + 1) ** est.power_t
+        if est._no_improvement_count > est.n_iter_no_change:
+            if sgd and est.learning_rate == "adaptive" and optimizer.current_lr() > 1e-6:
+                optimizer.lr_scale /= 5.0  # as scikit-learn: a smaller step instead of stopping
+                est._no_improvement_count = 0
+            else:
+                self.stopped = state.stop = True
 
 
 class _BaseMLP(BaseEstimator):
@@ -286,42 +316,24 @@ class _BaseMLP(BaseEstimator):
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
         batch = min(200, n) if self.batch_size == "auto" else min(int(self.batch_size), n)
         self.n_iter_ = 0
-        for _ in range(self.max_iter):
-            try:
-                history = self.model_.fit(X, targets, loss=loss, optimizer=optimizer, epochs=1, batch_size=batch,
-                                          shuffle=self.shuffle, seed=None if self._seeded else seed,
-                                          penalty=L2(self.alpha / batch) if self.alpha else None,
-                                          sample_weight=sample_weight)
-            except FloatingPointError:
-                # the weights are the last finite ones (the step stops before its update); scikit-learn's
-                # weights overflow and it raises, or, with early stopping, scores NaN and keeps its best
-                if validation is None:
-                    raise ValueError(NON_FINITE) from None
-                self.loss_ = math.nan
-                self.loss_curve_.append(self.loss_)
-                self.validation_scores_.append(math.nan)
-                break
-            self._seeded = True
-            self.n_iter_ += 1
-            self.t_ += n
-            self.loss_ = history.train_loss[-1]
+        iterations = _Iterations(self, validation, n)
+        try:  # one fit: the iterations are its epochs, scikit-learn's rules its callback
+            self.model_.fit(X, targets, loss=loss, optimizer=optimizer, epochs=1 if incremental else self.max_iter,
+                            batch_size=batch, shuffle=self.shuffle, seed=None if self._seeded else seed,
+                            penalty=L2(self.alpha / batch) if self.alpha else None, sample_weight=sample_weight,
+                            callbacks=[iterations])
+        except FloatingPointError:
+            # the weights are the last finite ones (the step stops before its update); scikit-learn's weights
+            # overflow and it raises, or, with early stopping, scores NaN and keeps its best
+            if validation is None:
+                raise ValueError(NON_FINITE) from None
+            self.loss_ = math.nan
             self.loss_curve_.append(self.loss_)
-            if self.verbose:
-                print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-            self._update_no_improvement_count(validation)
-            if self.learning_rate == "invscaling" and self.solver == "sgd":
-                optimizer.lr = self.learning_rate_init / (self.t_ + 1) ** self.power_t
-            if self._no_improvement_count > self.n_iter_no_change:
-                if self.learning_rate == "adaptive" and self.solver == "sgd" and optimizer.lr > 1e-6:
-                    optimizer.lr /= 5.0  # as scikit-learn: a smaller step instead of stopping
-                    self._no_improvement_count = 0
-                else:
-                    break
-            if incremental:
-                break
-            if self.n_iter_ == self.max_iter:
-                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
-                              "optimization hasn't converged yet.", ConvergenceWarning)
+            self.validation_scores_.append(math.nan)
+        self._seeded = True
+        if not incremental and self.n_iter_ == self.max_iter and not iterations.stopped:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                          "optimization hasn't converged yet.", ConvergenceWarning)
         if validation is not None and self._best_params is not None:
             self.model_.flat_params[...] = self.model_.be.asarray(self._best_params)
 
@@ -343,27 +355,22 @@ class _BaseMLP(BaseEstimator):
     def _fit_lbfgs(self, X, targets, loss, sample_weight):
         from scipy.optimize import minimize
 
+        from .step import StepProgram
+
         model, be = self.model_, self.model_.be
         model.loss = loss  # what predict_proba reads
         Xd, yd = be.asarray(X), (be.asarray_int(targets) if targets.ndim == 1 and loss.task == "multiclass"
                                  else be.asarray(targets))
-        weights = [layer.params["W"] for layer in self._dense()]
-        grads = [layer.grads["W"] for layer in self._dense()]
         n = X.shape[0] if sample_weight is None else float(sample_weight.sum())  # scikit-learn's sw_sum
-        weights_d = None if sample_weight is None else be.asarray(sample_weight / sample_weight.sum())
+        wd = None if sample_weight is None else be.asarray(sample_weight)
+        # the training step's own loss and gradient: sample weights and the L2 term as a mini-batch's
+        program = StepProgram(model, loss, None, steps=1, penalty=L2(self.alpha / n) if self.alpha else None,
+                              check_finite=False)
 
         def loss_and_grad(flat):
             model.flat_params[...] = be.asarray(flat)
-            out = model.forward(Xd, training=True)
-            value, grad = loss.value_and_grad(be.xp, model.ops, out, yd)
-            if weights_d is not None:  # rows reweighted from 1/N to w_i / sum(w), as in fit
-                value = be.xp.sum(loss.per_sample(be.xp, out, yd) * weights_d)
-                grad = grad * be.xp.reshape(weights_d * X.shape[0], (-1, 1))
-            model.backward(grad)
-            value = float(value) + sum(0.5 * self.alpha * float(be.xp.sum(w * w)) for w in weights) / n
-            for w, g in zip(weights, grads):
-                g += (self.alpha / n) * w
-            return value, np.asarray(to_numpy(model.flat_grads), dtype=np.float64)
+            value = program.loss_and_gradient(Xd, yd, wd)
+            return float(value), np.asarray(to_numpy(model.flat_grads), dtype=np.float64)
 
         start = np.asarray(to_numpy(model.flat_params), dtype=np.float64)
         result = minimize(loss_and_grad, start, method="L-BFGS-B", jac=True,

@@ -109,26 +109,8 @@ class StepProgram:
         n = idx.shape[0]
         xb = be.take_rows(X, idx, out=self._buffer("x", (n, *X.shape[1:]), X.dtype))
         yb = be.take_rows(y, idx, out=self._buffer("y", (n, *y.shape[1:]), y.dtype))
-        out = model.forward(xb, training=True)
-        grad_out = {"out": self._buffer("grad", out.shape)} if self._loss_takes_out else {}
-        value, grad = self.loss.value_and_grad(xp, ops, out, yb, **grad_out)
-        if sample_weight is not None:  # each row's gradient carries 1/n: reweighted to w_i / sum(w) (allocates)
-            wb = be.take_rows(sample_weight, idx)
-            norm = wb / xp.sum(wb)
-            value = xp.sum(self.loss.per_sample(xp, out, yb) * norm)
-            grad = grad * xp.reshape(norm * n, (-1,) + (1,) * (grad.ndim - 1))
-        if self.classify:
-            int_buffer = (n,), xp.int64
-            labels = yb if yb.ndim == 1 else be.compute("argmax", yb, axis=1, out=self._buffer("labels", *int_buffer))
-            predicted = be.compute("argmax", out, axis=1, out=self._buffer("predicted", *int_buffer))
-            hits = be.compute("equal", predicted, labels, out=self._buffer("hits", (n,), xp.bool))
-            self.correct[step] = be.compute("count_nonzero", hits)
-        model.backward(grad)
-        if self.penalty is not None:
-            for i, (w, g) in enumerate(zip(self.weights, self.w_grads)):
-                g += self.penalty.grad(be, w, out=self._buffer(f"penalty{i}", w.shape))
-            value = value + sum(self.penalty.value(be, w, scratch=self._buffer(f"penalty{i}", w.shape))
-                                for i, w in enumerate(self.weights))
+        wb = None if sample_weight is None else be.take_rows(sample_weight, idx)
+        value = self._forward_backward(xb, yb, wb, step)
         value = self.comm.reduce_step(value, model.flat_grads, share)
         self.losses[step] = value
         if self.check_finite:
@@ -144,6 +126,36 @@ class StepProgram:
             self.optimizer.step(model.flat_params, model.flat_grads, ops, skip=self.bad, record=self._record(step))
         else:
             self.optimizer.step(model.flat_params, model.flat_grads, ops, record=self._record(step))
+
+    def loss_and_gradient(self, X, y, sample_weight=None):
+        """The loss of ``(X, y)`` (with the penalty and sample weights) as a 0-d array, and its gradient written
+        into ``model.flat_grads``: a step's forward and backward pass without the update. L-BFGS evaluates this."""
+        return self._forward_backward(X, y, sample_weight)
+
+    def _forward_backward(self, xb, yb, wb=None, step=None):
+        """Forward, loss, backward and penalty of one batch; counts its correct predictions into slot ``step``."""
+        model, be, xp, ops = self.model, self.model.be, self.model.be.xp, self.model.ops
+        n = xb.shape[0]
+        out = model.forward(xb, training=True)
+        grad_out = {"out": self._buffer("grad", out.shape)} if self._loss_takes_out else {}
+        value, grad = self.loss.value_and_grad(xp, ops, out, yb, **grad_out)
+        if wb is not None:  # each row's gradient carries 1/n: reweighted to w_i / sum(w) (allocates)
+            norm = wb / xp.sum(wb)
+            value = xp.sum(self.loss.per_sample(xp, out, yb) * norm)
+            grad = grad * xp.reshape(norm * n, (-1,) + (1,) * (grad.ndim - 1))
+        if self.classify and step is not None:
+            int_buffer = (n,), xp.int64
+            labels = yb if yb.ndim == 1 else be.compute("argmax", yb, axis=1, out=self._buffer("labels", *int_buffer))
+            predicted = be.compute("argmax", out, axis=1, out=self._buffer("predicted", *int_buffer))
+            hits = be.compute("equal", predicted, labels, out=self._buffer("hits", (n,), xp.bool))
+            self.correct[step] = be.compute("count_nonzero", hits)
+        model.backward(grad)
+        if self.penalty is not None:
+            for i, (w, g) in enumerate(zip(self.weights, self.w_grads)):
+                g += self.penalty.grad(be, w, out=self._buffer(f"penalty{i}", w.shape))
+            value = value + sum(self.penalty.value(be, w, scratch=self._buffer(f"penalty{i}", w.shape))
+                                for i, w in enumerate(self.weights))
+        return value
 
     def _record(self, step):
         return None if self.records is None else self.records[step, ...]
