@@ -12,6 +12,7 @@ from conftest import AVAILABLE
 HERE = Path(__file__).parent
 
 
+@pytest.mark.cudasim
 def test_cuda_kernels_pass_under_the_simulator():
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "cudasim")],
@@ -30,6 +31,7 @@ def _nvvm_available():
         return False
 
 
+@pytest.mark.cudasim
 @pytest.mark.skipif(not _nvvm_available(), reason="NVVM not available for PTX compilation")
 def test_cuda_kernels_compile_to_ptx_for_compute_capability_9(monkeypatch):
     from types import SimpleNamespace

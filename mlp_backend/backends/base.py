@@ -26,6 +26,7 @@ class Backend:
     fused_kernels = None    # its module of Numba kernels in kernels/ (``cpu``, ``torch_cpu``, ``cuda``), or None
     writes_into = False     # whether results can be written into existing arrays (``out=``)
     communicator = "mpi-staged"  # how its arrays travel between ranks by default (mlp_backend.distributed)
+    install = ""            # how to install the library, for the error when it is missing
 
     def __init__(self, device=None, dtype: str = "float32", seed: int | None = 0):
         if dtype not in DTYPES:
@@ -33,7 +34,8 @@ class Backend:
         try:
             self.xp = importlib.import_module(self.namespace)
         except ImportError as e:
-            raise ImportError(f"backend {self.name!r} needs its library installed: {e}") from e
+            raise ImportError(f"backend {self.name!r} needs its library installed ({e})"
+                              + (f": {self.install}" if self.install else "")) from e
         self.dtype = dtype
         self.device = self.resolve_device(device)
         self.reseed(seed)

@@ -14,6 +14,7 @@ class CupyBackend(Backend):
     fused_kernels = "cuda"
     writes_into = True
     communicator = "mpi-gpu"  # NCCL where CuPy has it, else CUDA-aware MPI where the MPI says so, else staged
+    install = "pip install 'mlp-backend[cuda12]' (CUDA 12 drivers) or 'mlp-backend[cuda13]' (CUDA 13)"
 
     def __init__(self, device=None, dtype="float32", seed=0):
         super().__init__(device, dtype, seed)

@@ -10,6 +10,7 @@ from .base import Backend
 class StrictBackend(Backend):
     name = "array_api_strict"
     namespace = "array_api_strict"
+    install = "pip install 'mlp-backend[strict]'"
 
     @classmethod
     def owns(cls, x) -> bool:

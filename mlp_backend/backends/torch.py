@@ -13,6 +13,7 @@ class TorchBackend(Backend):
     name = "torch"
     namespace = "array_api_compat.torch"
     fused_kernels = "torch_cpu"
+    install = "pip install 'mlp-backend[torch]'"
 
     def __init__(self, device=None, dtype="float32", seed=0):
         super().__init__(device, dtype, seed)

@@ -44,6 +44,9 @@ def add_arguments(p):
 
 
 def run(args) -> dict:
+    from ..backend import get_backend
+
+    get_backend(args.backend, device=args.device, dtype=args.dtype)  # a missing library fails before any folder
     prepared = prepare_data(args)
     if args.distributed:
         from ..distributed import communicator

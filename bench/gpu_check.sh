@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Every GPU figure in one call, on a bare GPU machine given this repository plus what bench/gpu_prepare.sh made
+# (.whl/ and .data/): installs the project, runs the GPU and CUDA-simulator tests, mlp parity with CuPy, mlp bench
+# against PyTorch CUDA (eager and CUDA graph) and JAX's epoch scan at batch 64 / 256 / 4096, and the 15-epoch default
+# job on CuPy; appends the dated results (GPU, driver, CUDA, CuPy, NumPy, numba-cuda) to bench/RESULTS.md and writes
+# everything to $OUT (default bench/gpu_out). About 8 minutes.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-bench/gpu_out}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python3}"
+export PYTHONUNBUFFERED=1
+if ls .whl/*.whl >/dev/null 2>&1; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+"$PY" -m pip install -q --no-index --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1 \
+    || { cat "$OUT/install.log"; exit 1; }
+MLP=("$PY" -m mlp_backend.cli)
+DATA=(--data-dir "${DATA_DIR:-.data/fashion-mnist}")
+
+{
+    echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+    "$PY" - <<'PYEOF'
+import importlib
+for name in ("numpy", "cupy", "numba", "numba_cuda", "torch", "jax"):
+    try:
+        module = importlib.import_module(name)
+        print(f"{name} {getattr(module, '__version__', '?')}")
+    except Exception as e:
+        print(f"{name} unavailable ({type(e).__name__}: {e})")
+try:
+    import cupy
+    print(f"CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()}")
+except Exception as e:
+    print(f"CUDA runtime unavailable ({e})")
+from mlp_backend.kernels import describe
+print("kernels for cupy:", describe("cupy"))
+PYEOF
+} 2>&1 | tee "$OUT/environment.txt"
+
+step() {  # name, then the command; its output to $OUT/name.log, its status to the summary
+    local name=$1; shift
+    local start=$SECONDS
+    "$@" >"$OUT/$name.log" 2>&1
+    local rc=$?
+    echo "$name: exit $rc, $((SECONDS - start)) s" | tee -a "$OUT/summary.txt"
+    tail -n 25 "$OUT/$name.log"
+}
+: >"$OUT/summary.txt"
+step tests "$PY" -m pytest -q -m "gpu or cudasim" tests/test_cuda.py tests/test_estimators.py tests/test_train.py \
+    tests/test_optim.py tests/test_distributed.py
+step parity "${MLP[@]}" parity
+step bench "${MLP[@]}" bench "${DATA[@]}" --batch-sizes 64,256,4096 --epochs 3 --impl cupy-fused \
+    --impl cupy-reference --impl pytorch-cuda --impl pytorch-cuda-graph --impl jax-scan --json "$OUT/bench.json"
+step train "${MLP[@]}" train --backend cupy --epochs 15 "${DATA[@]}" --quiet --no-progress --out "$OUT/run" \
+    --json "$OUT/train.json"
+
+{
+    echo
+    echo "## $(date -u '+%Y-%m-%d') — bench/gpu_check.sh on $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+    echo
+    echo '```'
+    cat "$OUT/environment.txt" "$OUT/summary.txt"
+    echo
+    sed -n '/^| implementation/,$p' "$OUT/bench.log"
+    grep -h "test accuracy" "$OUT/train.log"
+    tail -n 3 "$OUT/parity.log"
+    echo '```'
+} | tee "$OUT/RESULTS-gpu.md" >>bench/RESULTS.md
