@@ -81,7 +81,7 @@ def parse_args(argv=None):
         at = argv.index(args.command) + 1
         argv = argv[:at] + _toml_argv(args.config, parser.error) + argv[at:]
         args = parser.parse_args(argv)
-    if getattr(args, "resume", None):
+    if args.command == "train" and args.resume:  # the run's own options, and only those
         from .commands.train import resume_args
 
         args = resume_args(args, _typed(argv, args), parser.commands["train"].error)

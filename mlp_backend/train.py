@@ -33,6 +33,7 @@ class History:
     epoch_seconds: list = field(default_factory=list)
     best_epoch: int | None = None
     stopped_early: bool = False
+    diverged: str | None = None  # why training looks divergent (a DivergenceWarning was given), else None
 
     def as_dict(self) -> dict:
         return dict(vars(self))
@@ -395,6 +396,7 @@ def _warn_if_diverging(state, classify, patience=3):
                    "ten times a uniform guess's")
     if why:
         state.warned = True
+        h.diverged = f"epoch {len(h.train_loss)}: {why}"
         warnings.warn(f"training looks divergent: {why}; lower the learning rate or enable clipping (clip_norm=...)",
                       DivergenceWarning, stacklevel=4)
 

@@ -274,3 +274,63 @@ def test_cli_divergence_exits_non_zero_naming_the_step(tmp_path):
     assert done.returncode != 0
     assert "became non-finite at epoch" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr  # one line, no NumPy warnings before it
+
+
+# -- what a run leaves behind: nothing lost, nothing half-made, no silent wrong number ----------------------
+SWEEP = ["sweep", "--dataset", "digits", "--epochs", "3", "--batch-size", "16", "--hidden", "32", "--seeds", "0",
+         "--optimizers", "sgd", "--lrs", "0.05,1e6,0.01", "--quiet"]
+
+
+def test_a_failing_sweep_point_is_recorded_and_the_others_run(tmp_path, capsys):
+    import json
+
+    from mlp_backend.cli import main
+
+    out = tmp_path / "sweep"
+    assert main([*SWEEP, "--out", str(out)]) == 0
+    results = json.loads((out / "sweep.json").read_text())["results"]
+    assert [(r["lr"], r["status"]) for r in results] == [(0.05, "ok"), (1e6, "failed"), (0.01, "ok")]
+    assert "became non-finite" in results[1]["error"] and "\n" not in results[1]["error"]
+    report = (out / "report.md").read_text()
+    assert "| lr=0.05 | 1 |" in report and "| lr=0.01 | 1 |" in report and "## Failed runs" in report
+    # an existing sweep is neither replaced nor mixed unasked; --resume keeps its finished points
+    assert main([*SWEEP, "--out", str(out)]) == 2
+    assert "already holds a sweep" in capsys.readouterr().err
+    before = (out / "sweep.json").read_text()
+    assert main([*SWEEP, "--out", str(out), "--resume"]) == 0
+    again = json.loads((out / "sweep.json").read_text())["results"]
+    assert [r for r in again if r["status"] == "ok"] == [r for r in json.loads(before)["results"]
+                                                         if r["status"] == "ok"]
+
+
+def test_a_finite_divergence_is_on_the_record_and_can_fail_the_run(tmp_path, capsys):
+    import json
+
+    from mlp_backend.cli import main
+
+    run = tmp_path / "run"
+    args = ["train", "--dataset", "digits", "--epochs", "3", "--hidden", "32", "--optimizer", "adam", "--lr", "1e6",
+            "--quiet", "--no-progress", "--out", str(run)]
+    assert main([*args, "--fail-on-divergence"]) == 3
+    assert "mlp: warning: training diverged" in capsys.readouterr().err
+    diverged = json.loads((run / "metrics.json").read_text())["diverged"]
+    assert diverged and "exploded" in diverged and "**Diverged**" in (run / "report.md").read_text()
+    assert main([*args, "--overwrite"]) == 0  # recorded either way; failing is asked for
+    sweep = tmp_path / "sweep"
+    assert main(["sweep", "--dataset", "digits", "--epochs", "3", "--hidden", "32", "--seeds", "0", "--optimizers",
+                 "adam,sgd", "--lrs", "1e6", "--quiet", "--out", str(sweep)]) == 0
+    statuses = [r["status"] for r in json.loads((sweep / "sweep.json").read_text())["results"]]
+    assert "diverged" in statuses and "| optimizer=adam | 1 |" in (sweep / "report.md").read_text()
+    assert "diverged: seed 0" in (sweep / "report.md").read_text()
+
+
+def test_a_run_that_fails_early_leaves_no_folder(tmp_path, capsys):
+    from mlp_backend.cli import main
+
+    for extra in (["--patience", "2"], ["--backend", "cupy"] if "cupy" not in mlp.available_backends() else []):
+        if not extra:
+            continue
+        out = tmp_path / extra[0].strip("-")
+        assert main(["train", "--dataset", "digits", "--quiet", "--out", str(out), *extra]) == 2
+        assert not out.exists(), extra
+    assert capsys.readouterr().err.count("mlp: error:") == 2

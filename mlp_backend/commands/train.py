@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..progress import Progress
+from ..train import DivergenceWarning
 from .options import add_data_args, add_model_args, fraction, positive
 from .runs import (RUN_FILES, lock, prepare_data, remove_stale_temporaries, run_dir, scaler_state, train_one,
                    write_history_csv)
@@ -39,29 +43,43 @@ def add_arguments(p):
                    help="write TensorBoard event files (DIR default: RUN_DIR/tensorboard)")
     p.add_argument("--mlflow", default=None, metavar="URI",
                    help="log the run to MLflow at URI: sqlite:///mlflow.db, a tracking server, or a folder")
+    p.add_argument("--fail-on-divergence", action="store_true",
+                   help="exit with status 3 when training diverged without a non-finite loss (the run folder is "
+                        "written and records it either way)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="print only the final result")
 
 
-def run(args) -> dict:
+def run(args) -> dict | int:
+    """Train into a run folder; 3 (the exit status) when training diverged and ``--fail-on-divergence`` says so."""
     from ..backend import get_backend
 
     get_backend(args.backend, device=args.device, dtype=args.dtype)  # a missing library fails before any folder
-    prepared = prepare_data(args)
     if args.distributed:
         from ..distributed import communicator
 
         if not communicator("mpi").is_root:  # a replica: trains in step with rank 0, which writes and reports
             resume = Path(args.resume) / "checkpoint.safetensors" if args.resume else None
-            train_one(args, prepared, resume=resume)
+            train_one(args, prepare_data(args), resume=resume)
             return {}
-    folder = run_dir(args.out, prepared[0].name)
-    with lock(folder):  # one writer per run folder
-        if not args.resume and not args.overwrite and any((folder / f).exists() for f in RUN_FILES):
-            raise ValueError(f"{folder} already holds a run: --resume {folder} continues it, --overwrite replaces "
-                             "it, or choose another --out")
-        remove_stale_temporaries(folder)
-        return _train_into(folder, args, prepared)
+    created = not (Path(args.out).exists() if args.out else False)
+    folder = run_dir(args.out, args.dataset)
+    try:
+        with lock(folder):  # one writer per run folder, before the data is loaded
+            if not args.resume and not args.overwrite and any((folder / f).exists() for f in RUN_FILES):
+                raise ValueError(f"{folder} already holds a run: --resume {folder} continues it, --overwrite "
+                                 "replaces it, or choose another --out")
+            remove_stale_temporaries(folder)
+            summary = _train_into(folder, args, prepare_data(args))
+    except BaseException:
+        if created and not (folder / "checkpoint.safetensors").exists():  # nothing to resume: no half-made folder
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    if summary["diverged"]:
+        print(f"mlp: warning: training diverged ({summary['diverged']})", file=sys.stderr)
+        if args.fail_on_divergence:
+            return 3
+    return summary
 
 
 def _train_into(run: Path, args, prepared) -> dict:
@@ -78,8 +96,10 @@ def _train_into(run: Path, args, prepared) -> dict:
     progress = Progress(args.epochs, bar=not (args.no_progress or args.quiet), lines=not args.quiet)
     tracking = _tracking_callbacks(args, run, config)
     try:
-        trained = train_one(args, prepared, progress.step, progress.end_epoch,
-                            checkpoint=run / "checkpoint.safetensors", resume=resume, callbacks=tracking)
+        with warnings.catch_warnings():  # recorded in the run folder and said in one line at the end
+            warnings.simplefilter("ignore", DivergenceWarning)
+            trained = train_one(args, prepared, progress.step, progress.end_epoch,
+                                checkpoint=run / "checkpoint.safetensors", resume=resume, callbacks=tracking)
     except BaseException:
         for cb in tracking:
             if hasattr(cb, "finish"):
@@ -120,7 +140,7 @@ def _write_results(run: Path, args, prepared, config, model, history, scores, wa
         "final_train_loss": history.train_loss[-1], "train_loss": history.train_loss,
         "val_loss": history.val_loss, "val_accuracy": history.val_accuracy,
         "epoch_seconds": history.epoch_seconds, "train_seconds": wall, "run_dir": str(run),
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(checkpoint), "diverged": history.diverged,
     }
     (run / "metrics.json").write_text(json.dumps(summary, indent=2))
     write_history_csv(history, run)
@@ -147,6 +167,8 @@ def _report(args, data, model, history, scores, wall, text_report, cm) -> str:
         f"Model: {'-'.join(map(str, [data.num_features, *args.hidden, data.num_classes]))} {args.activation}, "
         f"{args.loss}, {args.optimizer} lr {args.lr}, batch {args.batch_size}, {len(history.train_loss)} epochs, "
         f"backend {args.backend} ({args.dtype}, kernels {model.ops.used}), seed {args.seed}.", "",
+        *([f"**Diverged** ({history.diverged}): these results are not a trained model's.", ""]
+          if history.diverged else []),
         "## Test metrics", "", f"- accuracy: {scores['accuracy']:.4f}", f"- loss: {scores['loss']:.4f}", "",
         "## Classification report", "", "```", text_report, "```", "",
         "## Confusion matrix", "", *cm_rows, "",
