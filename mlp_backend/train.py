@@ -4,6 +4,7 @@ Data is checked once, moved to the model's backend and device once, and batches 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -250,15 +251,16 @@ class _Checkpointer(Callback):
     distributed); rank 0 writes, where a ``path`` is given. Runs after the other callbacks, so their counters
     are saved current."""
 
-    def __init__(self, path, every, signature, callbacks):
+    def __init__(self, path, every, signature, callbacks, extra=None):
         self.path, self.every, self.signature, self.callbacks = path, every, signature, callbacks
+        self.extra = extra or {}  # what else a reader of the file needs (a run's input scaling, its dataset)
 
     def reads_at(self, global_step: int, last_of_epoch: bool) -> bool:
         return bool(self.every) and not last_of_epoch and global_step % self.every == 0
 
     def _save(self, state, pos):
         if self.path is not None and state.is_root:
-            _save_training(self.path, state, self.callbacks, self.signature, pos)
+            _save_training(self.path, state, self.callbacks, self.signature, pos, self.extra)
 
     def on_batch_end(self, state, step, logs):
         if self.reads_at(logs["global_step"], step == logs["steps"]):
@@ -271,7 +273,8 @@ class _Checkpointer(Callback):
 def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size: int = 64, shuffle: bool = True,
         seed: int | None = None, validation_data=None, callbacks=(), penalty=None, restore_best: bool = False,
         on_epoch=None, on_step=None, checkpoint=None, checkpoint_every: int | None = None, resume=None,
-        check_finite: str | bool = "loss", distributed=None, verbose: int = 0, sample_weight=None) -> History:
+        check_finite: str | bool = "loss", distributed=None, verbose: int = 0, sample_weight=None,
+        checkpoint_extra: dict | None = None, allow_other_data: bool = False) -> History:
     """Train ``model`` on ``(X, y)`` with mini-batches and return a :class:`History`.
 
     ``loss``: name or Loss (default: the model's last, else cross-entropy); ``optimizer``: name or Optimizer
@@ -281,18 +284,16 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     callbacks: ``restore_best`` (end with the parameters of the best validation loss, else train loss),
     ``verbose`` (1: a progress bar and a line per epoch, 2: the lines), ``on_epoch(epoch, logs)`` and
     ``on_step(step, steps_per_epoch, loss)``, ``checkpoint`` (a path written atomically after every epoch and
-    every ``checkpoint_every`` steps with everything needed to continue). ``resume``: such a checkpoint, from
-    which training continues exactly as if it had never stopped (same backend and machine: bit-identical).
+    every ``checkpoint_every`` steps with all a resume needs, and ``checkpoint_extra``'s JSON values). ``resume``:
+    such a checkpoint; training continues exactly as if it had never stopped, on the data whose digest it
+    records (other data only with ``allow_other_data``).
 
     ``check_finite``: ``"loss"`` (default) stops with a FloatingPointError at the first step whose loss is not
-    finite, with the parameters and optimizer state of before that step: the step program checks on the device
-    and skips that update and every later one; the host raises when it next reads the losses. ``"all"`` also
-    checks every gradient (one more pass over the gradient buffer); ``False`` checks nothing.
-
+    finite, parameters and optimizer state as before it (checked on the device, which skips that update and the
+    later ones; raised at the next read); ``"all"`` also checks every gradient; ``False`` checks nothing.
     ``distributed``: ``"mpi"`` (or an mpi4py communicator; ``"nccl"``, ``"mpi-cuda"``, ``"mpi-staged"`` force how
-    device arrays travel, :mod:`mlp_backend.distributed`) trains data-parallel over the processes of an MPI
-    launch: ``batch_size`` is the global batch, every rank ends with the parameters one process would reach, and
-    rank 0 alone writes checkpoints and runs ``root_only`` callbacks.
+    device arrays travel) trains data-parallel over an MPI launch's processes: ``batch_size`` is the global
+    batch, every rank ends where one process would, and rank 0 alone writes and runs ``root_only`` callbacks.
     """
     loss, optimizer, penalty = _check_fit_args(model, loss, optimizer, penalty, epochs, batch_size, check_finite,
                                                checkpoint_every)
@@ -304,11 +305,12 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     comm = _join(distributed, model, batches)
     state = _FitState(model, _bind(model, loss, optimizer), History(), comm)
     callbacks = list(callbacks)
-    signature = _signature(model, loss, optimizer, penalty, batches, restore_best, callbacks)
-    pos = _Position() if resume is None else _load_training(resume, state, callbacks, signature)
+    data = (Xd, yd, val, weights) if checkpoint is not None or resume is not None else None  # for its digest
+    signature = _signature(model, loss, optimizer, penalty, batches, restore_best, callbacks, data)
+    pos = _Position() if resume is None else _load_training(resume, state, callbacks, signature, allow_other_data)
     shortcuts = _function_callbacks(epochs, verbose, on_step, on_epoch)
     if checkpoint is not None or checkpoint_every:  # last: the others' counters are saved as they end the epoch
-        shortcuts.append(_Checkpointer(checkpoint, checkpoint_every, signature, callbacks))
+        shortcuts.append(_Checkpointer(checkpoint, checkpoint_every, signature, callbacks, checkpoint_extra))
     hooks = [cb for cb in [_RestoreBest()] * restore_best + callbacks + shortcuts if comm.is_root or not cb.root_only]
     program = StepProgram(model, loss, optimizer, steps=batches.steps, penalty=penalty, check_finite=check_finite,
                           comm=comm)
@@ -365,10 +367,21 @@ def _bind(model, loss, optimizer):
     return optimizer
 
 
-def _signature(model, loss, optimizer, penalty, batches, restore_best, callbacks) -> dict:
-    """What a checkpoint's training must match to be resumed."""
-    return {"batch_size": batches.size, "shuffle": batches.shuffle, "n_samples": batches.n,
-            "n_features": model.in_features, "loss": [loss.name, loss.config()],
+def _data_digest(*arrays) -> str:
+    """A digest of the training data (and validation data and sample weights): what a resume must train on."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        for part in (a if isinstance(a, tuple) else (a,)):
+            if part is not None:
+                host = np.ascontiguousarray(to_numpy(part))
+                h.update(f"{host.dtype}{host.shape}".encode() + host.tobytes())
+    return h.hexdigest()
+
+
+def _signature(model, loss, optimizer, penalty, batches, restore_best, callbacks, data=None) -> dict:
+    """What a checkpoint's training must match to be resumed (``data``: the arrays whose digest it records)."""
+    return {"data": None if data is None else _data_digest(*data), "batch_size": batches.size,
+            "shuffle": batches.shuffle, "n_samples": batches.n, "n_features": model.in_features, "loss": [loss.name, loss.config()],
             "optimizer": [type(optimizer).__name__, optimizer.config()],
             "penalty": repr(vars(penalty)) if penalty is not None else None, "model": model.config(),
             "restore_best": restore_best, "callbacks": [type(cb).__name__ for cb in callbacks]}
@@ -551,7 +564,7 @@ def _end_epoch(state, hooks, n, val, classify) -> dict:
     return logs
 
 
-def _save_training(path, state, callbacks, signature, pos: _Position):
+def _save_training(path, state, callbacks, signature, pos: _Position, extra=None):
     from .checkpoint import save
 
     model, optimizer = state.model, state.optimizer
@@ -561,13 +574,14 @@ def _save_training(path, state, callbacks, signature, pos: _Position):
     if state.best_params is not None:
         arrays["best_params"] = to_numpy(state.best_params)
     training = {"epoch": pos.epoch, "step": pos.step, "batch_losses": pos.batch_losses, "correct": pos.correct,
-                "seconds": pos.elapsed() if pos.step else pos.seconds, "lr": pos.lr, "rng": model.be.state(), "history": state.history.as_dict(),
+                "seconds": pos.elapsed() if pos.step else pos.seconds, "lr": pos.lr, "rng": model.be.state(),
+                "history": state.history.as_dict(),
                 "best_monitor": state.best_monitor if math.isfinite(state.best_monitor) else None,
                 "callbacks": [cb.get_state() for cb in callbacks], "signature": signature}
-    save(model, path, optimizer=optimizer, extra={"training": training}, arrays=arrays)
+    save(model, path, optimizer=optimizer, extra={**(extra or {}), "training": training}, arrays=arrays)
 
 
-def _load_training(path, state, callbacks, signature) -> _Position:
+def _load_training(path, state, callbacks, signature, allow_other_data=False) -> _Position:
     from .checkpoint import CheckpointError, read, section
 
     model, optimizer = state.model, state.optimizer
@@ -579,7 +593,11 @@ def _load_training(path, state, callbacks, signature) -> _Position:
     saved = training["signature"]
     saved["model"] = json.loads(json.dumps(saved["model"]))  # compare as JSON would store it
     current = json.loads(json.dumps(signature))
-    changed = [k for k in current if saved.get(k) != current[k]]
+    if "data" in saved and saved["data"] != current["data"] and not allow_other_data:
+        raise ValueError(f"cannot resume from {path}: it was trained on other data (digest {saved['data']}, this data "
+                         f"{current['data']}); resume on its own data, or allow_other_data=True "
+                         "(mlp train --allow-other-data) to continue on this data knowingly")
+    changed = [k for k in current if k != "data" and saved.get(k) != current[k]]
     if changed:
         details = "; ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {current[k]!r} now" for k in changed)
         raise ValueError(f"cannot resume from {path} with a different configuration ({details})")

@@ -334,3 +334,35 @@ def test_a_run_that_fails_early_leaves_no_folder(tmp_path, capsys):
         assert main(["train", "--dataset", "digits", "--quiet", "--out", str(out), *extra]) == 2
         assert not out.exists(), extra
     assert capsys.readouterr().err.count("mlp: error:") == 2
+
+
+def test_every_checkpoint_a_run_writes_evaluates_to_the_runs_own_numbers(tmp_path, capsys):
+    """A training checkpoint carries the input scaling: evaluating it (after Ctrl-C, say) gives the run's test
+    accuracy, not that of unscaled inputs; a file without it is refused."""
+    import json
+
+    from mlp_backend.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--epochs", "2", "--hidden", "32", "--checkpoint-every", "7",
+                 "--quiet", "--no-progress", "--out", str(run)]) == 0
+    recorded = json.loads((run / "metrics.json").read_text())["test_accuracy"]
+    capsys.readouterr()
+    assert main(["evaluate", str(run / "checkpoint.safetensors")]) == 0
+    assert f"test accuracy {recorded:.4f}" in capsys.readouterr().out
+    mlp.save_checkpoint(mlp.build_mlp([64, 8, 10]), tmp_path / "bare.safetensors")
+    assert main(["evaluate", str(tmp_path / "bare.safetensors"), "--dataset", "digits"]) == 2
+    assert "does not record the input scaling" in capsys.readouterr().err
+
+
+def test_resume_on_other_data_is_refused_unless_allowed(tmp_path):
+    X, y = problem()
+    model, kwargs = model_and_fit_args()
+    model.fit(X, y, checkpoint=tmp_path / "ck.safetensors", **{**kwargs, "epochs": 1})
+    other = X + 1.0  # the same shape, other content
+    again, kwargs = model_and_fit_args()
+    with pytest.raises(ValueError, match="trained on other data"):
+        again.fit(other, y, resume=tmp_path / "ck.safetensors", **kwargs)
+    again, kwargs = model_and_fit_args()
+    history = again.fit(other, y, resume=tmp_path / "ck.safetensors", allow_other_data=True, **kwargs)
+    assert len(history.train_loss) == 3

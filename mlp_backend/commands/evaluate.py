@@ -35,6 +35,9 @@ def run(args) -> dict:
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: the run in {target} has not finished")
     ck = load(path, backend=args.backend, device=args.device)
+    if "scaling" not in ck.extra:  # evaluating unscaled inputs would print a wrong accuracy, silently
+        raise ValueError(f"{path} does not record the input scaling its model was trained with (a file written "
+                         "by an earlier version, or not by mlp train): evaluate a run folder's model.safetensors")
     name = args.dataset or ck.extra.get("dataset")
     if name is None:
         raise ValueError("the checkpoint does not say which dataset it was trained on; pass --dataset")

@@ -71,6 +71,12 @@ def apply_scaler_state(state, X):
     return (2 * unit - 1).astype(np.float32)
 
 
+def reading_context(prepared) -> dict:
+    """What evaluating a run's model files needs: its dataset, input scaling and class names."""
+    data, scaler = prepared[0], prepared[5]
+    return {"dataset": data.name, "scaling": scaler_state(scaler), "class_names": list(data.class_names)}
+
+
 def train_one(args, prepared, progress=None, on_epoch=None, checkpoint=None, resume=None, callbacks=()):
     """Train one model as ``args`` says on prepared data; returns (model, history, test scores, seconds)."""
     from ..layers import build_mlp
@@ -106,6 +112,8 @@ def train_one(args, prepared, progress=None, on_epoch=None, checkpoint=None, res
                         seed=args.seed, validation_data=validation, callbacks=callbacks,
                         restore_best=getattr(args, "restore_best", False), on_epoch=on_epoch, on_step=progress,
                         checkpoint=checkpoint, checkpoint_every=getattr(args, "checkpoint_every", None),
+                        checkpoint_extra=reading_context(prepared),
+                        allow_other_data=bool(options.get("allow_other_data")),
                         resume=resume, distributed=distributed)
     return model, history, model.evaluate(X_test, data.y_test), time.perf_counter() - start
 

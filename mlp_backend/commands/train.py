@@ -12,7 +12,7 @@ import numpy as np
 from ..progress import Progress
 from ..train import DivergenceWarning
 from .options import add_data_args, add_model_args, fraction, positive
-from .runs import (RUN_FILES, lock, prepare_data, remove_stale_temporaries, run_dir, scaler_state, train_one,
+from .runs import (RUN_FILES, lock, prepare_data, reading_context, remove_stale_temporaries, run_dir, train_one,
                    write_history_csv)
 
 HELP = "train an MLP, write a run folder, report test accuracy"
@@ -43,6 +43,8 @@ def add_arguments(p):
                    help="write TensorBoard event files (DIR default: RUN_DIR/tensorboard)")
     p.add_argument("--mlflow", default=None, metavar="URI",
                    help="log the run to MLflow at URI: sqlite:///mlflow.db, a tracking server, or a folder")
+    p.add_argument("--allow-other-data", action="store_true",
+                   help="with --resume: continue on data other than the run's (refused otherwise)")
     p.add_argument("--fail-on-divergence", action="store_true",
                    help="exit with status 3 when training diverged without a non-finite loss (the run folder is "
                         "written and records it either way)")
@@ -120,7 +122,7 @@ def _write_results(run: Path, args, prepared, config, model, history, scores, wa
     from ..checkpoint import save
     from ..metrics import classification_report, confusion_matrix
 
-    data, X, _, validation, X_test, scaler = prepared
+    data, X, _, validation, X_test, _ = prepared
     if not args.quiet:
         print(model.summary())
     predictions = np.asarray(model.predict(X_test))
@@ -129,8 +131,7 @@ def _write_results(run: Path, args, prepared, config, model, history, scores, wa
                                         num_classes=data.num_classes)
     checkpoint = Path(args.checkpoint) if args.checkpoint else run / "model.safetensors"
     save(model, checkpoint, optimizer=model.optimizer,
-         extra={"dataset": data.name, "scaling": scaler_state(scaler), "class_names": list(data.class_names),
-                "epochs_done": len(history.train_loss), "args": config})
+         extra={**reading_context(prepared), "epochs_done": len(history.train_loss), "args": config})
     summary = {
         "dataset": data.name, "backend": args.backend, "dtype": args.dtype, "kernels": model.ops.mode,
         "kernels_used": model.ops.used,
@@ -192,7 +193,8 @@ def _tracking_callbacks(args, run: Path, config: dict) -> list:
 
 
 # options that may differ when a run is resumed (the rest must be the run's own)
-RESUMABLE = {"resume", "epochs", "json", "quiet", "no_progress", "command", "config", "overwrite", "distributed"}
+RESUMABLE = {"resume", "epochs", "json", "quiet", "no_progress", "command", "config", "overwrite", "distributed",
+             "allow_other_data", "fail_on_divergence"}
 
 
 def resume_args(args, explicit: dict, error):

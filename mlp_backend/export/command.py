@@ -29,8 +29,8 @@ def run(args) -> Path:
             raise FileNotFoundError(f"{path} does not exist: the run in {args.run} has not finished")
     ck = load(path)
     if "scaling" not in ck.extra:
-        raise ValueError(f"{path} does not record the run's input scaling (a training checkpoint): export the "
-                         "finished run's model.safetensors")
+        raise ValueError(f"{path} does not record the run's input scaling (a file written by an earlier version, "
+                         "or not by mlp train): export a run folder's model.safetensors")
     out = to_onnx(ck.model, args.out, scaler=ck.extra["scaling"], opset=args.opset, probabilities=not args.logits)
     what = "logits" if args.logits else "class probabilities"
     print(f"wrote {out}: float32 inputs of {ck.model.in_features} raw features (the run's scaling inside) -> "
