@@ -88,6 +88,18 @@ def parse_args(argv=None):
     return args
 
 
+def _end_other_ranks(code: int):
+    """In an MPI launch of several processes, a failing rank ends them all: the others would wait forever in
+    their next collective."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized() and mpi.COMM_WORLD.Get_size() > 1:
+        import time
+
+        sys.stderr.flush()
+        time.sleep(0.5)  # the launcher forwards this rank's error line before the abort ends every process
+        mpi.COMM_WORLD.Abort(code)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     run = args.func
@@ -96,6 +108,7 @@ def main(argv=None) -> int:
         result = run(args)
     except (ValueError, TypeError, KeyError, OSError, ImportError, FloatingPointError) as e:  # incl. DownloadError
         print(f"mlp: error: {e}", file=sys.stderr)
+        _end_other_ranks(2)
         return 2
     except KeyboardInterrupt:
         print("mlp: interrupted", file=sys.stderr)

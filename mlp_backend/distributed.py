@@ -57,6 +57,9 @@ class SingleProcess:
     def check_replicas(self, flat_params, epoch: int):
         pass
 
+    def agree_on(self, settings: dict):
+        pass
+
     def reduce_step(self, value, grads, share: float):
         return value
 
@@ -137,6 +140,19 @@ class MPICommunicator:
         n = hi - lo
         start = lo + self.rank * n // self.size
         return start, lo + (self.rank + 1) * n // self.size
+
+    def agree_on(self, settings: dict):
+        """Every rank's ``settings`` must be rank 0's: on a mismatch every rank raises the same one-line error
+        naming what differs (before any collective that would hang on arrays of different sizes)."""
+        import json
+
+        everyone = self.comm.allgather(json.dumps(settings, sort_keys=True, default=str))
+        if len(set(everyone)) == 1:
+            return
+        parsed = [json.loads(s) for s in everyone]
+        differing = sorted(k for k in parsed[0] if any(p.get(k) != parsed[0][k] for p in parsed))
+        raise ValueError(f"the {self.size} ranks were started with different settings ({', '.join(differing)}): "
+                         "every rank must run the same command, data and seed")
 
     def reduce_step(self, value, grads, share: float):
         """A step's loss and gradient buffer, weighted by this rank's share of the batch and (the gradients, in

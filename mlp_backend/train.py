@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -301,12 +302,11 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     weights = _device_weights(model, sample_weight, Xd.shape[0], distributed)
     if seed is not None:
         model.be.reseed(seed)
-    batches = _Batches(Xd.shape[0], batch_size, shuffle)
-    comm = _join(distributed, model, batches)
-    state = _FitState(model, _bind(model, loss, optimizer), History(), comm)
-    callbacks = list(callbacks)
+    batches, callbacks = _Batches(Xd.shape[0], batch_size, shuffle), list(callbacks)
     data = (Xd, yd, val, weights) if checkpoint is not None or resume is not None else None  # for its digest
     signature = _signature(model, loss, optimizer, penalty, batches, restore_best, callbacks, data)
+    comm = _join(distributed, model, batches, {**signature, "data": None, "dtype": model.be.dtype})
+    state = _FitState(model, _bind(model, loss, optimizer), History(), comm)
     pos = _Position() if resume is None else _load_training(resume, state, callbacks, signature, allow_other_data)
     shortcuts = _function_callbacks(epochs, verbose, on_step, on_epoch)
     if checkpoint is not None or checkpoint_every:  # last: the others' counters are saved as they end the epoch
@@ -440,13 +440,15 @@ def _function_callbacks(epochs, verbose, on_step, on_epoch) -> list:
     return found
 
 
-def _join(distributed, model, batches):
-    """The communicator of a data-parallel fit, its replicas made identical; one process gets a no-op one."""
+def _join(distributed, model, batches, settings):
+    """The communicator of a data-parallel fit, its replicas made identical (after agreeing on ``settings``);
+    one process gets a no-op one."""
     if distributed is None or distributed is False:
         return SingleProcess()
     from .distributed import communicator
 
     comm = communicator(distributed, backend=model.be)
+    comm.agree_on(settings)
     smallest = min(batches.size, batches.n % batches.size or batches.size)
     if smallest < comm.size:
         raise ValueError(f"batch_size {batches.size} over {batches.n} samples leaves a batch of {smallest}, fewer "
@@ -585,7 +587,15 @@ def _load_training(path, state, callbacks, signature, allow_other_data=False) ->
     from .checkpoint import CheckpointError, read, section
 
     model, optimizer = state.model, state.optimizer
-    tensors, meta = read(path)
+    try:
+        tensors, meta = read(path)
+    except CheckpointError as e:  # a damaged file: the previous one, kept beside it by every save
+        previous = f"{path}.prev"
+        if not os.path.exists(previous):
+            raise
+        warnings.warn(f"{path} is damaged ({e}); resuming from the previous checkpoint {previous}", RuntimeWarning,
+                      stacklevel=3)
+        tensors, meta = read(previous)
     try:
         training = json.loads(meta["extra"])["training"]
     except (KeyError, json.JSONDecodeError):

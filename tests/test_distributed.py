@@ -1,4 +1,5 @@
 """Data parallelism over MPI: 2 ranks train exactly as 1 process at the same global batch (mpiexec, localhost)."""
+import os
 import shutil
 import subprocess
 import sys
@@ -168,9 +169,12 @@ def test_one_process_is_told_it_is_alone():
 def test_batches_smaller_than_the_world_are_refused(monkeypatch):
     from mlp_backend import distributed
 
-    class Two(distributed.MPICommunicator):
+    class Two(distributed.MPICommunicator):  # two ranks that agree on everything
         def __init__(self):
             self.rank, self.size = 0, 2
+
+        def agree_on(self, settings):
+            pass
     monkeypatch.setattr(distributed, "communicator", lambda spec, backend: Two())
     model, _ = job("sgd")
     data = make_synthetic(n_samples=100, n_features=8, n_classes=3, seed=1)
@@ -271,3 +275,18 @@ def test_validation_is_scored_in_shares_and_equals_one_process(tmp_path):
     history = model.fit(*kwargs.pop("data"), **kwargs)
     np.testing.assert_allclose(scores[0], history.val_loss + history.val_accuracy, rtol=1e-10)
     assert len(history.val_loss) == 3
+
+
+@pytest.mark.parametrize("differing", [["--hidden", "32"], ["--batch-size", "16"], ["--dtype", "float64"],
+                                       ["--lr", "0.5"]])
+def test_ranks_started_differently_end_at_once_with_one_line(tmp_path, differing):
+    """MPMD: rank 1 gets another option than rank 0. Every rank stops before the first collective that could hang,
+    within seconds, naming what differs, without a traceback."""
+    common = ["-m", "mlp_backend.cli", "train", "--dataset", "digits", "--hidden", "64", "--batch-size", "8",
+              "--epochs", "2", "--seed", "0", "--no-progress", "--quiet", "--distributed"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([MPIEXEC, "-n", "1", sys.executable, *common, "--out", str(tmp_path / "m"), ":",
+                           "-n", "1", sys.executable, *common, *differing, "--out", str(tmp_path / "m")],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode != 0
+    assert "were started with different settings" in done.stderr and "Traceback" not in done.stderr

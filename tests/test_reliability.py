@@ -366,3 +366,17 @@ def test_resume_on_other_data_is_refused_unless_allowed(tmp_path):
     again, kwargs = model_and_fit_args()
     history = again.fit(other, y, resume=tmp_path / "ck.safetensors", allow_other_data=True, **kwargs)
     assert len(history.train_loss) == 3
+
+
+def test_a_damaged_checkpoint_on_resume_falls_back_to_the_previous_one(tmp_path):
+    X, y = problem()
+    model, kwargs = model_and_fit_args()
+    path = tmp_path / "ck.safetensors"
+    model.fit(X, y, checkpoint=path, **{**kwargs, "epochs": 2})  # epoch 1's file is kept as ck.safetensors.prev
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    again, kwargs = model_and_fit_args()
+    with pytest.warns(RuntimeWarning, match=r"ck.safetensors is damaged .* previous checkpoint .*ck.safetensors.prev"):
+        history = again.fit(X, y, resume=path, **kwargs)
+    assert len(history.train_loss) == 3
