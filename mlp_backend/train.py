@@ -22,35 +22,6 @@ from .distributed import SingleProcess
 from .step import StepProgram
 
 
-@dataclass
-class History:
-    """What ``fit`` measured: loss per iteration; losses, accuracies, learning rate and time per epoch."""
-
-    loss: list = field(default_factory=list)            # per iteration (mini-batch)
-    train_loss: list = field(default_factory=list)      # per epoch, mean over its batches
-    train_accuracy: list = field(default_factory=list)  # per epoch, on the training batches (classification)
-    val_loss: list = field(default_factory=list)
-    val_accuracy: list = field(default_factory=list)
-    lr: list = field(default_factory=list)
-    epoch_seconds: list = field(default_factory=list)
-    best_epoch: int | None = None
-    stopped_early: bool = False
-    diverged: str | None = None  # why training looks divergent (a DivergenceWarning was given), else None
-
-    def as_dict(self) -> dict:
-        return dict(vars(self))
-
-    def __repr__(self):
-        last = {k: getattr(self, k)[-1] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
-                if getattr(self, k)}
-        shown = ", ".join(f"{k}={v:.4f}" for k, v in last.items())
-        return f"History({len(self.train_loss)} epochs, {len(self.loss)} steps{', ' if shown else ''}{shown})"
-
-
-class DivergenceWarning(RuntimeWarning):
-    """Training runs on with finite numbers that have stopped making sense."""
-
-
 class Callback:
     """Hooks called by ``fit``; set ``state.stop = True`` to end training after this epoch.
 
@@ -89,6 +60,45 @@ class Callback:
 
     def set_state(self, values: dict):
         pass
+
+
+@dataclass
+class History(Callback):
+    """What ``fit`` measured: loss per iteration; losses, accuracies, learning rate and time per epoch. ``fit``
+    returns it, keeps it in its checkpoints, and runs it as its first callback."""
+
+    loss: list = field(default_factory=list)            # per iteration (mini-batch)
+    train_loss: list = field(default_factory=list)      # per epoch, mean over its batches
+    train_accuracy: list = field(default_factory=list)  # per epoch, on the training batches (classification)
+    val_loss: list = field(default_factory=list)
+    val_accuracy: list = field(default_factory=list)
+    lr: list = field(default_factory=list)
+    epoch_seconds: list = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    diverged: str | None = None  # why training looks divergent (a DivergenceWarning was given), else None
+
+    def as_dict(self) -> dict:
+        return dict(vars(self))
+
+    def on_epoch_end(self, state, logs):
+        self.loss.extend(v for v, _ in state.position.batch_losses)
+        self.train_loss.append(logs["train_loss"])
+        self.lr.append(logs["lr"])
+        self.epoch_seconds.append(logs["seconds"])
+        for key in ("train_accuracy", "val_loss", "val_accuracy"):
+            if key in logs:
+                getattr(self, key).append(logs[key])
+
+    def __repr__(self):
+        last = {k: getattr(self, k)[-1] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+                if getattr(self, k)}
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in last.items())
+        return f"History({len(self.train_loss)} epochs, {len(self.loss)} steps{', ' if shown else ''}{shown})"
+
+
+class DivergenceWarning(RuntimeWarning):
+    """Training runs on with finite numbers that have stopped making sense."""
 
 
 class LambdaCallback(Callback):
@@ -540,25 +550,19 @@ class _Reader:
 
 
 def _end_epoch(state, hooks, n, val, classify) -> dict:
-    """History, validation, the replicas' check and the callbacks at an epoch's end; returns its logs."""
-    history, pos = state.history, state.position
-    seconds = pos.elapsed()
-    history.loss.extend(v for v, _ in pos.batch_losses)
-    train_loss = sum(v * k for v, k in pos.batch_losses) / n
-    logs = {"epoch": state.epoch + 1, "train_loss": train_loss, "lr": pos.lr, "seconds": seconds}
-    history.train_loss.append(train_loss)
-    history.lr.append(pos.lr)
-    history.epoch_seconds.append(seconds)
+    """The epoch's logs (validation scored), recorded in the history, checked for divergence and across replicas,
+    and handed to the callbacks; returns them."""
+    pos = state.position
+    logs = {"epoch": state.epoch + 1, "train_loss": sum(v * k for v, k in pos.batch_losses) / n, "lr": pos.lr,
+            "seconds": pos.elapsed()}
     if classify:
         logs["train_accuracy"] = float(pos.correct) / n
-        history.train_accuracy.append(logs["train_accuracy"])
     if val is not None:
         scores = _sharded_scores(state.model, val, state.comm)
         logs["val_loss"] = scores["loss"]
-        history.val_loss.append(scores["loss"])
         if "accuracy" in scores:
             logs["val_accuracy"] = scores["accuracy"]
-            history.val_accuracy.append(scores["accuracy"])
+    state.history.on_epoch_end(state, logs)
     _warn_if_diverging(state, classify)
     state.comm.check_replicas(state.model.flat_params, state.epoch)
     for cb in hooks:
