@@ -19,6 +19,15 @@ COMMANDS = {name: f"mlp_backend.commands.{name}"
 COMMANDS.update(bench="mlp_backend.bench", export="mlp_backend.export.command")
 
 
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default in its help, unless it has none (None) or the help already says it."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     """Errors as one line (``mlp train: error: ...``, exit 2), without the usage block."""
 
@@ -36,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         # every command's --help shows each option's default
         p = parser.commands[name] = sub.add_parser(name, help=module.HELP,
                                                    description=getattr(module, "DESCRIPTION", None),
-                                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                                   formatter_class=_HelpWithDefaults)
         module.add_arguments(p)
         p.set_defaults(func=module.run)
     return parser

@@ -308,3 +308,15 @@ def test_adagrad_and_lion_train_from_the_command_line(optimizer, lr, tmp_path):
                  "--out", str(tmp_path / "run")]) == 0
     summary = json.loads(out.read_text())
     assert summary["test_accuracy"] > 0.8 and summary["train_loss"][-1] < summary["train_loss"][0]
+
+
+def test_small_things_a_new_user_trips_on(tmp_path, capsys):
+    """An empty size is an error; help shows no "(default: None)"; mlp plot picks a metric the runs have."""
+    done = subprocess.run([sys.executable, "-m", "mlp_backend.cli", "train", "--hidden", "500,,100"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "comma-separated integers" in done.stderr and "usage" not in done.stderr
+    done = subprocess.run([sys.executable, "-m", "mlp_backend.cli", "train", "--help"], capture_output=True, text=True)
+    assert "(default: None)" not in done.stdout and "$MLP_KERNELS, else auto" in done.stdout
+    assert main(["train", *SMALL, "--epochs", "1", "--quiet", "--out", str(tmp_path / "a")]) == 0  # no --val-split
+    assert main(["plot", str(tmp_path / "a"), "--out", str(tmp_path / "cmp.png")]) == 0
+    assert (tmp_path / "cmp.png").exists()

@@ -14,7 +14,7 @@ DOWNLOADABLE = ("fashion-mnist", "mnist", "svhn", "cifar10")
 
 def sizes(text: str) -> list[int]:
     try:
-        values = [int(s) for s in str(text).split(",") if s.strip()]
+        values = [int(s) for s in str(text).split(",")]  # an empty entry ("500,,100") is an error, not skipped
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if any(v < 1 for v in values):

@@ -10,8 +10,8 @@ HELP = "compare run folders, or draw the activation gallery"
 
 def add_arguments(p):
     p.add_argument("runs", nargs="*", help="run folders (each with history.csv)")
-    p.add_argument("--metric", default="val_loss", help="what to compare",
-                   choices=["train_loss", "val_loss", "train_accuracy", "val_accuracy"])
+    p.add_argument("--metric", default=None, choices=["train_loss", "val_loss", "train_accuracy", "val_accuracy"],
+                   help="what to compare (default: val_loss where every run has it, else train_loss)")
     p.add_argument("--activations", action="store_true", help="plot the activation functions and derivatives")
     p.add_argument("--out", required=True, help="PNG file to write")
 
@@ -24,9 +24,11 @@ def run(args):
     else:
         if not args.runs:
             raise ValueError("give run folders to compare, or --activations")
+        histories = {run: read_history_csv(Path(run)) for run in args.runs}
+        if args.metric is None:
+            args.metric = "val_loss" if all(h["val_loss"] for h in histories.values()) else "train_loss"
         groups = {}
-        for run in args.runs:
-            history = read_history_csv(Path(run))
+        for run, history in histories.items():
             if not history[args.metric]:
                 has = [k for k, v in history.items() if v]
                 raise ValueError(f"{run} has no {args.metric} (it has {', '.join(has) or 'no metrics'}"

@@ -73,9 +73,12 @@ def run(args) -> dict | int:
                                  "replaces it, or choose another --out")
             remove_stale_temporaries(folder)
             summary = _train_into(folder, args, prepare_data(args))
-    except BaseException:
+    except BaseException as e:
         if created and not (folder / "checkpoint.safetensors").exists():  # nothing to resume: no half-made folder
             shutil.rmtree(folder, ignore_errors=True)
+        elif isinstance(e, KeyboardInterrupt):
+            print(f"mlp: interrupted; continue with: mlp train --resume {folder}", file=sys.stderr)
+            raise SystemExit(130) from None
         raise
     if summary["diverged"]:
         print(f"mlp: warning: training diverged ({summary['diverged']})", file=sys.stderr)
