@@ -102,3 +102,25 @@ def test_stratified_split_by_count_holds_out_exactly_that_many():
     for bad in (0, 73257, 1.0, -0.5, True, "3"):
         with pytest.raises(ValueError, match="split size"):
             stratified_split(y, bad)
+
+
+@pytest.mark.parametrize("defect,message", [
+    ("zero", r"t10k-images-idx3-ubyte.gz: no fashion-mnist test images in it \(shape \(0, 28, 28\)\)"),
+    ("sizes", r"t10k-images-idx3-ubyte.gz: fashion-mnist test images are 28x28 but the training images are 32x32"),
+    ("one class", r"train-labels-idx1-ubyte.gz: every training label is 3"),
+    ("count", r"t10k-labels-idx1-ubyte.gz: 10 fashion-mnist test images \(t10k-images-idx3-ubyte.gz\) but labels"),
+])
+def test_damaged_idx_datasets_are_named_file_by_file(tmp_path, defect, message):
+    make_fake_mnist(tmp_path)
+    images, labels = IDX_FILES["train" if defect in ("sizes", "one class") else "test"]
+    rng = np.random.default_rng(1)
+    if defect == "zero":
+        write_idx(tmp_path / f"{images}.gz", np.zeros((0, 28, 28), dtype=np.uint8))
+    elif defect == "sizes":
+        write_idx(tmp_path / f"{images}.gz", rng.integers(0, 256, (30, 32, 32), dtype=np.uint8))
+    elif defect == "one class":
+        write_idx(tmp_path / f"{labels}.gz", np.full(30, 3, dtype=np.uint8))
+    else:
+        write_idx(tmp_path / f"{labels}.gz", np.zeros(9, dtype=np.uint8))
+    with pytest.raises(IDXError, match=message):
+        load_fashion_mnist(tmp_path)

@@ -69,16 +69,26 @@ def _idx_path(d: Path, stem: str):
 
 
 def load_idx_dataset(name: str, data_dir=None, class_names=()) -> Dataset:
+    """A dataset from its four IDX files; every defect is an IDXError naming the file and what is wrong."""
     d = find_idx_dir(name, data_dir)
-    arrays = {}
+    arrays, image_shape = {}, None
     for split, (images, labels) in IDX_FILES.items():
-        X, y = read_idx(_idx_path(d, images)), read_idx(_idx_path(d, labels))
+        x_path, y_path = _idx_path(d, images), _idx_path(d, labels)
+        X, y = read_idx(x_path), read_idx(y_path)
         if X.ndim != 3 or X.dtype != np.uint8:
-            raise IDXError(f"{name} {split} images must be uint8 of shape (N, rows, cols), got {X.dtype} {X.shape}")
+            raise IDXError(f"{x_path}: {name} images must be uint8 of shape (N, rows, cols), got {X.dtype} {X.shape}")
+        if 0 in X.shape:
+            raise IDXError(f"{x_path}: no {name} {split} images in it (shape {X.shape})")
+        if image_shape is not None and X.shape[1:] != image_shape:
+            raise IDXError(f"{x_path}: {name} {split} images are {X.shape[1]}x{X.shape[2]} but the training images "
+                           f"are {image_shape[0]}x{image_shape[1]}")
+        image_shape = X.shape[1:]
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
-            raise IDXError(f"{name} {split}: {X.shape[0]} images but labels of shape {y.shape}")
+            raise IDXError(f"{y_path}: {X.shape[0]} {name} {split} images ({x_path.name}) but labels of shape {y.shape}")
         if y.size and y.max() > 9:
-            raise IDXError(f"{name} {split} labels must be 0..9, found {y.max()}")
+            raise IDXError(f"{y_path}: {name} labels must be 0..9, found {y.max()}")
+        if split == "train" and np.unique(y).size < 2:
+            raise IDXError(f"{y_path}: every training label is {y[0]}: a classifier has nothing to learn from one class")
         arrays[split] = (X.reshape(X.shape[0], -1).astype(np.float32) / 255.0, y.astype(np.int64))
     return Dataset(name, *arrays["train"], *arrays["test"], class_names=tuple(class_names) or tuple(map(str, range(10))),
                    source=str(d))
