@@ -321,7 +321,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     shortcuts = _function_callbacks(epochs, verbose, on_step, on_epoch)
     if checkpoint is not None or checkpoint_every:  # last: the others' counters are saved as they end the epoch
         shortcuts.append(_Checkpointer(checkpoint, checkpoint_every, signature, callbacks, checkpoint_extra))
-    hooks = [cb for cb in [_RestoreBest()] * restore_best + callbacks + shortcuts if comm.is_root or not cb.root_only]
+    hooks = [cb for cb in [_RestoreBest()] * bool(restore_best) + callbacks + shortcuts
+             if comm.is_root or not cb.root_only]
     program = StepProgram(model, loss, optimizer, steps=batches.steps, penalty=penalty, check_finite=check_finite,
                           comm=comm)
     reader = _Reader(program, state, batches, hooks)
