@@ -114,7 +114,7 @@ def measure(args) -> dict:
     impls = args.impl or implementations(_cuda_available())
     data, _, _ = _data(args.dataset, args.data_dir)
     sizes = [data.num_features, *HIDDEN, data.num_classes]
-    rows, gflops, passes = {}, 0.0, {}
+    rows, gflops, passes, skipped = {}, 0.0, {}, {}
     # --repeats N runs the whole grid N times and keeps each configuration's fastest run: on a shared
     # machine a slow phase then cannot single out one implementation. The sgemm peak is measured before
     # each pass and the best kept, for the same reason. Each pass's figure is kept too, for the paired ratio.
@@ -126,8 +126,11 @@ def measure(args) -> dict:
                         "dataset": args.dataset, "data_dir": args.data_dir}
                 done = subprocess.run([sys.executable, "-m", "mlp_backend.bench", "--worker", json.dumps(spec)],
                                       capture_output=True, text=True)
-                if done.returncode != 0:
-                    print(f"{impl} batch {batch_size}: failed\n{done.stderr.strip()[-2000:]}", file=sys.stderr)
+                if done.returncode != 0:  # cannot run here (no CuPy, no GPU, no JAX...): skipped, with why
+                    reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                    if impl not in skipped:
+                        print(f"mlp bench: skipped {impl}: {reason}", file=sys.stderr, flush=True)
+                    skipped[impl] = reason
                     continue
                 r = json.loads(done.stdout.strip().splitlines()[-1])
                 key = (batch_size, impl)
@@ -138,6 +141,9 @@ def measure(args) -> dict:
                     print(f"  {impl:<20} batch {batch_size:>5}: {r['seconds_per_epoch']:.2f} s/epoch, "
                           f"accuracy {r['test_accuracy']:.4f}", file=sys.stderr, flush=True)
     rows = list(rows.values())
+    if not rows:
+        raise ValueError("no implementation could run here: "
+                         + "; ".join(f"{impl}: {why}" for impl, why in skipped.items()))
     floor = training_flops(data.X_train.shape[0], sizes) / (gflops * 1e9)
     for r in rows:
         anchor = next((a for a in rows if a["batch_size"] == r["batch_size"] and a["impl"] == "pytorch-cpu"), None)
@@ -158,7 +164,7 @@ def measure(args) -> dict:
     except ImportError:
         pass
     meta["blas"] = blas_kernels()
-    return {"meta": meta, "results": rows}
+    return {"meta": meta, "results": rows, "skipped": skipped}
 
 
 def blas_kernels() -> str:

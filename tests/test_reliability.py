@@ -380,3 +380,25 @@ def test_a_damaged_checkpoint_on_resume_falls_back_to_the_previous_one(tmp_path)
     with pytest.warns(RuntimeWarning, match=r"ck.safetensors is damaged .* previous checkpoint .*ck.safetensors.prev"):
         history = again.fit(X, y, resume=path, **kwargs)
     assert len(history.train_loss) == 3
+
+
+def test_devices_and_implementations_that_cannot_run_are_one_line(tmp_path):
+    """--device cuda:0 on a CPU torch, and mlp bench implementations that cannot run here: one line each, no
+    traceback, no folder; bench skips what cannot run and fails only when nothing can."""
+    cli = [sys.executable, "-m", "mlp_backend.cli"]
+    if "torch" in mlp.available_backends():
+        import torch
+
+        if not torch.cuda.is_available():
+            done = subprocess.run([*cli, "train", "--dataset", "digits", "--backend", "torch", "--device", "cuda:0",
+                                   "--out", str(tmp_path / "t")], capture_output=True, text=True)
+            assert done.returncode == 2 and "torch has no CUDA device here" in done.stderr
+            assert "Traceback" not in done.stderr and not (tmp_path / "t").exists()
+    if "cupy" in mlp.available_backends():
+        pytest.skip("CuPy is installed: every bench implementation may run")
+    done = subprocess.run([*cli, "bench", "--dataset", "digits", "--epochs", "2", "--batch-sizes", "64", "--impl",
+                           "numpy-fused", "--impl", "cupy-fused", "--quiet"], capture_output=True, text=True)
+    assert done.returncode == 0 and "mlp bench: skipped cupy-fused: ImportError" in done.stderr
+    assert "| numpy-fused | 64 |" in done.stdout and "Traceback" not in done.stderr
+    done = subprocess.run([*cli, "bench", "--dataset", "digits", "--impl", "cupy-fused"], capture_output=True, text=True)
+    assert done.returncode == 2 and "no implementation could run here" in done.stderr

@@ -33,7 +33,14 @@ class TorchBackend(Backend):
     def resolve_device(self, device):
         import torch
 
-        return torch.device(device or "cpu")
+        try:
+            resolved = torch.device(device or "cpu")
+        except RuntimeError as e:
+            raise ValueError(f"torch cannot use device {device!r}: {e}") from None
+        if resolved.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"torch has no CUDA device here (device {device!r}); this torch is "
+                             f"{torch.__version__}: install a CUDA build, or use --device cpu")
+        return resolved
 
     def keep_mask(self, shape, keep, dtype, out=None, draws=None):
         if self.writes_into and out is not None and draws is not None:  # into the tensors' NumPy views: NumPy's bits
