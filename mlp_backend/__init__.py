@@ -2,6 +2,10 @@
 
 Importing this package imports neither CuPy, torch nor numba.cuda: backends and kernels load on use.
 """
+from . import threads
+
+threads.prepare()  # before NumPy loads: how OpenBLAS's threads wait (see threads.py); the imports below follow it
+
 from .commands.tune import tune
 from .backend import BACKENDS, Backend, available_backends, get_backend, to_numpy
 from .checkpoint import CheckpointError

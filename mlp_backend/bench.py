@@ -10,6 +10,7 @@ PyTorch at the same batch size and to the GEMM floor (training FLOPs / sgemm rat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -110,6 +111,18 @@ def _cuda_available() -> bool:
         return False
 
 
+@contextlib.contextmanager
+def _busy(count: int):
+    """``count`` processes spinning on a core each for the length of the block (``--contended``)."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
 def measure(args) -> dict:
     impls = args.impl or implementations(_cuda_available())
     data, _, _ = _data(args.dataset, args.data_dir)
@@ -124,8 +137,9 @@ def measure(args) -> dict:
             for impl in impls:
                 spec = {"impl": impl, "batch_size": batch_size, "epochs": args.epochs, "seed": args.seed,
                         "dataset": args.dataset, "data_dir": args.data_dir}
-                done = subprocess.run([sys.executable, "-m", "mlp_backend.bench", "--worker", json.dumps(spec)],
-                                      capture_output=True, text=True)
+                with _busy(args.contended):
+                    done = subprocess.run([sys.executable, "-m", "mlp_backend.bench", "--worker", json.dumps(spec)],
+                                          capture_output=True, text=True)
                 if done.returncode != 0:  # cannot run here (no CuPy, no GPU, no JAX...): skipped, with why
                     reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
                     if impl not in skipped:
@@ -156,6 +170,7 @@ def measure(args) -> dict:
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()} {os.cpu_count()} cores",
             "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
             "sgemm_gflops": gflops, "gemm_floor_seconds": floor, "epochs": args.epochs, "repeats": args.repeats,
+            "contended": args.contended, "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
             "dataset": args.dataset}
     try:
         import torch
@@ -192,7 +207,8 @@ def table(report: dict) -> str:
     meta = report["meta"]
     lines = [f"{meta['date']}, {meta['machine']}, {meta.get('blas', 'BLAS unknown')}, "
              f"sgemm {meta['sgemm_gflops']:.0f} GFLOP/s, "
-             f"GEMM floor {meta['gemm_floor_seconds']:.2f} s/epoch, {meta['epochs']} epochs per run",
+             f"GEMM floor {meta['gemm_floor_seconds']:.2f} s/epoch, {meta['epochs']} epochs per run"
+             + (f", {meta['contended']} busy process(es) beside each run" if meta.get("contended") else ""),
              "", "| implementation | batch | s/epoch | samples/s | peak MiB | test acc | vs PyTorch CPU "
                  "| paired | vs GEMM floor |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -246,6 +262,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--seed", type=int, default=0, help="seeds every run")
     parser.add_argument("--json", default=None, help="write the full report as JSON")
     parser.add_argument("--plot", default=None, help="write a bar chart (PNG)")
+    parser.add_argument("--contended", type=int, default=0, metavar="N",
+                        help="run N busy processes (one busy loop each) beside every implementation: speed on a "
+                             "shared machine")
     parser.add_argument("--quiet", action="store_true", help="print only the table")
 
 

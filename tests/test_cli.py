@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -320,3 +321,18 @@ def test_small_things_a_new_user_trips_on(tmp_path, capsys):
     assert main(["train", *SMALL, "--epochs", "1", "--quiet", "--out", str(tmp_path / "a")]) == 0  # no --val-split
     assert main(["plot", str(tmp_path / "a"), "--out", str(tmp_path / "cmp.png")]) == 0
     assert (tmp_path / "cmp.png").exists()
+
+
+def test_thread_waiting_and_counts_are_set_before_numpy_loads(tmp_path):
+    code = ("import os, mlp_backend\nfrom threadpoolctl import threadpool_info\n"
+            "print(os.environ['OPENBLAS_THREAD_TIMEOUT'], [i['num_threads'] for i in threadpool_info()"
+            " if i['user_api'] == 'blas'])")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENBLAS_NUM", "OMP_NUM", "MLP_THREADS"))}
+    env.pop("OPENBLAS_THREAD_TIMEOUT", None)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**env, "MLP_THREADS": "1"})
+    assert done.stdout.split() == ["4", "[1]"], done.stderr
+    done = subprocess.run([sys.executable, "-m", "mlp_backend.cli", "bench", "--dataset", "digits", "--impl",
+                           "numpy-fused", "--batch-sizes", "64", "--epochs", "2", "--contended", "1", "--quiet"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "1 busy process(es) beside each run" in done.stdout, done.stderr[-2000:]
+    assert main(["train", *SMALL, "--epochs", "1", "--threads", "1", "--quiet", "--out", str(tmp_path / "t")]) == 0

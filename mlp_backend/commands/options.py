@@ -99,5 +99,8 @@ def add_model_args(p):
                    help="stop early after this many epochs without a better validation loss (needs --val-split), "
                         "keeping the best parameters")
     p.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling, dropout and splits")
+    p.add_argument("--threads", type=positive(int), default=None,
+                   help="at most this many threads for matrix products and parallel kernels (default: $MLP_THREADS, "
+                        "else one per core)")
 
 

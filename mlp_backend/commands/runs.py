@@ -86,6 +86,10 @@ def train_one(args, prepared, progress=None, on_epoch=None, checkpoint=None, res
 
     data, X, y, validation, X_test, _ = prepared
     options = vars(args)  # runs saved before an option existed resume with its default
+    if options.get("threads"):
+        from ..threads import limit
+
+        limit(options["threads"])
     distributed = options.get("distributed")
     distributed = "mpi" if distributed is True else distributed or None  # runs saved when it was a flag
     device = args.device
