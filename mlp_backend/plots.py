@@ -133,7 +133,8 @@ def plot_comparison(groups: dict, metric: str, path, title=None):
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_ylabel(metric.replace("_", " "))
-    ax.set_title(title or f"{metric.replace('_', ' ')}: mean ± std over seeds")
+    several = any(len([h for h in hs if h.get(metric)]) > 1 for hs in groups.values())
+    ax.set_title(title or metric.replace("_", " ") + (": mean ± std over seeds" if several else ""))
     _save(fig, path, ax, legend_size=8)
 
 
