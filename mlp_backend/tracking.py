@@ -30,6 +30,14 @@ def _flat_params(config: dict | None) -> dict:
     return out
 
 
+def _artifact_root(tracking_uri: str) -> str | None:
+    """Beside a SQLite database, its artifacts (MLflow's default, ./mlruns, is wherever the program runs); a server or
+    a folder store keeps its own default."""
+    if tracking_uri.startswith("sqlite:///"):
+        return (Path(tracking_uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
+    return None
+
+
 class _Lazy(Callback):
     """A callback whose writer is made on first use and dropped from copies and pickles."""
 
@@ -130,7 +138,8 @@ class MLflow(_Lazy):
             client.update_run(self.run_id, status="RUNNING")
             return
         found = client.get_experiment_by_name(self.experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(self.experiment)
+        experiment_id = found.experiment_id if found else client.create_experiment(
+            self.experiment, artifact_location=_artifact_root(self.tracking_uri))
         self.run_id = client.create_run(experiment_id, run_name=self.run_name).info.run_id
         if self.record is not None:
             Path(self.record).write_text(json.dumps({"tracking_uri": self.tracking_uri, "run_id": self.run_id}))
