@@ -47,8 +47,10 @@ def _digest(tensors: dict, meta: dict | None) -> str:
     return h.hexdigest()
 
 
-def save(model, path, optimizer=None, extra: dict | None = None, arrays: dict | None = None) -> Path:
-    """Write a checkpoint atomically; an existing one at ``path`` is kept as ``path + '.prev'``.
+def save(model, path, optimizer=None, extra: dict | None = None, arrays: dict | None = None,
+         pending: bool = False) -> Path:
+    """Write a checkpoint atomically; an existing one at ``path`` is kept as ``path + '.prev'``. With
+    ``pending``, it goes to ``pending_path(path)`` instead, until :func:`promote` installs it.
 
     The bytes go to a temporary file in the same directory, are flushed and fsynced, then renamed over
     ``path`` and the directory is fsynced: a crash at any moment leaves either the old or the new file
@@ -70,11 +72,13 @@ def save(model, path, optimizer=None, extra: dict | None = None, arrays: dict | 
     tensors.update({f"extra/{k}": np.ascontiguousarray(v) for k, v in (arrays or {}).items()})
     meta["sha256"] = _digest(tensors, meta)
     payload = st_save(tensors, metadata=meta)
-    _atomic_write(path, payload)
+    _atomic_write(pending_path(path) if pending else path, payload, keep_previous=not pending)
     return path
 
 
-def _atomic_write(path: Path, payload: bytes):
+def _atomic_write(path: Path, payload: bytes, keep_previous: bool = True):
+    """``payload`` at ``path`` or nowhere: a temporary file, flushed and fsynced, renamed over ``path`` (the file
+    there first kept as ``path + '.prev'``), then the directory fsynced."""
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
@@ -82,21 +86,42 @@ def _atomic_write(path: Path, payload: bytes):
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
-        if path.exists():  # keep the previous checkpoint: a hard link, then an atomic rename over .prev
-            prev_tmp = tmp + ".prev"
-            os.link(path, prev_tmp)
-            os.replace(prev_tmp, str(path) + ".prev")
-        os.replace(tmp, path)
+        _install(tmp, path, keep_previous)
     except BaseException:
         for leftover in (tmp, tmp + ".prev"):
             if os.path.exists(leftover):
                 os.unlink(leftover)
         raise
+
+
+def _install(source: str, path: Path, keep_previous: bool = True):
+    """Rename ``source`` over ``path``, keeping the file there as ``path + '.prev'`` (a hard link, then an atomic
+    rename), and fsync the directory."""
+    if keep_previous and path.exists():
+        prev_tmp = str(source) + ".prev"
+        os.link(path, prev_tmp)
+        os.replace(prev_tmp, str(path) + ".prev")
+    os.replace(source, path)
+    directory = path.parent if str(path.parent) else Path(".")
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def pending_path(path) -> Path:
+    """Where a checkpoint waits until it is known to be good (``save(..., pending=True)``, :func:`promote`)."""
+    path = Path(path)
+    return path.with_name(path.name + ".pending")
+
+
+def promote(path):
+    """The pending checkpoint of ``path``, if any, becomes ``path`` (the one there kept as ``.prev``)."""
+    pending = pending_path(path)
+    if pending.exists():
+        _install(str(pending), Path(path))
+
 
 
 def read(path, max_bytes: int = MAX_BYTES) -> tuple[dict, dict]:

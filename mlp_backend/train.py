@@ -260,25 +260,45 @@ class _Checkpointer(Callback):
     """``fit(checkpoint=, checkpoint_every=)``: everything needed to continue, written atomically after every
     epoch and every ``every`` steps. Every rank reads the step results at those steps (a collective when
     distributed); rank 0 writes, where a ``path`` is given. Runs after the other callbacks, so their counters
-    are saved current."""
+    are saved current.
+
+    A checkpoint waits beside the file (``.pending``) until the loss of the step after it, computed at its
+    weights, has been read finite; then it replaces the file (kept as ``.prev``). A run that stops at a
+    non-finite loss so keeps a checkpoint whose weights gave a finite loss, not the one just before the NaN."""
 
     def __init__(self, path, every, signature, callbacks, extra=None):
         self.path, self.every, self.signature, self.callbacks = path, every, signature, callbacks
         self.extra = extra or {}  # what else a reader of the file needs (a run's input scaling, its dataset)
+        self.pending_at = None  # the global step a pending checkpoint was taken after
+        self.global_step = 0
 
     def reads_at(self, global_step: int, last_of_epoch: bool) -> bool:
         return bool(self.every) and not last_of_epoch and global_step % self.every == 0
 
-    def _save(self, state, pos):
+    def _save(self, state, pos, global_step):
         if self.path is not None and state.is_root:
-            _save_training(self.path, state, self.callbacks, self.signature, pos, self.extra)
+            _save_training(self.path, state, self.callbacks, self.signature, pos, self.extra, pending=True)
+            self.pending_at = global_step
+
+    def _promote(self):
+        from .checkpoint import promote
+
+        if self.pending_at is not None:
+            promote(self.path)
+            self.pending_at = None
 
     def on_batch_end(self, state, step, logs):
+        self.global_step = logs["global_step"]  # the last step read: at an epoch's end, its last
+        if self.pending_at is not None and logs["global_step"] > self.pending_at:
+            self._promote()  # this step's loss, at the pending checkpoint's weights, was finite
         if self.reads_at(logs["global_step"], step == logs["steps"]):
-            self._save(state, state.position)
+            self._save(state, state.position, logs["global_step"])
 
     def on_epoch_end(self, state, logs):
-        self._save(state, _Position(epoch=state.epoch + 1))
+        self._save(state, _Position(epoch=state.epoch + 1), self.global_step)
+
+    def on_train_end(self, state):
+        self._promote()  # the run ended normally: its last state is the one to continue from
 
 
 def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size: int = 64, shuffle: bool = True,
@@ -571,7 +591,7 @@ def _end_epoch(state, hooks, n, val, classify) -> dict:
     return logs
 
 
-def _save_training(path, state, callbacks, signature, pos: _Position, extra=None):
+def _save_training(path, state, callbacks, signature, pos: _Position, extra=None, pending=False):
     from .checkpoint import save
 
     model, optimizer = state.model, state.optimizer
@@ -585,7 +605,8 @@ def _save_training(path, state, callbacks, signature, pos: _Position, extra=None
                 "history": state.history.as_dict(),
                 "best_monitor": state.best_monitor if math.isfinite(state.best_monitor) else None,
                 "callbacks": [cb.get_state() for cb in callbacks], "signature": signature}
-    save(model, path, optimizer=optimizer, extra={**(extra or {}), "training": training}, arrays=arrays)
+    save(model, path, optimizer=optimizer, extra={**(extra or {}), "training": training}, arrays=arrays,
+         pending=pending)
 
 
 def _load_training(path, state, callbacks, signature, allow_other_data=False) -> _Position:

@@ -402,3 +402,20 @@ def test_devices_and_implementations_that_cannot_run_are_one_line(tmp_path):
     assert "| numpy-fused | 64 |" in done.stdout and "Traceback" not in done.stderr
     done = subprocess.run([*cli, "bench", "--dataset", "digits", "--impl", "cupy-fused"], capture_output=True, text=True)
     assert done.returncode == 2 and "no implementation could run here" in done.stderr
+
+
+def test_after_a_nan_stop_the_kept_checkpoint_gave_a_finite_loss(tmp_path):
+    """Checkpoints every step: the one kept is not the state just before the NaN (its next loss was the NaN) but
+    the one before it, whose next loss was read finite."""
+    import re
+
+    from mlp_backend.data import load_dataset
+
+    data = load_dataset("digits")
+    model, path = mlp.build_mlp([64, 64, 10], seed=0), tmp_path / "ck.safetensors"
+    with pytest.raises(FloatingPointError) as stop:
+        model.fit(data.X_train, data.y_train, optimizer=mlp.SGD(1e8), epochs=3, batch_size=16, checkpoint=path,
+                  checkpoint_every=1)
+    bad = int(re.search(r"step (\d+)", str(stop.value)).group(1))  # 1-based: its loss, at the weights after
+    kept = mlp.load_checkpoint(path, allow_nonfinite=True).extra["training"]    # bad - 1 steps, was NaN
+    assert kept["step"] == bad - 2 and all(np.isfinite(v) for v, _ in kept["batch_losses"])
