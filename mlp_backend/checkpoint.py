@@ -147,7 +147,9 @@ def read(path, max_bytes: int = MAX_BYTES) -> tuple[dict, dict]:
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, FORMAT_TENSORS_ONLY):
         raise CheckpointError(f"{path}: not an mlp-backend checkpoint (format {FORMAT!r} expected)")
-    if meta.get("sha256") != _digest(tensors, meta if meta["format"] == FORMAT else None):
+    if "sha256" not in meta:
+        raise CheckpointError(f"{path}: no SHA-256 digest in its metadata: not a complete mlp-backend checkpoint")
+    if meta["sha256"] != _digest(tensors, meta if meta["format"] == FORMAT else None):
         raise CheckpointError(f"{path}: SHA-256 mismatch, the file is corrupted")
     return tensors, meta
 

@@ -34,8 +34,9 @@ class Progress:
             from tqdm import tqdm
 
             self.epoch += 1
+            # smoothing=0: the rate (and ETA) averaged over the epoch; steps arrive in bursts as they are read
             self.bar = tqdm(total=steps, desc=f"epoch {self.epoch}/{self.epochs}", leave=False, unit="batch",
-                            file=self.stream)
+                            file=self.stream, smoothing=0)
         self.bar.update(1)
         if step % 20 == 0 or step == steps:
             self.bar.set_postfix(loss=f"{loss:.4f}")

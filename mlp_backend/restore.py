@@ -58,6 +58,8 @@ def load(path, backend="numpy", device=None, dtype=None, kernels=None, allow_non
 
 def _json(path, meta, field, kind):
     """Metadata ``field`` parsed as JSON of type ``kind``."""
+    if field not in meta:
+        raise CheckpointError(f"{path}: field {field} is missing: not a model checkpoint of mlp-backend")
     try:
         value = json.loads(meta[field])
     except (json.JSONDecodeError, RecursionError, TypeError) as e:

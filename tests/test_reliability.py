@@ -419,3 +419,60 @@ def test_after_a_nan_stop_the_kept_checkpoint_gave_a_finite_loss(tmp_path):
     bad = int(re.search(r"step (\d+)", str(stop.value)).group(1))  # 1-based: its loss, at the weights after
     kept = mlp.load_checkpoint(path, allow_nonfinite=True).extra["training"]    # bad - 1 steps, was NaN
     assert kept["step"] == bad - 2 and all(np.isfinite(v) for v, _ in kept["batch_losses"])
+
+
+def _forged(path, out, **changes):
+    """A copy of the checkpoint at ``path`` with metadata entries changed (None: removed) and the digest
+    recomputed, as a forger would."""
+    from safetensors.numpy import save_file
+
+    from mlp_backend.checkpoint import _digest
+
+    tensors, meta = read(path)
+    meta = {**meta, **changes}
+    meta = {k: v for k, v in meta.items() if v is not None}
+    if "sha256" in meta:
+        meta["sha256"] = _digest(tensors, meta)
+    save_file(tensors, str(out), metadata=meta)
+    return out
+
+
+def test_forged_but_consistent_metadata_is_refused_field_by_field(tmp_path, capsys):
+    import json
+
+    from mlp_backend.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--epochs", "1", "--hidden", "16", "--quiet", "--no-progress",
+                 "--out", str(run)]) == 0
+    model = run / "model.safetensors"
+    extra = json.loads(read(model)[1]["extra"])
+    with pytest.raises(CheckpointError, match="field model_config is missing"):
+        mlp.load_checkpoint(_forged(model, tmp_path / "a.safetensors", model_config=None))
+    with pytest.raises(CheckpointError, match="no SHA-256 digest"):
+        mlp.load_checkpoint(_forged(model, tmp_path / "b.safetensors", sha256=None))
+    for change, field in (({"scaling": {"kind": "standardizer", "mean": [0.1], "scale": [-1.0]}}, "scaling.scale"),
+                          ({"scaling": {"kind": "sideways"}}, "scaling"),
+                          ({"scaling": {"kind": "minmax", "min": [0.0]}}, "scaling.span"),
+                          ({"dataset": "/etc/passwd"}, "dataset")):
+        forged = _forged(model, tmp_path / "c.safetensors", extra=json.dumps({**extra, **change}))
+        capsys.readouterr()
+        assert main(["evaluate", str(forged)]) == 2
+        assert f"field extra.{field}" in capsys.readouterr().err
+
+
+def test_a_failed_overwrite_leaves_the_run_it_was_to_replace(tmp_path):
+    from mlp_backend.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--epochs", "1", "--hidden", "16", "--quiet", "--no-progress",
+                 "--out", str(run)]) == 0
+    before = {f.name: f.read_bytes() for f in run.iterdir() if f.is_file() and not f.name.startswith(".")}
+    assert main(["train", "--dataset", "digits", "--epochs", "3", "--hidden", "64", "--batch-size", "16",
+                 "--optimizer", "sgd", "--lr", "1e8", "--quiet", "--no-progress", "--out", str(run),
+                 "--overwrite"]) == 2  # stops at a NaN loss
+    after = {f.name: f.read_bytes() for f in run.iterdir() if f.is_file() and not f.name.startswith(".")}
+    assert after == before and not any(f.name.startswith(".replaced") for f in run.iterdir())
+    assert main(["train", "--dataset", "digits", "--epochs", "1", "--hidden", "8", "--quiet", "--no-progress",
+                 "--out", str(run), "--overwrite"]) == 0  # one that finishes does replace it
+    assert '"hidden": [\n    8\n  ]' in (run / "config.json").read_text()

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from .options import BACKENDS, DATASETS
-from .runs import apply_scaler_state, load_data
+from .runs import apply_scaler_state, check_reading_context, load_data
 
 HELP = "evaluate a saved model on a dataset's test split"
 
@@ -35,9 +35,7 @@ def run(args) -> dict:
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: the run in {target} has not finished")
     ck = load(path, backend=args.backend, device=args.device)
-    if "scaling" not in ck.extra:  # evaluating unscaled inputs would print a wrong accuracy, silently
-        raise ValueError(f"{path} does not record the input scaling its model was trained with (a file written "
-                         "by an earlier version, or not by mlp train): evaluate a run folder's model.safetensors")
+    check_reading_context(ck.extra, path)
     name = args.dataset or ck.extra.get("dataset")
     if name is None:
         raise ValueError("the checkpoint does not say which dataset it was trained on; pass --dataset")

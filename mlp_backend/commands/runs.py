@@ -71,6 +71,36 @@ def apply_scaler_state(state, X):
     return (2 * unit - 1).astype(np.float32)
 
 
+def check_reading_context(extra: dict, path) -> dict:
+    """A model file's dataset, input scaling and class names, each checked: a forged or damaged file is refused
+    naming the field, never used to evaluate on wrong inputs."""
+    from ..checkpoint import CheckpointError
+    from .options import DATASETS
+
+    def bad(field, why):
+        return CheckpointError(f"{path}: field extra.{field}: {why}")
+    if "scaling" not in extra:  # evaluating unscaled inputs would print a wrong accuracy, silently
+        raise CheckpointError(f"{path} does not record the input scaling its model was trained with (a file written "
+                              "by an earlier version, or not by mlp train): evaluate a run folder's model.safetensors")
+    dataset = extra.get("dataset")
+    if dataset is not None and dataset not in DATASETS:
+        raise bad("dataset", f"{str(dataset)[:80]!r} is not one of {', '.join(DATASETS)}")
+    scaling = extra["scaling"]
+    if scaling is not None:
+        fields = {"standardizer": ("mean", "scale"), "minmax": ("min", "span")}
+        kind = scaling.get("kind") if isinstance(scaling, dict) else None
+        if kind not in fields:
+            raise bad("scaling", f"kind must be standardizer or minmax, got {kind!r}")
+        for name in fields[kind]:
+            try:
+                values = np.asarray(scaling[name], dtype=np.float64)
+            except (KeyError, TypeError, ValueError):
+                raise bad(f"scaling.{name}", "missing or not numbers") from None
+            if not np.all(np.isfinite(values)) or (name in ("scale", "span") and not np.all(values > 0)):
+                raise bad(f"scaling.{name}", "must be finite" + (" and positive" if name in ("scale", "span") else ""))
+    return extra
+
+
 def reading_context(prepared) -> dict:
     """What evaluating a run's model files needs: its dataset, input scaling and class names."""
     data, scaler = prepared[0], prepared[5]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import warnings
@@ -72,7 +73,14 @@ def run(args) -> dict | int:
                 raise ValueError(f"{folder} already holds a run: --resume {folder} continues it, --overwrite "
                                  "replaces it, or choose another --out")
             remove_stale_temporaries(folder)
-            summary = _train_into(folder, args, prepare_data(args))
+            aside = _set_aside(folder) if args.overwrite and not args.resume else None
+            try:
+                summary = _train_into(folder, args, prepare_data(args))
+            except BaseException:
+                _put_back(folder, aside)  # a failed --overwrite leaves the run it was to replace
+                raise
+            if aside is not None:
+                shutil.rmtree(aside, ignore_errors=True)
     except BaseException as e:
         if created and not (folder / "checkpoint.safetensors").exists():  # nothing to resume: no half-made folder
             shutil.rmtree(folder, ignore_errors=True)
@@ -85,6 +93,29 @@ def run(args) -> dict | int:
         if args.fail_on_divergence:
             return 3
     return summary
+
+
+def _set_aside(folder: Path) -> Path | None:
+    """The run already in ``folder`` moved into a hidden subfolder until the new one has replaced it."""
+    old = [f for f in folder.iterdir() if not f.name.startswith(".")]
+    if not old:
+        return None
+    aside = folder / f".replaced-{os.getpid()}"
+    aside.mkdir()
+    for f in old:
+        f.rename(aside / f.name)
+    return aside
+
+
+def _put_back(folder: Path, aside: Path | None):
+    if aside is None:
+        return
+    for f in folder.iterdir():
+        if not f.name.startswith("."):
+            shutil.rmtree(f) if f.is_dir() else f.unlink()
+    for f in aside.iterdir():
+        f.rename(folder / f.name)
+    aside.rmdir()
 
 
 def _train_into(run: Path, args, prepared) -> dict:

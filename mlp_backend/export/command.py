@@ -19,6 +19,7 @@ def add_arguments(p):
 
 
 def run(args) -> Path:
+    from ..commands.runs import check_reading_context
     from ..restore import load
     from . import to_onnx
 
@@ -28,9 +29,7 @@ def run(args) -> Path:
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: the run in {args.run} has not finished")
     ck = load(path)
-    if "scaling" not in ck.extra:
-        raise ValueError(f"{path} does not record the run's input scaling (a file written by an earlier version, "
-                         "or not by mlp train): export a run folder's model.safetensors")
+    check_reading_context(ck.extra, path)  # the scaling goes into the graph: refused if absent or forged
     out = to_onnx(ck.model, args.out, scaler=ck.extra["scaling"], opset=args.opset, probabilities=not args.logits)
     what = "logits" if args.logits else "class probabilities"
     print(f"wrote {out}: float32 inputs of {ck.model.in_features} raw features (the run's scaling inside) -> "
