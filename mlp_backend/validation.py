@@ -24,6 +24,16 @@ def _host_array(name, value) -> np.ndarray:
     return arr
 
 
+def _check_range(name, arr, dtype: str):
+    """Values the model's dtype cannot hold are the input's problem, named as such (not a learning rate's)."""
+    limit = np.finfo(np.dtype(dtype)).max
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > np.dtype(dtype).itemsize and arr.size:
+        largest = float(np.abs(arr).max())
+        if largest > limit:
+            raise ValueError(f"{name} has values up to {largest:.3g}, beyond {dtype}'s range ({limit:.3g}): scale "
+                             "the inputs (a Standardizer), or train in float64")
+
+
 def check_X(model, X, name: str = "X"):
     """``(X on the model's device in its dtype, whether X came from the host)``; validates shape and values."""
     be = model.be
@@ -46,6 +56,7 @@ def check_X(model, X, name: str = "X"):
     if host:
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contains NaN or infinity")
+        _check_range(name, arr, be.dtype)
         return be.asarray(np.ascontiguousarray(arr)), True
     xp = be.xp
     if not _is_floating(xp, arr):

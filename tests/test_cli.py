@@ -336,3 +336,21 @@ def test_thread_waiting_and_counts_are_set_before_numpy_loads(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 0 and "1 busy process(es) beside each run" in done.stdout, done.stderr[-2000:]
     assert main(["train", *SMALL, "--epochs", "1", "--threads", "1", "--quiet", "--out", str(tmp_path / "t")]) == 0
+
+
+def test_ctrl_c_says_how_to_resume_and_the_report_times_the_console(tmp_path, capsys):
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "mlp_backend.cli", "train", *SMALL, "--epochs", "200",
+                             "--checkpoint-every", "5", "--quiet", "--out", str(run)], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (run / "checkpoint.safetensors").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and f"continue with: mlp train --resume {run}" in err and "Traceback" not in err
+    assert main(["train", *SMALL, "--epochs", "2", "--quiet", "--out", str(tmp_path / "b")]) == 0
+    printed = float(capsys.readouterr().out.split("(")[1].split("s training")[0])
+    assert f"training: {printed:.1f} s (as printed" in (tmp_path / "b" / "report.md").read_text()

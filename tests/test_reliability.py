@@ -476,3 +476,9 @@ def test_a_failed_overwrite_leaves_the_run_it_was_to_replace(tmp_path):
     assert main(["train", "--dataset", "digits", "--epochs", "1", "--hidden", "8", "--quiet", "--no-progress",
                  "--out", str(run), "--overwrite"]) == 0  # one that finishes does replace it
     assert '"hidden": [\n    8\n  ]' in (run / "config.json").read_text()
+
+
+def test_inputs_beyond_the_dtypes_range_are_named_as_the_inputs_problem():
+    X, y = problem(100)
+    with pytest.raises(ValueError, match=r"X has values up to .*e\+30\d, beyond float32.s range"):
+        mlp.build_mlp([12, 8, 4], seed=0).fit(X.astype(np.float64) * 1e300, y, epochs=1)
