@@ -482,3 +482,38 @@ def test_inputs_beyond_the_dtypes_range_are_named_as_the_inputs_problem():
     X, y = problem(100)
     with pytest.raises(ValueError, match=r"X has values up to .*e\+30\d, beyond float32.s range"):
         mlp.build_mlp([12, 8, 4], seed=0).fit(X.astype(np.float64) * 1e300, y, epochs=1)
+
+
+def test_the_run_folder_lock_is_taken_before_the_data_is_loaded(tmp_path, monkeypatch, capsys):
+    import fcntl
+
+    from mlp_backend.cli import main
+    from mlp_backend.commands import train
+
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = open(run / ".lock", "a+")
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another writer holds the folder
+    monkeypatch.setattr(train, "prepare_data", lambda args: pytest.fail("the data was loaded before the lock"))
+    try:
+        assert main(["train", "--dataset", "digits", "--out", str(run)]) == 2
+    finally:
+        holder.close()
+    assert "is being written by" in capsys.readouterr().err
+
+
+def test_progress_rates_average_over_the_epoch_and_plot_titles_count_seeds(tmp_path, monkeypatch):
+    import io
+
+    from mlp_backend import plots
+    from mlp_backend.progress import Progress
+
+    progress = Progress(1, bar=True, always=True, stream=io.StringIO())
+    progress.step(1, 10, 0.5)
+    assert progress.bar.smoothing == 0  # steps arrive in bursts: an instantaneous rate would be meaningless
+    titles = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path, ax, **kw: titles.append(ax.get_title()))
+    one = {"train_loss": [1.0, 0.5]}
+    plots.plot_comparison({"a": [one]}, "train_loss", tmp_path / "x.png")
+    plots.plot_comparison({"a": [one, {"train_loss": [0.9, 0.4]}]}, "train_loss", tmp_path / "y.png")
+    assert titles == ["train loss", "train loss: mean ± std over seeds"]
