@@ -24,7 +24,7 @@ VPY=.venv/bin/python
 # Pinned so pip takes the CPU build; an unpinned torch pulls several GB of CUDA packages.
 "$VPY" -m pip install -q "torch==2.13.0"
 "$VPY" -m pip install -q -e ".[dev]"
-# Compile every CPU kernel into Numba's on-disk cache now, so the first training epoch is not a silent
-# 30-100 s compile.
+# Compile the CPU kernels (the serial ones, which every batch below a million elements uses) into Numba's
+# on-disk cache now, with a line per kernel group, so the first training epoch is not a silent compile.
 "$VPY" -m mlp_backend.warmup
 echo "Set up in $(pwd)/.venv. Run: .venv/bin/mlp train   (or: source .venv/bin/activate)"

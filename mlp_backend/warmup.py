@@ -1,9 +1,11 @@
-"""Compile every Numba CPU kernel into the on-disk cache: ``python -m mlp_backend.warmup``.
+"""Compile the Numba CPU kernels into the on-disk cache: ``python -m mlp_backend.warmup [--all]``.
 
 ``setup.sh`` runs it so that a user's first training epoch is not a silent compile. Each group of kernels (the
-losses, each activation's two passes, each optimizer rule) is called through the kernel registry at a small size
-(serial kernels) and at the parallel cut-over (parallel kernels), in float32 and float64, on one process per core,
-with a line as each group is ready: ``[k/n] float32 relu (12 s)``.
+losses, each activation's two passes, each optimizer rule) is called through the kernel registry in float32 and
+float64, on one process per core, with a line as each group is ready: ``[k/n] float32 relu (12 s)``. By default
+the serial kernels, which every batch below the parallel cut-over uses (the default job's all); ``--all`` also
+the parallel ones, which otherwise compile (once, cached) the first time an array of a million elements or more
+meets them.
 """
 from __future__ import annotations
 
@@ -21,8 +23,9 @@ def groups() -> list[str]:
     return ["losses", *ACTIVATIONS, *(f"optimizer {rule}" for rule in RULES)]
 
 
-def compile_group(group: str, dtype: str) -> str:
-    """Call the fused CPU ops of ``group`` once per code path in ``dtype``."""
+def compile_group(group: str, dtype: str, parallel: bool = False) -> str:
+    """Call the fused CPU ops of ``group`` once per code path in ``dtype`` (serial, and with ``parallel`` the
+    parallel twins too)."""
     import array_api_compat.numpy as xp
     import numpy as np
 
@@ -32,7 +35,7 @@ def compile_group(group: str, dtype: str) -> str:
 
     rng = np.random.default_rng(0)
     cpu = kernel_set("numpy", "numba")
-    for rows, cols in ((4, 3), (PARALLEL_MIN_ELEMENTS // 8, 8)):  # serial kernels, then the parallel ones
+    for rows, cols in ((4, 3), (PARALLEL_MIN_ELEMENTS // 8, 8))[:2 if parallel else 1]:  # serial, then parallel
         z = rng.standard_normal((rows, cols)).astype(dtype)
         b = np.zeros(cols, dtype)
         if group == "losses":
@@ -55,8 +58,9 @@ def compile_group(group: str, dtype: str) -> str:
     return f"{dtype} {group}"
 
 
-def main() -> int:
-    tasks = [(group, dtype) for dtype in ("float32", "float64") for group in groups()]
+def main(argv=None) -> int:
+    parallel = "--all" in (sys.argv[1:] if argv is None else argv)
+    tasks = [(group, dtype, parallel) for dtype in ("float32", "float64") for group in groups()]
     print(f"compiling the Numba CPU kernels: {len(tasks)} groups (once; cached for later runs)", flush=True)
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=min(len(tasks), os.cpu_count() or 1)) as pool:
