@@ -124,3 +124,16 @@ def test_damaged_idx_datasets_are_named_file_by_file(tmp_path, defect, message):
         write_idx(tmp_path / f"{labels}.gz", np.zeros(9, dtype=np.uint8))
     with pytest.raises(IDXError, match=message):
         load_fashion_mnist(tmp_path)
+
+
+def test_scalers_round_trip_through_their_recorded_state():
+    import json
+
+    from mlp_backend.data import MinMaxScaler, scaler_from_state, scaler_state
+
+    X = np.random.default_rng(2).random((50, 6)).astype(np.float32) * 255
+    for scaler in (Standardizer().fit(X), Standardizer(per_feature=False).fit(X), MinMaxScaler().fit(X),
+                   MinMaxScaler(0.0, 1.0).fit(X)):
+        again = scaler_from_state(json.loads(json.dumps(scaler_state(scaler))))  # as a run's files keep it
+        np.testing.assert_array_equal(again.transform(X), scaler.transform(X))
+    assert scaler_state(None) is None and scaler_from_state(None) is None

@@ -1,12 +1,10 @@
 """``mlp evaluate``: a saved model on its dataset's test split, with the run's own input scaling."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from .options import BACKENDS, DATASETS
-from .runs import apply_scaler_state, check_reading_context, load_data
+from .runs import check_reading_context, load_data, model_file
 
 HELP = "evaluate a saved model on a dataset's test split"
 
@@ -23,24 +21,22 @@ def add_arguments(p):
 
 
 def run(args) -> dict:
+    from ..data import scaler_from_state
     from ..metrics import classification_report
     from ..restore import load
 
     target = args.checkpoint or args.run
     if target is None:
         raise ValueError("give a run folder or a checkpoint: mlp evaluate RUN_DIR")
-    path = Path(target)
-    if path.is_dir():  # a run folder: its final model
-        path = path / "model.safetensors"
-        if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist: the run in {target} has not finished")
+    path = model_file(target)
     ck = load(path, backend=args.backend, device=args.device)
     check_reading_context(ck.extra, path)
     name = args.dataset or ck.extra.get("dataset")
     if name is None:
         raise ValueError("the checkpoint does not say which dataset it was trained on; pass --dataset")
     data = load_data(name, args.data_dir, args.download)
-    X_test = apply_scaler_state(ck.extra.get("scaling"), data.X_test)
+    scaler = scaler_from_state(ck.extra["scaling"])
+    X_test = data.X_test if scaler is None else scaler.transform(data.X_test)
     scores = ck.model.evaluate(X_test, data.y_test)
     pred = np.asarray(ck.model.predict(X_test))
     print(classification_report(data.y_test, pred, class_names=data.class_names, num_classes=data.num_classes))

@@ -50,25 +50,14 @@ def prepare_data(args):
     return data, transform(X), y, validation, transform(data.X_test), scaler
 
 
-def scaler_state(scaler):
-    from ..data import Standardizer
-
-    if isinstance(scaler, Standardizer):
-        return {"kind": "standardizer", **scaler.to_dict()}
-    if scaler is not None:
-        return {"kind": "minmax", "min": scaler.min_.tolist(), "span": scaler.span_.tolist()}
-    return None
-
-
-def apply_scaler_state(state, X):
-    from ..data import Standardizer
-
-    if state is None:
-        return X
-    if state["kind"] == "standardizer":
-        return Standardizer.from_dict(state).transform(X)
-    unit = (X - np.asarray(state["min"], dtype=np.float32)) / np.asarray(state["span"], dtype=np.float32)
-    return (2 * unit - 1).astype(np.float32)
+def model_file(target) -> Path:
+    """A model file given as itself or as a run folder (its final ``model.safetensors``)."""
+    path = Path(target)
+    if path.is_dir():
+        path = path / "model.safetensors"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist: the run in {target} has not finished")
+    return path
 
 
 def check_reading_context(extra: dict, path) -> dict:
@@ -104,6 +93,8 @@ def check_reading_context(extra: dict, path) -> dict:
 def reading_context(prepared) -> dict:
     """What evaluating a run's model files needs: its dataset, input scaling and class names."""
     data, scaler = prepared[0], prepared[5]
+    from ..data import scaler_state
+
     return {"dataset": data.name, "scaling": scaler_state(scaler), "class_names": list(data.class_names)}
 
 

@@ -70,7 +70,7 @@ def run(args) -> dict:
     varying = [k for k, v in grid.items() if len(v) > 1] or ["optimizer"]
     folder = run_dir(args.out, "sweep")
     with lock(folder):  # one writer per sweep folder
-        done = _earlier_results(folder, args)
+        done = _earlier_results(folder, args, grid)
         jobs = [(vars(args), dict(zip(grid, combo)), seed, varying)
                 for combo in itertools.product(*grid.values()) for seed in args.seeds]
         results = []
@@ -90,7 +90,7 @@ def _key(settings: dict, seed) -> str:
     return json.dumps({**settings, "seed": seed}, sort_keys=True)
 
 
-def _earlier_results(folder: Path, args) -> dict:
+def _earlier_results(folder: Path, args, grid: dict) -> dict:
     """The finished points of the sweep already in ``folder`` (``--resume``), or none (``--overwrite``, or an
     empty folder); a sweep is not replaced unasked."""
     path = folder / "sweep.json"
@@ -102,7 +102,7 @@ def _earlier_results(folder: Path, args) -> dict:
         raise ValueError(f"{folder} already holds a sweep: --resume continues it (its finished points are kept), "
                          "--overwrite replaces it, or choose another --out")
     earlier = json.loads(path.read_text())["results"]
-    return {_key({k: r[k] for k in ("optimizer", "activation", "lr", "loss", "weight_decay")}, r["seed"]): r
+    return {_key({k: r[k] for k in grid}, r["seed"]): r
             for r in earlier if r.get("status", "ok") != "failed"}
 
 

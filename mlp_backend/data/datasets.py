@@ -239,6 +239,17 @@ class MinMaxScaler:
     def fit_transform(self, X):
         return self.fit(X).transform(X)
 
+    def to_dict(self) -> dict:
+        return {"min": np.asarray(self.min_).tolist(), "span": np.asarray(self.span_).tolist(), "low": self.low,
+                "high": self.high}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MinMaxScaler":
+        s = cls(float(d.get("low", -1.0)), float(d.get("high", 1.0)))
+        # float32, as fitted on the loaders' float32 data: the transform computes as it did in training
+        s.min_, s.span_ = np.asarray(d["min"], dtype=np.float32), np.asarray(d["span"], dtype=np.float32)
+        return s
+
 
 def one_hot(y, num_classes: int | None = None) -> np.ndarray:
     """float32 one-hot rows for integer labels."""
@@ -281,6 +292,22 @@ class Standardizer:
         s = cls(bool(d["per_feature"]))
         s.mean_, s.scale_ = np.asarray(d["mean"], dtype=np.float64), np.asarray(d["scale"], dtype=np.float64)
         return s
+
+
+SCALERS = {"standardizer": Standardizer, "minmax": MinMaxScaler}
+
+
+def scaler_state(scaler) -> dict | None:
+    """A fitted Standardizer or MinMaxScaler as JSON values (what a run's model files record), or None."""
+    if scaler is None:
+        return None
+    kind = next(k for k, cls in SCALERS.items() if isinstance(scaler, cls))
+    return {"kind": kind, **scaler.to_dict()}
+
+
+def scaler_from_state(state: dict | None):
+    """The scaler ``scaler_state`` recorded, or None."""
+    return None if state is None else SCALERS[state["kind"]].from_dict(state)
 
 
 LOADERS = {"fashion-mnist": load_fashion_mnist, "mnist": load_mnist, "svhn": load_svhn, "cifar10": load_cifar10,

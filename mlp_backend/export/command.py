@@ -19,15 +19,11 @@ def add_arguments(p):
 
 
 def run(args) -> Path:
-    from ..commands.runs import check_reading_context
+    from ..commands.runs import check_reading_context, model_file
     from ..restore import load
     from . import to_onnx
 
-    path = Path(args.run)
-    if path.is_dir():
-        path = path / "model.safetensors"
-        if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist: the run in {args.run} has not finished")
+    path = model_file(args.run)
     ck = load(path)
     check_reading_context(ck.extra, path)  # the scaling goes into the graph: refused if absent or forged
     out = to_onnx(ck.model, args.out, scaler=ck.extra["scaling"], opset=args.opset, probabilities=not args.logits)

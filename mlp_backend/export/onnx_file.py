@@ -27,7 +27,7 @@ def onnx_model(model, *, scaler=None, opset: int | None = None, probabilities: b
                          f"(the installed onnx's newest), got {opset}")
     dtype = np.dtype(model.be.dtype)
     w = onnx_graph.GraphWriter(dtype, opset)
-    state = onnx_graph.scaler_state(scaler)
+    state = onnx_graph.scaling_of(scaler)
     # a scaler computes in float32, as the run's own transform does; the model then casts to its dtype
     in_dtype = np.dtype(np.float32) if state is not None else dtype
     x = onnx_graph.scaling(w, "input", state)

@@ -175,19 +175,16 @@ def layers(w, x, model) -> str:
 
 
 # -- input scaling --------------------------------------------------------------------------------------
-def scaler_state(scaler) -> dict | None:
+def scaling_of(scaler) -> dict | None:
     """A scaler as the affine map ``(x - shift) / divide`` (then ``* 2 - 1`` for minmax), as stored in a
     run's checkpoint. Takes that dict itself, mlp_backend's Standardizer/MinMaxScaler, or scikit-learn's
     StandardScaler/MinMaxScaler."""
-    from ..data import MinMaxScaler, Standardizer
+    from ..data import SCALERS, scaler_state
 
     if scaler is None or isinstance(scaler, dict):
         return scaler
-    if isinstance(scaler, Standardizer):
-        return {"kind": "standardizer", "mean": scaler.mean_, "scale": scaler.scale_}
-    if isinstance(scaler, MinMaxScaler):
-        return {"kind": "minmax", "min": scaler.min_, "span": scaler.span_,
-                "low": scaler.low, "high": scaler.high}
+    if isinstance(scaler, tuple(SCALERS.values())):
+        return scaler_state(scaler)
     name = type(scaler).__name__
     if name == "StandardScaler" and hasattr(scaler, "scale_"):
         mean = scaler.mean_ if scaler.mean_ is not None else 0.0
