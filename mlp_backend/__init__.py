@@ -6,7 +6,6 @@ from . import threads
 
 threads.prepare()  # before NumPy loads: how OpenBLAS's threads wait (see threads.py); the imports below follow it
 
-from .commands.tune import tune
 from .backend import BACKENDS, Backend, available_backends, get_backend, to_numpy
 from .checkpoint import CheckpointError
 from .restore import load as load_checkpoint
@@ -21,6 +20,16 @@ from .optim import (SGD, Adagrad, Adam, AdamW, CosineDecay, ExponentialDecay, Li
                     StepDecay, get_optimizer)
 from .train import (Callback, DivergenceWarning, EarlyStopping, History, LambdaCallback, ProgressBar,
                     ReduceLROnPlateau, evaluate, fit, predict, predict_proba)
+
+
+
+def tune(**options) -> dict:
+    """Hyper-parameter search with Optuna, as ``mlp tune`` (:func:`mlp_backend.commands.tune.tune`); imported on
+    use, so importing the package loads no command."""
+    from .commands.tune import tune as search
+
+    return search(**options)
+
 
 globals().update(ACTIVATION_LAYERS)  # ReLU, LeakyReLU, ELU, ...: one per entry of the activation table
 
