@@ -24,8 +24,20 @@ from .train import (Callback, DivergenceWarning, EarlyStopping, History, LambdaC
 
 
 def tune(**options) -> dict:
-    """Hyper-parameter search with Optuna, as ``mlp tune`` (:func:`mlp_backend.commands.tune.tune`); imported on
-    use, so importing the package loads no command."""
+    """Hyper-parameter search with Optuna, as ``mlp tune`` (imported on use: importing the package loads no command).
+
+    Parameters
+    ----------
+    **options
+        ``mlp tune``'s options as keywords, underscores for dashes (see the command-line reference):
+        ``dataset="digits"``, ``trials=20``, ``epochs=10``, ``seed=0``, ``storage="sqlite:///study.db"``,
+        ``lr_range="1e-4,1e-1"``, ``optimizers="adam,sgd"``, ``executor="dask"``, ``out="study"``, ...
+
+    Returns
+    -------
+    dict
+        The best parameters and value, the trials, and the best run's summary.
+    """
     from .commands.tune import tune as search
 
     return search(**options)

@@ -49,13 +49,33 @@ def _digest(tensors: dict, meta: dict | None) -> str:
 
 def save(model, path, optimizer=None, extra: dict | None = None, arrays: dict | None = None,
          pending: bool = False) -> Path:
-    """Write a checkpoint atomically; an existing one at ``path`` is kept as ``path + '.prev'``. With
-    ``pending``, it goes to ``pending_path(path)`` instead, until :func:`promote` installs it.
+    """Write a checkpoint (safetensors, never pickle) atomically; an existing one at ``path`` is kept as ``.prev``.
 
-    The bytes go to a temporary file in the same directory, are flushed and fsynced, then renamed over
-    ``path`` and the directory is fsynced: a crash at any moment leaves either the old or the new file
-    under ``path``, never a partial one. Errors (full disk, read-only directory) propagate. ``arrays``:
-    further host arrays stored as ``extra/<name>`` (``Checkpoint.arrays`` on load).
+    The bytes go to a temporary file in the same directory, are flushed and fsynced, then renamed over ``path``
+    and the directory is fsynced: a crash at any moment leaves either the old or the new file under ``path``,
+    never a partial one. One SHA-256 covers every tensor and metadata entry. Errors (full disk, read-only
+    directory) propagate.
+
+    Parameters
+    ----------
+    model : Sequential
+        The model: its configuration, parameters and buffers.
+    path : str or Path
+        The file to write.
+    optimizer : Optimizer, optional
+        Also store its configuration and state, to continue training after loading.
+    extra : dict, optional
+        JSON values stored in the metadata (``Checkpoint.extra`` on load).
+    arrays : dict, optional
+        Further host arrays stored as ``extra/<name>`` (``Checkpoint.arrays`` on load).
+    pending : bool, default False
+        Write to ``path + ".pending"`` instead, until :func:`promote` installs it (``fit`` does this until the
+        loss at the saved weights has been read finite).
+
+    Returns
+    -------
+    Path
+        ``path``.
     """
     from safetensors.numpy import save as st_save
 

@@ -256,7 +256,18 @@ def _synchronize_cupy():
 
 
 def local_rank(comm=None) -> int:
-    """This process's rank among the processes of its node (``MPI.COMM_TYPE_SHARED``)."""
+    """This process's rank among the processes of its node (``MPI.COMM_TYPE_SHARED``).
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Comm, optional
+        The communicator (default: ``COMM_WORLD``).
+
+    Returns
+    -------
+    int
+        0 for the node's first process.
+    """
     from mpi4py import MPI
 
     node = (comm if comm is not None else MPI.COMM_WORLD).Split_type(MPI.COMM_TYPE_SHARED)
@@ -267,7 +278,20 @@ def local_rank(comm=None) -> int:
 
 
 def local_device(count: int | None = None, comm=None) -> int:
-    """The GPU this rank should use: its node-local rank modulo the node's GPU count (CuPy's, by default)."""
+    """The GPU this rank should use: its node-local rank modulo the node's GPU count.
+
+    Parameters
+    ----------
+    count : int, optional
+        GPUs per node (default: CuPy's device count).
+    comm : mpi4py.MPI.Comm, optional
+        The communicator (default: ``COMM_WORLD``).
+
+    Returns
+    -------
+    int
+        The device number.
+    """
     if count is None:
         import cupy
 
@@ -302,9 +326,23 @@ COMMUNICATORS = {c.name: c for c in (MPICommunicator, StagedCommunicator, CudaAw
 
 
 def communicator(spec="mpi", backend=None):
-    """A communicator from ``"mpi"`` (the best for arrays of ``backend``, a Backend instance or class: see the
-    module's docstring), one of ``COMMUNICATORS``' names, an mpi4py communicator (``"mpi"`` over it), or one of
-    ours (returned as is)."""
+    """The communicator a data-parallel ``fit`` uses.
+
+    Parameters
+    ----------
+    spec : str or mpi4py.MPI.Comm, default "mpi"
+        ``"mpi"``: the best for arrays of ``backend`` (host arrays straight to MPI; CuPy arrays over NCCL where
+        CuPy has it, else CUDA-aware MPI, else staged through pinned host buffers); ``"nccl"``,
+        ``"mpi-cuda"`` or ``"mpi-staged"`` force one; an mpi4py communicator means ``"mpi"`` over it; one of
+        ours is returned as is.
+    backend : Backend or type, optional
+        The model's backend, which decides what ``"mpi"`` picks.
+
+    Returns
+    -------
+    MPICommunicator
+        The communicator.
+    """
     if isinstance(spec, MPICommunicator):
         return spec
     comm = None

@@ -27,7 +27,6 @@ results agree within seed noise, not to the bit; a diverging run stops at its fi
 """
 from __future__ import annotations
 
-import inspect
 import math
 import warnings
 from numbers import Integral, Real
@@ -236,7 +235,22 @@ class _BaseMLP(BaseEstimator):
     # -- training: scikit-learn's _fit, step for step --------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
-        """Fit the model to ``X`` (dense or sparse, densified) and targets ``y``; see scikit-learn's."""
+        """Fit the model to data; see scikit-learn's.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix
+            (n_samples, n_features); CSR/CSC input is densified.
+        y : array-like
+            (n_samples,) or (n_samples, n_outputs) targets: labels, a multilabel indicator matrix, or values.
+        sample_weight : array-like, optional
+            One weight per sample; each batch's loss is the weighted mean of its samples'.
+
+        Returns
+        -------
+        self
+            The fitted estimator.
+        """
         return self._fit(X, y, sample_weight, incremental=False)
 
     def _fit(self, X, y, sample_weight, incremental):
@@ -403,8 +417,110 @@ class _BaseMLP(BaseEstimator):
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
-    """scikit-learn's MLPClassifier, trained by mlp-backend: softmax outputs for several classes, one logistic
-    output for two (or one), logistic outputs for multilabel indicator targets."""
+    """scikit-learn's MLPClassifier, trained by mlp-backend.
+
+    Softmax outputs for several classes, one logistic output for two (or one), logistic outputs for multilabel
+    indicator targets. The same parameters, defaults, attributes and behaviours as
+    ``sklearn.neural_network.MLPClassifier``, plus the keyword-only ``backend``, ``device``, ``dtype``,
+    ``kernels`` and ``dropout``.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of int, default (100,)
+        The sizes of the hidden layers.
+    activation : str, default "relu"
+        The hidden layers' activation: scikit-learn's ``"identity"``, ``"logistic"``, ``"tanh"``, ``"relu"``,
+        or any of the activation table (``"leaky_relu"``, ``"elu"``, ``"selu"``, ``"gelu"``, ``"sigmoid"``).
+    solver : {"adam", "sgd", "lbfgs"}, default "adam"
+        Adam; SGD with momentum; or SciPy's L-BFGS-B on the flat parameter vector (full batch).
+    alpha : float, default 1e-4
+        L2 penalty strength: ``alpha / 2 * sum(W**2)`` divided by the batch's sample count, as scikit-learn's.
+    batch_size : int or "auto", default "auto"
+        Mini-batch size for adam and sgd; "auto" is ``min(200, n_samples)``.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default "constant"
+        The sgd solver's schedule: constant; ``learning_rate_init / t**power_t``; or divided by 5 whenever
+        two consecutive epochs fail to improve by ``tol``.
+    learning_rate_init : float, default 1e-3
+        The initial learning rate (adam, sgd).
+    power_t : float, default 0.5
+        The exponent of "invscaling".
+    max_iter : int, default 200
+        Epochs for adam and sgd; iterations for lbfgs.
+    shuffle : bool, default True
+        Shuffle the samples every epoch (adam, sgd).
+    random_state : int, RandomState instance or None, default None
+        Seeds initialisation, shuffling, dropout and the validation split.
+    tol : float, default 1e-4
+        Improvement below which an epoch counts as not improving.
+    verbose : bool, default False
+        Print the loss every epoch.
+    warm_start : bool, default False
+        Continue from the previous fit's weights.
+    momentum : float, default 0.9
+        The sgd solver's momentum, in [0, 1].
+    nesterovs_momentum : bool, default True
+        Nesterov's momentum (sgd with momentum > 0).
+    early_stopping : bool, default False
+        Hold out ``validation_fraction`` of the training data and stop when its score has not improved by
+        ``tol`` for ``n_iter_no_change`` epochs, keeping the best weights.
+    validation_fraction : float, default 0.1
+        The held-out fraction for ``early_stopping``.
+    beta_1 : float, default 0.9
+        Adam's first-moment decay.
+    beta_2 : float, default 0.999
+        Adam's second-moment decay.
+    epsilon : float, default 1e-8
+        Adam's denominator term.
+    n_iter_no_change : int or numpy.inf, default 10
+        Epochs without improvement before stopping (adam, sgd).
+    max_fun : int, default 15000
+        The lbfgs solver's maximum number of loss evaluations.
+    backend : {"numpy", "torch", "array_api_strict", "cupy"}, default "numpy"
+        The array library training runs on (keyword only; inputs and outputs stay NumPy).
+    device : str or int, optional
+        The backend's device (``"cuda:0"`` for torch, a GPU number for CuPy).
+    dtype : {"float32", "float64"}, optional
+        Training dtype (default: float32 input stays float32, anything else float64, as scikit-learn).
+    kernels : {"auto", "numba", "reference"}, optional
+        Fused or reference kernels (default: ``MLP_KERNELS``, else "auto").
+    dropout : float, default 0.0
+        Dropout rate after each hidden layer (not in scikit-learn).
+
+    Attributes
+    ----------
+    classes_ : numpy.ndarray
+        The class labels (or, for multilabel targets, the label columns).
+    loss_ : float
+        The last epoch's training loss (with the L2 term).
+    best_loss_ : float or None
+        The best training loss (None with ``early_stopping``).
+    loss_curve_ : list of float
+        The loss of every epoch (adam, sgd).
+    validation_scores_ : list of float or None
+        The held-out score of every epoch (``early_stopping``).
+    best_validation_score_ : float or None
+        The best held-out score (``early_stopping``).
+    t_ : int
+        Training samples seen over all calls.
+    coefs_ : list of numpy.ndarray
+        Weight matrices, (fan_in, fan_out) each.
+    intercepts_ : list of numpy.ndarray
+        Bias vectors, one per layer.
+    n_features_in_ : int
+        Features seen in fit.
+    feature_names_in_ : numpy.ndarray
+        Column names of a data frame given to fit.
+    n_iter_ : int
+        Epochs (or L-BFGS iterations) of the last call.
+    n_layers_ : int
+        Layers, input and output included.
+    n_outputs_ : int
+        Output units.
+    out_activation_ : str
+        The output activation.
+    model_ : mlp_backend.Sequential
+        The trained network.
+    """
 
     def _validate_input(self, X, y, incremental, reset):
         """scikit-learn's checks, and its rules for when ``classes_`` is set anew or must match."""
@@ -448,8 +564,25 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     @available_if(lambda self: self._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
-        """One pass over ``(X, y)``; ``classes`` (every label that will ever be seen, or for multilabel
-        targets the label columns) on the first call."""
+        """One pass (epoch) over ``(X, y)``, from the current weights (adam and sgd only).
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix
+            (n_samples, n_features); CSR/CSC input is densified.
+        y : array-like
+            Labels, or a multilabel indicator matrix.
+        sample_weight : array-like, optional
+            One weight per sample.
+        classes : array-like, optional
+            Every label that will ever be seen (for multilabel targets, the label columns); needed on the first
+            call.
+
+        Returns
+        -------
+        self
+            The updated estimator.
+        """
         if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y if type_of_target(y).startswith("multilabel") else classes)
@@ -460,6 +593,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return np.asarray(to_numpy(self.model_.predict_proba(X)), dtype=self._out_dtype(X))
 
     def predict_proba(self, X):
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix
+            (n_samples, n_features); CSR/CSC input is densified.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n_samples, n_classes) probabilities, columns in ``classes_`` order.
+        """
         X = self._host_input(X)
         p = self._probabilities(X)
         if self.n_outputs_ == 1:
@@ -468,10 +613,34 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return p
 
     def predict_log_proba(self, X):
+        """Logarithms of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix
+            (n_samples, n_features); CSR/CSC input is densified.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n_samples, n_classes) log-probabilities.
+        """
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
     def predict(self, X):
+        """Predicted labels.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix
+            (n_samples, n_features); CSR/CSC input is densified.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n_samples,) labels from ``classes_``, or a (n_samples, n_labels) indicator matrix.
+        """
         X = self._host_input(X)
         p = self._probabilities(X)
         if self._multilabel:
@@ -492,19 +661,127 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
-    """scikit-learn's MLPRegressor, trained by mlp-backend: identity outputs and half squared error
-    (``loss='squared_error'``), or exp outputs and half Poisson deviance (``loss='poisson'``)."""
+    """scikit-learn's MLPRegressor, trained by mlp-backend.
 
-    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", **params):
-        super().__init__(hidden_layer_sizes, activation, **params)
+    Identity outputs and half squared error (``loss="squared_error"``), or exp outputs and half Poisson
+    deviance (``loss="poisson"``). The same parameters, defaults, attributes and behaviours as
+    ``sklearn.neural_network.MLPRegressor``, plus the keyword-only ``backend``, ``device``, ``dtype``,
+    ``kernels`` and ``dropout``.
+
+    Parameters
+    ----------
+    loss : {"squared_error", "poisson"}, default "squared_error"
+        The loss; "poisson" needs non-negative targets.
+    hidden_layer_sizes : array-like of int, default (100,)
+        The sizes of the hidden layers.
+    activation : str, default "relu"
+        The hidden layers' activation: scikit-learn's ``"identity"``, ``"logistic"``, ``"tanh"``, ``"relu"``,
+        or any of the activation table (``"leaky_relu"``, ``"elu"``, ``"selu"``, ``"gelu"``, ``"sigmoid"``).
+    solver : {"adam", "sgd", "lbfgs"}, default "adam"
+        Adam; SGD with momentum; or SciPy's L-BFGS-B on the flat parameter vector (full batch).
+    alpha : float, default 1e-4
+        L2 penalty strength: ``alpha / 2 * sum(W**2)`` divided by the batch's sample count, as scikit-learn's.
+    batch_size : int or "auto", default "auto"
+        Mini-batch size for adam and sgd; "auto" is ``min(200, n_samples)``.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default "constant"
+        The sgd solver's schedule: constant; ``learning_rate_init / t**power_t``; or divided by 5 whenever
+        two consecutive epochs fail to improve by ``tol``.
+    learning_rate_init : float, default 1e-3
+        The initial learning rate (adam, sgd).
+    power_t : float, default 0.5
+        The exponent of "invscaling".
+    max_iter : int, default 200
+        Epochs for adam and sgd; iterations for lbfgs.
+    shuffle : bool, default True
+        Shuffle the samples every epoch (adam, sgd).
+    random_state : int, RandomState instance or None, default None
+        Seeds initialisation, shuffling, dropout and the validation split.
+    tol : float, default 1e-4
+        Improvement below which an epoch counts as not improving.
+    verbose : bool, default False
+        Print the loss every epoch.
+    warm_start : bool, default False
+        Continue from the previous fit's weights.
+    momentum : float, default 0.9
+        The sgd solver's momentum, in [0, 1].
+    nesterovs_momentum : bool, default True
+        Nesterov's momentum (sgd with momentum > 0).
+    early_stopping : bool, default False
+        Hold out ``validation_fraction`` of the training data and stop when its score has not improved by
+        ``tol`` for ``n_iter_no_change`` epochs, keeping the best weights.
+    validation_fraction : float, default 0.1
+        The held-out fraction for ``early_stopping``.
+    beta_1 : float, default 0.9
+        Adam's first-moment decay.
+    beta_2 : float, default 0.999
+        Adam's second-moment decay.
+    epsilon : float, default 1e-8
+        Adam's denominator term.
+    n_iter_no_change : int or numpy.inf, default 10
+        Epochs without improvement before stopping (adam, sgd).
+    max_fun : int, default 15000
+        The lbfgs solver's maximum number of loss evaluations.
+    backend : {"numpy", "torch", "array_api_strict", "cupy"}, default "numpy"
+        The array library training runs on (keyword only; inputs and outputs stay NumPy).
+    device : str or int, optional
+        The backend's device (``"cuda:0"`` for torch, a GPU number for CuPy).
+    dtype : {"float32", "float64"}, optional
+        Training dtype (default: float32 input stays float32, anything else float64, as scikit-learn).
+    kernels : {"auto", "numba", "reference"}, optional
+        Fused or reference kernels (default: ``MLP_KERNELS``, else "auto").
+    dropout : float, default 0.0
+        Dropout rate after each hidden layer (not in scikit-learn).
+
+    Attributes
+    ----------
+    loss_ : float
+        The last epoch's training loss (with the L2 term).
+    best_loss_ : float or None
+        The best training loss (None with ``early_stopping``).
+    loss_curve_ : list of float
+        The loss of every epoch (adam, sgd).
+    validation_scores_ : list of float or None
+        The held-out score of every epoch (``early_stopping``).
+    best_validation_score_ : float or None
+        The best held-out score (``early_stopping``).
+    t_ : int
+        Training samples seen over all calls.
+    coefs_ : list of numpy.ndarray
+        Weight matrices, (fan_in, fan_out) each.
+    intercepts_ : list of numpy.ndarray
+        Bias vectors, one per layer.
+    n_features_in_ : int
+        Features seen in fit.
+    feature_names_in_ : numpy.ndarray
+        Column names of a data frame given to fit.
+    n_iter_ : int
+        Epochs (or L-BFGS iterations) of the last call.
+    n_layers_ : int
+        Layers, input and output included.
+    n_outputs_ : int
+        Output units.
+    out_activation_ : str
+        The output activation.
+    model_ : mlp_backend.Sequential
+        The trained network.
+    """
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
+                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
+                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend="numpy", device=None,
+                 dtype=None, kernels=None, dropout=0.0):
+        # loss first, as scikit-learn's MLPRegressor has it (scikit-learn reads the parameters from this signature)
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start,
+            momentum=momentum, nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change, max_fun=max_fun, backend=backend, device=device, dtype=dtype,
+            kernels=kernels, dropout=dropout)
         self.loss = loss
-
-    # scikit-learn reads an estimator's parameters from its __init__ signature: loss first, as scikit-learn's
-    # MLPRegressor has it, then the base's
-    __init__.__signature__ = inspect.signature(_BaseMLP.__init__).replace(parameters=[
-        *list(inspect.signature(_BaseMLP.__init__).parameters.values())[:1],
-        inspect.Parameter("loss", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="squared_error"),
-        *list(inspect.signature(_BaseMLP.__init__).parameters.values())[1:]])
 
     _parameter_constraints = {**_BaseMLP._parameter_constraints,
                               "loss": [StrOptions({"squared_error", "poisson"})]}
@@ -526,7 +803,22 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     @available_if(lambda self: self._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None):
-        """One pass over ``(X, y)``."""
+        """One pass (epoch) over ``(X, y)``, from the current weights (adam and sgd only).
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix
+            (n_samples, n_features); CSR/CSC input is densified.
+        y : array-like
+            Targets.
+        sample_weight : array-like, optional
+            One weight per sample.
+
+        Returns
+        -------
+        self
+            The updated estimator.
+        """
         return self._fit(X, y, sample_weight, incremental=True)
 
     def _outputs_of(self, X):
@@ -534,6 +826,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return np.exp(out) if self.out_activation_ == "exp" else out
 
     def predict(self, X):
+        """Predicted values.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix
+            (n_samples, n_features); CSR/CSC input is densified.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n_samples,) or (n_samples, n_outputs) values.
+        """
         out = self._outputs_of(self._host_input(X))
         return out.ravel() if out.shape[1] == 1 else out
 

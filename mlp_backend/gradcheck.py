@@ -43,10 +43,39 @@ def _pick(rng, size, max_entries):
 
 def check_model_gradients(model: Sequential, X, y, loss="cross_entropy", *, eps=1e-6, atol=1e-5, rtol=1e-3,
                           max_entries: int | None = 200, check_input=True, seed=0) -> GradCheckResult:
-    """Check every parameter (up to ``max_entries`` random entries each) and the input gradient.
+    """Check every parameter's gradient (and the input's) against float64 central differences.
 
-    The model must be float64 (``model.to(dtype='float64')``) and is used in training mode with
-    Dropout disabled by its own seed being reset before each evaluation.
+    The model must be float64 (``model.to(dtype="float64")``); it is used in training mode, with Dropout's
+    masks fixed by resetting its seed before each evaluation.
+
+    Parameters
+    ----------
+    model : Sequential
+        A float64 model.
+    X : array_like
+        A small batch of inputs.
+    y : array_like
+        Its targets.
+    loss : str or Loss, default "cross_entropy"
+        The loss whose gradient is checked through the model.
+    eps : float, default 1e-6
+        The central difference's step.
+    atol : float, default 1e-5
+        Absolute tolerance (``torch.autograd.gradcheck``'s).
+    rtol : float, default 1e-3
+        Relative tolerance (``torch.autograd.gradcheck``'s).
+    max_entries : int or None, default 200
+        Check at most this many random entries of each parameter (None: all).
+    check_input : bool, default True
+        Also check the gradient with respect to ``X``.
+    seed : int, default 0
+        Seeds the choice of entries.
+
+    Returns
+    -------
+    GradCheckResult
+        ``errors`` (the largest relative error ``|a - n| / max(|a| + |n|, 1e-12)`` per name), ``ok`` and
+        ``max_rel_error``; printing it gives a table and the verdict.
     """
     if model.be.dtype != "float64":
         raise ValueError("gradient checks need a float64 model: call model.to(dtype='float64') first")
@@ -99,7 +128,29 @@ def check_model_gradients(model: Sequential, X, y, loss="cross_entropy", *, eps=
 
 
 def check_layer_gradients(layer, x, *, backend="numpy", device=None, seed=0, **kwargs) -> GradCheckResult:
-    """Check one layer through the objective ``sum(layer(x) * r)`` with a fixed random ``r``."""
+    """Check one layer through the objective ``sum(layer(x) * r)`` with a fixed random ``r``.
+
+    Parameters
+    ----------
+    layer : Layer
+        A fresh layer (it is placed in a float64 model of its own).
+    x : array_like
+        Inputs, (N, features).
+    backend : str, default "numpy"
+        The backend to check on.
+    device : str or int, optional
+        Its device.
+    seed : int, default 0
+        Seeds the layer's initialisation, ``r`` and the entries checked.
+    **kwargs
+        ``eps``, ``atol``, ``rtol``, ``max_entries``, ``check_input``: as :func:`check_model_gradients`'s.
+
+    Returns
+    -------
+    GradCheckResult
+        ``errors`` (the largest relative error ``|a - n| / max(|a| + |n|, 1e-12)`` per name), ``ok`` and
+        ``max_rel_error``; printing it gives a table and the verdict.
+    """
     from .losses import Loss
 
     class _Projection(Loss):
@@ -114,7 +165,31 @@ def check_layer_gradients(layer, x, *, backend="numpy", device=None, seed=0, **k
 
 
 def check_loss_gradients(loss, logits, targets, *, eps=1e-6, atol=1e-5, rtol=1e-3, backend="numpy") -> GradCheckResult:
-    """Check a loss's gradient with respect to its input (float64)."""
+    """Check a loss's gradient with respect to its input (float64).
+
+    Parameters
+    ----------
+    loss : str or Loss
+        The loss, by name or instance.
+    logits : array_like
+        The model outputs the loss is evaluated at, (N, C).
+    targets : array_like
+        Labels (N,) or targets (N, C).
+    eps : float, default 1e-6
+        The central difference's step.
+    atol : float, default 1e-5
+        Absolute tolerance (``torch.autograd.gradcheck``'s).
+    rtol : float, default 1e-3
+        Relative tolerance (``torch.autograd.gradcheck``'s).
+    backend : str, default "numpy"
+        The backend to check on.
+
+    Returns
+    -------
+    GradCheckResult
+        ``errors`` (the largest relative error ``|a - n| / max(|a| + |n|, 1e-12)`` per name), ``ok`` and
+        ``max_rel_error``; printing it gives a table and the verdict.
+    """
     from .backend import get_backend
     from .kernels import kernel_set
 

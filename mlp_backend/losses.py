@@ -45,7 +45,13 @@ class Loss:
 
 
 class SoftmaxCrossEntropy(Loss):
-    """Cross-entropy on logits; integer labels (N,) use the fused kernel, (N, C) targets are soft labels."""
+    """Cross-entropy on logits; integer labels (N,) use the fused kernel, (N, C) targets are soft labels.
+
+    Parameters
+    ----------
+    label_smoothing : float, default 0.0
+        Mix the one-hot targets with the uniform distribution by this much (as ``torch.nn.CrossEntropyLoss``).
+    """
 
     name, task, link = "cross_entropy", "multiclass", "softmax"
 
@@ -131,7 +137,18 @@ _ALIASES = {"ce": "cross_entropy", "crossentropy": "cross_entropy", "softmax_cro
 
 
 def get_loss(loss) -> Loss:
-    """A Loss from an instance or a name: cross_entropy, mse, softmax_mse, bce."""
+    """A Loss from an instance (returned as is) or a name.
+
+    Parameters
+    ----------
+    loss : str or Loss
+        ``"cross_entropy"``, ``"mse"``, ``"softmax_mse"``, ``"bce"`` (binary cross-entropy with logits), or a Loss.
+
+    Returns
+    -------
+    Loss
+        The loss.
+    """
     if isinstance(loss, Loss):
         return loss
     if isinstance(loss, str):
@@ -144,8 +161,13 @@ def get_loss(loss) -> Loss:
 class L2:
     """``0.5 * lam * sum(W**2)`` over every weight matrix (biases and norm parameters are not penalised).
 
-    ``be`` is the model's :class:`~mlp_backend.backend.Backend`; ``scratch``/``out`` an array shaped like ``w``
-    to compute in (the step program passes one, so that a step allocates nothing).
+    Its ``value(be, w, scratch)`` and ``grad(be, w, out)`` take the model's Backend and one weight matrix
+    (``scratch``/``out``: an array shaped like ``w`` to compute in, so that a step allocates nothing).
+
+    Parameters
+    ----------
+    lam : float
+        The penalty's strength, non-negative.
     """
 
     def __init__(self, lam: float):
@@ -161,7 +183,13 @@ class L2:
 
 
 class L1(L2):
-    """``lam * sum(|W|)`` over every weight matrix."""
+    """``lam * sum(|W|)`` over every weight matrix.
+
+    Parameters
+    ----------
+    lam : float
+        The penalty's strength, non-negative.
+    """
 
     def value(self, be, w, scratch=None):
         return self.lam * be.xp.sum(be.compute("abs", w, out=scratch))

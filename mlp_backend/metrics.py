@@ -14,6 +14,20 @@ def _labels(y_true, y_pred):
 
 
 def accuracy(y_true, y_pred) -> float:
+    """The fraction of labels predicted right.
+
+    Parameters
+    ----------
+    y_true : array_like
+        True labels, any array library.
+    y_pred : array_like
+        Predicted labels, the same number.
+
+    Returns
+    -------
+    float
+        Between 0 and 1.
+    """
     y_true, y_pred = _labels(y_true, y_pred)
     if y_true.size == 0:
         raise ValueError("accuracy of 0 samples is undefined")
@@ -21,7 +35,22 @@ def accuracy(y_true, y_pred) -> float:
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarray:
-    """``C[i, j]``: samples of true class i predicted as j (as scikit-learn's, for labels 0..K-1)."""
+    """``C[i, j]``: samples of true class i predicted as j (as scikit-learn's, for labels 0..K-1).
+
+    Parameters
+    ----------
+    y_true : array_like
+        True labels.
+    y_pred : array_like
+        Predicted labels.
+    num_classes : int, optional
+        K (default: one more than the largest label seen).
+
+    Returns
+    -------
+    numpy.ndarray
+        (K, K) integer counts.
+    """
     y_true, y_pred = _labels(y_true, y_pred)
     y_true, y_pred = y_true.astype(np.int64), y_pred.astype(np.int64)
     if num_classes is None:
@@ -34,8 +63,27 @@ def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarr
 def classification_report(y_true, y_pred, class_names=None, num_classes=None, as_dict=False, digits=4):
     """Per-class precision, recall, F1 and support with macro and weighted averages.
 
-    Returns a dict (``as_dict=True``) shaped like scikit-learn's, or the same as aligned text.
     Undefined ratios (no predictions or no samples of a class) count as 0.
+
+    Parameters
+    ----------
+    y_true : array_like
+        True labels.
+    y_pred : array_like
+        Predicted labels.
+    class_names : sequence of str, optional
+        A name per class, for the rows (default: the class numbers).
+    num_classes : int, optional
+        The number of classes (default: one more than the largest label seen).
+    as_dict : bool, default False
+        Return a dict shaped like scikit-learn's ``output_dict=True`` instead of text.
+    digits : int, default 4
+        Decimals in the text.
+
+    Returns
+    -------
+    str or dict
+        The aligned text report, or the dict.
     """
     cm = confusion_matrix(y_true, y_pred, num_classes)
     k = cm.shape[0]
@@ -69,7 +117,20 @@ def classification_report(y_true, y_pred, class_names=None, num_classes=None, as
 
 
 def regression_scores(y_true, y_pred) -> dict:
-    """MSE, MAE and R² (coefficient of determination; 0.0 when y_true is constant)."""
+    """MSE, MAE and R² (coefficient of determination; 0.0 when y_true is constant).
+
+    Parameters
+    ----------
+    y_true : array_like
+        True values.
+    y_pred : array_like
+        Predicted values, the same shape.
+
+    Returns
+    -------
+    dict
+        ``{"mse": ..., "mae": ..., "r2": ...}``.
+    """
     y_true = np.asarray(to_numpy(y_true), dtype=np.float64).reshape(len(y_true), -1)
     y_pred = np.asarray(to_numpy(y_pred), dtype=np.float64).reshape(y_true.shape)
     err = y_pred - y_true

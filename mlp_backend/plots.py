@@ -33,7 +33,16 @@ def _integer_ticks():
 
 
 def plot_loss(history: dict, path):
-    """Training loss per iteration with per-epoch train and validation losses on the same axis."""
+    """Training loss per iteration with per-epoch train and validation losses on the same axis.
+
+    Parameters
+    ----------
+    history : dict
+        ``History.as_dict()`` or a run's ``history.csv`` read back: ``loss``, ``train_loss``, ``val_loss``,
+        ``train_accuracy``, ``val_accuracy``.
+    path : str or Path
+        The PNG to write.
+    """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     iters = np.arange(1, len(history["loss"]) + 1)
@@ -52,6 +61,16 @@ def plot_loss(history: dict, path):
 
 
 def plot_accuracy(history: dict, path):
+    """Training (and validation) accuracy per epoch.
+
+    Parameters
+    ----------
+    history : dict
+        ``History.as_dict()`` or a run's ``history.csv`` read back: ``loss``, ``train_loss``, ``val_loss``,
+        ``train_accuracy``, ``val_accuracy``.
+    path : str or Path
+        The PNG to write.
+    """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     epochs = np.arange(1, len(history["train_accuracy"]) + 1)
@@ -65,7 +84,19 @@ def plot_accuracy(history: dict, path):
 
 
 def plot_confusion(cm, class_names, path, title="Confusion matrix (test)"):
-    """Heatmap of row-normalised rates, annotated with the counts."""
+    """Heatmap of row-normalised rates, annotated with the counts.
+
+    Parameters
+    ----------
+    cm : array_like
+        (K, K) counts, as :func:`mlp_backend.confusion_matrix` returns.
+    class_names : sequence of str or None
+        Tick labels (None: the class numbers).
+    path : str or Path
+        The PNG to write.
+    title : str, default "Confusion matrix (test)"
+        The title.
+    """
     plt = _plt()
     cm = np.asarray(cm)
     rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
@@ -87,7 +118,13 @@ def plot_confusion(cm, class_names, path, title="Confusion matrix (test)"):
 
 
 def plot_activations(path):
-    """Gallery of every activation in the table and its derivative (computed by the reference kernels)."""
+    """Gallery of every activation in the table and its derivative (computed by the reference kernels).
+
+    Parameters
+    ----------
+    path : str or Path
+        The PNG to write.
+    """
     import array_api_compat.numpy as xp
 
     from .kernels import reference
@@ -117,7 +154,19 @@ def plot_activations(path):
 
 
 def plot_comparison(groups: dict, metric: str, path, title=None):
-    """Mean ± std over runs (seeds) of a per-epoch metric, one line and band per group label."""
+    """Mean ± std over runs (seeds) of a per-epoch metric, one line and band per group label.
+
+    Parameters
+    ----------
+    groups : dict
+        ``{label: [history, ...]}``: the histories (dicts) of the runs of each group.
+    metric : str
+        The per-epoch metric: ``val_loss``, ``train_loss``, ``val_accuracy``, ``train_accuracy``.
+    path : str or Path
+        The PNG to write.
+    title : str, optional
+        The title (default: the metric).
+    """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for label, histories in groups.items():
@@ -139,7 +188,21 @@ def plot_comparison(groups: dict, metric: str, path, title=None):
 
 
 def plot_decision_boundary(model, X, y, path, resolution: int = 200):
-    """Predicted class over a grid around 2-D data, with the samples on top."""
+    """Predicted class over a grid around 2-D data, with the samples on top.
+
+    Parameters
+    ----------
+    model : Sequential
+        A trained model with two input features.
+    X : array_like
+        (N, 2) inputs.
+    y : array_like
+        (N,) labels, for the points' colours.
+    path : str or Path
+        The PNG to write.
+    resolution : int, default 200
+        Grid points per axis.
+    """
     plt = _plt()
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[1] != 2:

@@ -20,8 +20,33 @@ def load(path, backend="numpy", device=None, dtype=None, kernels=None, allow_non
 
     Every metadata field is parsed and checked before anything is allocated: the layers the configuration
     describes must have exactly the stored parameters' names and shapes, in the dtype it names (no silent
-    casts), finite (NaN or infinite weights are refused unless ``allow_nonfinite``: a diverged run's file is
-    not a model). Any defect is one CheckpointError naming the file and the field.
+    casts), and finite.
+
+    Parameters
+    ----------
+    path : str or Path
+        A checkpoint written by :func:`save_checkpoint` or ``fit(checkpoint=...)``.
+    backend : str or Backend, default "numpy"
+        The backend to load onto.
+    device : str or int, optional
+        Its device.
+    dtype : {"float32", "float64"}, optional
+        Convert to this dtype after loading (default: the stored one).
+    kernels : {"auto", "numba", "reference"}, optional
+        The model's kernels.
+    allow_nonfinite : bool, default False
+        Accept NaN or infinite weights (to inspect a diverged run's file).
+
+    Returns
+    -------
+    Checkpoint
+        ``model`` (a :class:`~mlp_backend.Sequential`), ``optimizer`` (or None), ``extra`` (the JSON values)
+        and ``arrays``.
+
+    Raises
+    ------
+    CheckpointError
+        On any defect, naming the file and the field.
     """
     tensors, meta = read(path)
     config = _json(path, meta, "model_config", dict)

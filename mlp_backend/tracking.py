@@ -51,8 +51,20 @@ class _Lazy(Callback):
 
 
 class TensorBoard(_Lazy):
-    """TensorBoard event files in ``log_dir`` (tensorboardX): per-epoch scalars, ``batch_loss`` every
-    ``every_n_steps`` steps, and ``hparams`` (the run's configuration) with the final scores at the end."""
+    """TensorBoard event files in ``log_dir`` (tensorboardX), as a ``fit`` callback.
+
+    Per-epoch scalars (history.csv's columns, the epoch as the step), ``batch_loss`` every ``every_n_steps``
+    steps, and ``hparams`` with the final scores at the end.
+
+    Parameters
+    ----------
+    log_dir : str or Path
+        The folder to write event files into.
+    every_n_steps : int, default 50
+        Log ``batch_loss`` every this many steps.
+    hparams : dict, optional
+        The run's configuration, shown in TensorBoard's HPARAMS tab.
+    """
 
     def __init__(self, log_dir, every_n_steps: int = 50, hparams: dict | None = None):
         if not isinstance(every_n_steps, int) or every_n_steps < 1:
@@ -96,13 +108,28 @@ class TensorBoard(_Lazy):
 
 
 class MLflow(_Lazy):
-    """One MLflow run per training run at ``tracking_uri`` (any: ``sqlite:///runs.db``, a server, a folder):
-    parameters from ``params``, per-epoch metrics with their epoch as the step, ``batch_loss`` every
+    """One MLflow run per training run, as a ``fit`` callback.
+
+    Parameters from ``params``, per-epoch metrics with their epoch as the step, ``batch_loss`` every
     ``every_n_steps`` steps, artifacts through :meth:`log_artifacts`.
 
-    ``record``: a JSON file that keeps the MLflow run's id: a training run resumed with the same ``record``
-    continues the same MLflow run, and epochs it already logged are not logged again. ``end_with_training``:
-    mark the MLflow run finished when training ends (``False`` to log artifacts first, then :meth:`finish`).
+    Parameters
+    ----------
+    tracking_uri : str
+        Any MLflow tracking URI: ``sqlite:///runs.db``, a server, a folder.
+    run_name : str, optional
+        The MLflow run's name.
+    params : dict, optional
+        Logged as the run's parameters.
+    experiment : str, default "mlp-backend"
+        The MLflow experiment.
+    record : str or Path, optional
+        A JSON file that keeps the MLflow run's id: a training run resumed with the same ``record`` continues
+        the same MLflow run, and epochs it already logged are not logged again.
+    every_n_steps : int, default 50
+        Log ``batch_loss`` every this many steps.
+    end_with_training : bool, default True
+        Mark the MLflow run finished when training ends (False to log artifacts first, then :meth:`finish`).
     """
 
     _handle_name = "_client"
@@ -173,11 +200,24 @@ class MLflow(_Lazy):
             self.finish()
 
     def log_artifacts(self, paths):
-        """Files (a run folder's plots, report, checkpoint) as artifacts of the MLflow run."""
+        """Files (a run folder's plots, report, checkpoint) as artifacts of the MLflow run.
+
+        Parameters
+        ----------
+        paths : iterable of str or Path
+            The files; those that do not exist are skipped.
+        """
         for path in paths:
             if Path(path).is_file():
                 self.client().log_artifact(self.run_id, str(path))
 
     def finish(self, status: str = "FINISHED"):
+        """Mark the MLflow run ended.
+
+        Parameters
+        ----------
+        status : str, default "FINISHED"
+            MLflow's run status: ``"FINISHED"``, ``"FAILED"`` or ``"KILLED"``.
+        """
         if self.run_id is not None:
             self.client().set_terminated(self.run_id, status=status)

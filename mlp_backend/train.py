@@ -36,36 +36,132 @@ class Callback:
     root_only = False  # runs on rank 0 only when training is distributed
 
     def on_train_begin(self, state):
+        """Called once before the first epoch (after a resume has restored the position).
+
+        Parameters
+        ----------
+        state : object
+            The fit's state: ``state.model``, ``state.optimizer``, ``state.history`` (the :class:`History`),
+            ``state.epoch`` (0-based) and ``state.stop`` (set it to True to end training after this epoch).
+        """
         pass
 
     def on_epoch_begin(self, state):
+        """Called at the start of every epoch.
+
+        Parameters
+        ----------
+        state : object
+            The fit's state: ``state.model``, ``state.optimizer``, ``state.history`` (the :class:`History`),
+            ``state.epoch`` (0-based) and ``state.stop`` (set it to True to end training after this epoch).
+        """
         pass
 
     def on_batch_end(self, state, step: int, logs: dict):
-        """``step``: 1-based within the epoch; ``logs``: ``loss``, ``steps`` (per epoch), ``epoch`` (1-based),
-        ``global_step`` (over the whole fit, 1-based)."""
+        """Called with each mini-batch's loss, as the results are read back.
+
+        Parameters
+        ----------
+        state : object
+            The fit's state: ``state.model``, ``state.optimizer``, ``state.history`` (the :class:`History`),
+            ``state.epoch`` (0-based) and ``state.stop`` (set it to True to end training after this epoch).
+        step : int
+            The step, 1-based within the epoch.
+        logs : dict
+            ``loss`` (the batch's mean loss), ``steps`` (per epoch), ``epoch`` (1-based) and ``global_step``
+            (over the whole fit, 1-based).
+        """
 
     def reads_at(self, global_step: int, last_of_epoch: bool) -> bool:
-        """Whether this callback needs the step results read at ``global_step`` (a checkpoint does)."""
+        """Whether this callback needs the step results read at ``global_step`` (a checkpoint does).
+
+        Parameters
+        ----------
+        global_step : int
+            The step about to run, 1-based over the whole fit.
+        last_of_epoch : bool
+            Whether it is the last step of its epoch.
+
+        Returns
+        -------
+        bool
+            True to have the results read after that step.
+        """
         return False
 
     def on_epoch_end(self, state, logs: dict):
+        """Called after every epoch, once its losses and validation scores are known.
+
+        Parameters
+        ----------
+        state : object
+            The fit's state: ``state.model``, ``state.optimizer``, ``state.history`` (the :class:`History`),
+            ``state.epoch`` (0-based) and ``state.stop`` (set it to True to end training after this epoch).
+        logs : dict
+            The epoch's ``train_loss``, ``train_accuracy`` (classification), ``val_loss`` and ``val_accuracy``
+            (with validation data), ``lr`` and ``seconds``.
+        """
         pass
 
     def on_train_end(self, state):
+        """Called once when training ends, normally or by ``state.stop``.
+
+        Parameters
+        ----------
+        state : object
+            The fit's state: ``state.model``, ``state.optimizer``, ``state.history`` (the :class:`History`),
+            ``state.epoch`` (0-based) and ``state.stop`` (set it to True to end training after this epoch).
+        """
         pass
 
     def get_state(self) -> dict:
+        """The callback's counters to keep in a checkpoint.
+
+        Returns
+        -------
+        dict
+            JSON values, given back to :meth:`set_state` on resume.
+        """
         return {}
 
     def set_state(self, values: dict):
+        """Restore the counters :meth:`get_state` returned, on resume.
+
+        Parameters
+        ----------
+        values : dict
+            What :meth:`get_state` returned when the checkpoint was written.
+        """
         pass
 
 
 @dataclass
 class History(Callback):
-    """What ``fit`` measured: loss per iteration; losses, accuracies, learning rate and time per epoch. ``fit``
-    returns it, keeps it in its checkpoints, and runs it as its first callback."""
+    """What ``fit`` measured; ``fit`` returns it, keeps it in its checkpoints, and runs it as its first callback.
+
+    Parameters
+    ----------
+    loss : list of float
+        The loss of every mini-batch, in order.
+    train_loss : list of float
+        Per epoch: the mean of its mini-batch losses.
+    train_accuracy : list of float
+        Per epoch: accuracy on the training batches as they were trained (classification).
+    val_loss : list of float
+        Per epoch: the loss on ``validation_data``, if given.
+    val_accuracy : list of float
+        Per epoch: the accuracy on ``validation_data`` (classification).
+    lr : list of float
+        Per epoch: the learning rate at its end.
+    epoch_seconds : list of float
+        Per epoch: wall-clock seconds.
+    best_epoch : int or None
+        The epoch (0-based) whose parameters ``restore_best`` / :class:`EarlyStopping` kept.
+    stopped_early : bool
+        Whether a callback ended training before ``epochs``.
+    diverged : str or None
+        Why training looks divergent (a :class:`DivergenceWarning` was given), else None.
+    """
 
     loss: list = field(default_factory=list)            # per iteration (mini-batch)
     train_loss: list = field(default_factory=list)      # per epoch, mean over its batches
@@ -102,8 +198,16 @@ class DivergenceWarning(RuntimeWarning):
 
 
 class LambdaCallback(Callback):
-    """Functions as a callback: ``on_step(step, steps, loss)`` per mini-batch (``live``: read about once a second)
-    and ``on_epoch(epoch, logs)`` (0-based epoch) per epoch, on rank 0 only (``fit``'s ``on_step``/``on_epoch``)."""
+    """Functions as a callback, on rank 0 only (what ``fit``'s ``on_step``/``on_epoch`` make).
+
+    Parameters
+    ----------
+    on_step : callable, optional
+        ``on_step(step, steps, loss)`` per mini-batch (step 1-based within the epoch); makes the callback
+        ``live`` (results read about once a second).
+    on_epoch : callable, optional
+        ``on_epoch(epoch, logs)`` per epoch, ``epoch`` 0-based, ``logs`` as :meth:`Callback.on_epoch_end`'s.
+    """
 
     root_only = True
 
@@ -120,7 +224,15 @@ class LambdaCallback(Callback):
 
 
 class ProgressBar(LambdaCallback):
-    """A tqdm bar per epoch (``bar``) and a line per epoch, as Keras's ``verbose=1`` (``bar=False``: 2)."""
+    """A tqdm bar per epoch and a line per epoch, as Keras's ``verbose=1`` (``bar=False``: ``verbose=2``).
+
+    Parameters
+    ----------
+    epochs : int
+        The number of epochs of the fit, for the ``epoch k/n`` labels.
+    bar : bool, default True
+        Show the per-batch bar; False prints only the line per epoch.
+    """
 
     def __init__(self, epochs: int, bar: bool = True):
         from .progress import Progress
@@ -161,7 +273,20 @@ class _Monitor(Callback):
 
 
 class EarlyStopping(_Monitor):
-    """Stop when ``monitor`` has not improved for ``patience`` epochs; optionally restore the best weights."""
+    """Stop when ``monitor`` has not improved for ``patience`` epochs; optionally restore the best weights.
+
+    Parameters
+    ----------
+    monitor : str, default "val_loss"
+        The per-epoch value to watch: ``"val_loss"``, ``"train_loss"``, ``"val_accuracy"`` or
+        ``"train_accuracy"`` (losses must fall, accuracies rise).
+    patience : int, default 5
+        Epochs without improvement before training stops.
+    min_delta : float, default 0.0
+        The smallest change that counts as an improvement.
+    restore_best : bool, default True
+        End with the parameters of the best epoch.
+    """
 
     def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, restore_best=True):
         super().__init__(monitor, min_delta, patience)
@@ -177,7 +302,21 @@ class EarlyStopping(_Monitor):
 
 
 class ReduceLROnPlateau(_Monitor):
-    """Multiply the learning rate by ``factor`` after ``patience`` epochs without improvement."""
+    """Multiply the learning rate by ``factor`` after ``patience`` epochs without improvement.
+
+    Parameters
+    ----------
+    monitor : str, default "val_loss"
+        The per-epoch value to watch, as :class:`EarlyStopping`'s.
+    factor : float, default 0.1
+        What the learning rate is multiplied by, in (0, 1).
+    patience : int, default 3
+        Epochs without improvement before each reduction.
+    min_delta : float, default 0.0
+        The smallest change that counts as an improvement.
+    min_lr : float, default 0.0
+        The learning rate is never reduced below this.
+    """
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=3, min_delta=0.0, min_lr=0.0):
         super().__init__(monitor, min_delta, patience)
@@ -308,23 +447,73 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
         checkpoint_extra: dict | None = None, allow_other_data: bool = False) -> History:
     """Train ``model`` on ``(X, y)`` with mini-batches and return a :class:`History`.
 
-    ``loss``: name or Loss (default: the model's last, else cross-entropy); ``optimizer``: name or Optimizer
-    (default: the model's last, else Adam(1e-3)); ``seed`` reseeds shuffling and dropout; ``penalty``: an
-    ``L1``/``L2`` on weight matrices, or a float for L2; ``sample_weight``: one non-negative weight per sample
-    (each batch's loss the weighted mean of its samples'). ``callbacks``: :class:`Callback` s; shortcuts that add
-    callbacks: ``restore_best`` (end with the parameters of the best validation loss, else train loss),
-    ``verbose`` (1: a progress bar and a line per epoch, 2: the lines), ``on_epoch(epoch, logs)`` and
-    ``on_step(step, steps_per_epoch, loss)``, ``checkpoint`` (a path written atomically after every epoch and
-    every ``checkpoint_every`` steps with all a resume needs, and ``checkpoint_extra``'s JSON values). ``resume``:
-    such a checkpoint; training continues exactly as if it had never stopped, on the data whose digest it
-    records (other data only with ``allow_other_data``).
+    Parameters
+    ----------
+    model : Sequential
+        The model to train, in place.
+    X : array_like
+        Inputs, (N, features), any array library (moved to the model's backend once).
+    y : array_like
+        Targets: integer class labels (N,), one-hot or soft labels (N, C), or regression targets.
+    loss : str or Loss, optional
+        ``"cross_entropy"``, ``"mse"``, ``"softmax_mse"``, ``"bce"`` or a Loss (default: the model's last,
+        else cross-entropy).
+    optimizer : str or Optimizer, optional
+        A name (``"adam"``, ``"sgd"``, ...) or an Optimizer (default: the model's last, else ``Adam(1e-3)``).
+    epochs : int, default 10
+        Passes over the training set.
+    batch_size : int, default 64
+        Samples per mini-batch (the global batch when ``distributed``).
+    shuffle : bool, default True
+        Draw a new sample order every epoch.
+    seed : int, optional
+        Reseeds shuffling and dropout (default: continue the model's generator).
+    validation_data : tuple of array_like, optional
+        ``(X_val, y_val)`` scored after every epoch (``val_loss``, ``val_accuracy``).
+    callbacks : sequence of Callback, default ()
+        Hooks run every epoch and step (see :class:`Callback`).
+    penalty : L1 or L2 or float, optional
+        A penalty on the weight matrices; a float is an L2 strength.
+    restore_best : bool, default False
+        End with the parameters of the best validation loss (else training loss).
+    on_epoch : callable, optional
+        ``on_epoch(epoch, logs)`` after every epoch (0-based epoch).
+    on_step : callable, optional
+        ``on_step(step, steps_per_epoch, loss)`` per mini-batch, as results are read back.
+    checkpoint : str or Path, optional
+        A file written atomically after every epoch (and every ``checkpoint_every`` steps) with everything a
+        resume needs.
+    checkpoint_every : int, optional
+        Also checkpoint every this many steps.
+    resume : str or Path, optional
+        A checkpoint of the same configuration: training continues exactly as if it had never stopped.
+    check_finite : {"loss", "all", False}, default "loss"
+        ``"loss"`` stops with a FloatingPointError at the first step whose loss is not finite, parameters and
+        optimizer state as before it; ``"all"`` also checks every gradient; False checks nothing.
+    distributed : str or mpi4py communicator, optional
+        ``"mpi"`` trains data-parallel over an MPI launch's processes (``"nccl"``, ``"mpi-cuda"``,
+        ``"mpi-staged"`` force how device arrays travel): every rank ends where one process would, and rank 0
+        alone writes and runs ``root_only`` callbacks.
+    verbose : int, default 0
+        1: a progress bar and a line per epoch; 2: the lines only.
+    sample_weight : array_like, optional
+        One non-negative weight per sample; each batch's loss is the weighted mean of its samples'.
+    checkpoint_extra : dict, optional
+        JSON values stored in every checkpoint (a run's dataset and scaling, for example).
+    allow_other_data : bool, default False
+        Resume on data whose digest differs from the checkpoint's.
 
-    ``check_finite``: ``"loss"`` (default) stops with a FloatingPointError at the first step whose loss is not
-    finite, parameters and optimizer state as before it (checked on the device, which skips that update and the
-    later ones; raised at the next read); ``"all"`` also checks every gradient; ``False`` checks nothing.
-    ``distributed``: ``"mpi"`` (or an mpi4py communicator; ``"nccl"``, ``"mpi-cuda"``, ``"mpi-staged"`` force how
-    device arrays travel) trains data-parallel over an MPI launch's processes: ``batch_size`` is the global
-    batch, every rank ends where one process would, and rank 0 alone writes and runs ``root_only`` callbacks.
+    Returns
+    -------
+    History
+        Losses per mini-batch, per-epoch losses, accuracies, learning rates and times.
+
+    Raises
+    ------
+    FloatingPointError
+        When the loss (or, with ``check_finite="all"``, a gradient) stops being finite.
+    ValueError
+        On inconsistent arguments or a checkpoint of another configuration.
     """
     loss, optimizer, penalty = _check_fit_args(model, loss, optimizer, penalty, epochs, batch_size, check_finite,
                                                checkpoint_every)
@@ -670,7 +859,22 @@ def _result(model, value, host_input: bool):
 
 
 def predict_proba(model, X, batch_size: int = 1024):
-    """Class probabilities (softmax or sigmoid, as the model's loss implies), in X's library."""
+    """Class probabilities: softmax or sigmoid, as the model's loss implies.
+
+    Parameters
+    ----------
+    model : Sequential
+        A trained model.
+    X : array_like
+        Inputs, (N, features).
+    batch_size : int, default 1024
+        Rows per forward pass.
+
+    Returns
+    -------
+    array
+        (N, classes) probabilities: NumPy for host input, else ``X``'s library.
+    """
     validation.check_positive_int("batch_size", batch_size)
     Xd, host = validation.check_X(model, X)
     loss = model.loss or get_loss("cross_entropy")
@@ -678,7 +882,22 @@ def predict_proba(model, X, batch_size: int = 1024):
 
 
 def predict(model, X, batch_size: int = 1024):
-    """Class labels (multiclass, binary) or outputs (regression, one column squeezed), in X's library."""
+    """Class labels (multiclass, binary) or outputs (regression, one column squeezed).
+
+    Parameters
+    ----------
+    model : Sequential
+        A trained model.
+    X : array_like
+        Inputs, (N, features).
+    batch_size : int, default 1024
+        Rows per forward pass (memory, not results).
+
+    Returns
+    -------
+    array
+        (N,) labels or (N,) / (N, outputs) values: NumPy for host input (NumPy, lists), else ``X``'s library.
+    """
     validation.check_positive_int("batch_size", batch_size)
     xp = model.be.xp
     Xd, host = validation.check_X(model, X)
@@ -694,7 +913,24 @@ def predict(model, X, batch_size: int = 1024):
 
 
 def evaluate(model, X, y, batch_size: int = 1024) -> dict:
-    """Mean loss (without penalties) and accuracy (classification) or MSE/MAE/R² (regression)."""
+    """Mean loss (without penalties) and accuracy (classification) or MSE/MAE/R² (regression).
+
+    Parameters
+    ----------
+    model : Sequential
+        A trained model.
+    X : array_like
+        Inputs, (N, features).
+    y : array_like
+        Targets, as for :func:`fit`.
+    batch_size : int, default 1024
+        Rows per forward pass.
+
+    Returns
+    -------
+    dict
+        ``{"loss": ..., "accuracy": ...}`` or ``{"loss", "mse", "mae", "r2"}``.
+    """
     validation.check_positive_int("batch_size", batch_size)
     xp = model.be.xp
     loss = model.loss or get_loss("cross_entropy")

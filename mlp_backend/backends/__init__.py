@@ -21,7 +21,18 @@ CLASSES: dict[str, type[Backend]] = {}
 
 
 def register(cls: type[Backend]) -> type[Backend]:
-    """Make ``cls`` a backend by its ``name`` (``get_backend(name)``, ``--backend``), with its fused kernels."""
+    """Make a Backend class a backend by its ``name`` (``get_backend(name)``, ``--backend``), with its fused kernels.
+
+    Parameters
+    ----------
+    cls : type
+        A subclass of ``mlp_backend.backends.base.Backend`` with a ``name``.
+
+    Returns
+    -------
+    type
+        ``cls`` itself, so it can decorate the class.
+    """
     CLASSES[cls.name] = cls
     if cls.fused_kernels:
         kernels.register_fused(cls.name, cls.fused_kernels)
@@ -50,7 +61,18 @@ def library_name(x) -> str:
 
 
 def to_numpy(x) -> np.ndarray:
-    """A host NumPy copy (or view, for NumPy input) of any supported array, from any device."""
+    """A host NumPy copy (or view, for NumPy input) of any supported array, from any device.
+
+    Parameters
+    ----------
+    x : array
+        A NumPy, CuPy, torch or array-api-strict array.
+
+    Returns
+    -------
+    numpy.ndarray
+        The values on the host.
+    """
     if isinstance(x, np.ndarray):
         return x
     if isinstance(x, (list, tuple, int, float, np.generic)):
@@ -59,7 +81,25 @@ def to_numpy(x) -> np.ndarray:
 
 
 def get_backend(name: str | Backend = "numpy", device=None, dtype="float32", seed: int | None = 0) -> Backend:
-    """A :class:`Backend` from a name (``'numpy'``, ``'array_api_strict'``, ``'torch'``, ``'cupy'``)."""
+    """A Backend from a name.
+
+    Parameters
+    ----------
+    name : str or Backend, default "numpy"
+        ``"numpy"``, ``"array_api_strict"``, ``"torch"``, ``"cupy"`` or a registered backend's name; a
+        Backend instance is returned as is.
+    device : str or int, optional
+        The library's device (``"cuda:0"`` for torch, a GPU number for CuPy).
+    dtype : {"float32", "float64"}, default "float32"
+        The floating dtype of the arrays it makes.
+    seed : int or None, default 0
+        Seeds its generator (initialisation, shuffles, dropout).
+
+    Returns
+    -------
+    Backend
+        The backend.
+    """
     if isinstance(name, Backend):
         return name
     if not isinstance(name, str):
@@ -70,7 +110,13 @@ def get_backend(name: str | Backend = "numpy", device=None, dtype="float32", see
 
 
 def available_backends() -> list[str]:
-    """Backends whose library imports here (CuPy also needs a working CUDA device)."""
+    """Backends whose library imports here (CuPy also needs a working CUDA device).
+
+    Returns
+    -------
+    list of str
+        Their names.
+    """
     found = []
     for name in CLASSES:
         try:

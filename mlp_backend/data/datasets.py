@@ -22,6 +22,27 @@ IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
 
 @dataclass
 class Dataset:
+    """A dataset's training and test arrays and what describes them; every loader returns one.
+
+    Parameters
+    ----------
+    name : str
+        The dataset's name (``"fashion-mnist"``, ...).
+    X_train : numpy.ndarray
+        (N, features) float32 training inputs.
+    y_train : numpy.ndarray
+        (N,) int64 labels (or float targets for regression).
+    X_test : numpy.ndarray
+        Test inputs.
+    y_test : numpy.ndarray
+        Test labels or targets.
+    class_names : tuple of str, default ()
+        A name per class.
+    source : str, default ""
+        Where the data came from (a folder, "scikit-learn", "synthetic").
+    task : str, default "multiclass"
+        ``"multiclass"`` or ``"regression"``.
+    """
     name: str
     X_train: np.ndarray
     y_train: np.ndarray
@@ -95,15 +116,54 @@ def load_idx_dataset(name: str, data_dir=None, class_names=()) -> Dataset:
 
 
 def load_fashion_mnist(data_dir=None) -> Dataset:
+    """Fashion-MNIST (60,000 training and 10,000 test 28x28 images of 10 clothing classes).
+
+    Parameters
+    ----------
+    data_dir : str or Path, optional
+        A folder with the four IDX files (``.gz`` or not); default: ``$MLP_DATA/<name>`` or
+        ``~/.cache/mlp-backend/<name>``, then the Debian package's folder.
+
+    Returns
+    -------
+    Dataset
+        Images flattened to float32 rows in [0, 1], int64 labels, the official train/test split.
+    """
     return load_idx_dataset("fashion-mnist", data_dir, FASHION_CLASSES)
 
 
 def load_mnist(data_dir=None) -> Dataset:
+    """MNIST (60,000 training and 10,000 test 28x28 handwritten digits).
+
+    Parameters
+    ----------
+    data_dir : str or Path, optional
+        A folder with the four IDX files (``.gz`` or not); default: ``$MLP_DATA/<name>`` or
+        ``~/.cache/mlp-backend/<name>``, then the Debian package's folder.
+
+    Returns
+    -------
+    Dataset
+        Images flattened to float32 rows in [0, 1], int64 labels, the official train/test split.
+    """
     return load_idx_dataset("mnist", data_dir)
 
 
 def load_digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
-    """scikit-learn's bundled 8x8 digits (1797 images), pixels scaled to [0, 1], stratified split."""
+    """scikit-learn's bundled 8x8 digits (1797 images), pixels scaled to [0, 1], stratified split.
+
+    Parameters
+    ----------
+    test_fraction : float, default 0.2
+        The fraction of each class held out as the test set.
+    seed : int, default 0
+        Seeds the split.
+
+    Returns
+    -------
+    Dataset
+        64 features per image, labels 0-9.
+    """
     from sklearn.datasets import load_digits as sk_digits
 
     bunch = sk_digits()
@@ -116,9 +176,27 @@ def make_synthetic(n_samples: int = 2000, n_features: int = 20, n_classes: int =
                    test_fraction: float = 0.2, kind: str = "blobs") -> Dataset:
     """Generated problems for quick runs, nothing downloaded.
 
-    ``blobs``: one Gaussian blob per class in ``n_features`` dimensions, overlapping a little;
-    ``separable``: classes split by random hyperplanes through the data (linearly separable);
-    ``regression``: a smooth non-linear function of the features plus noise (task 'regression').
+    Parameters
+    ----------
+    n_samples : int, default 2000
+        Samples in all (training and test).
+    n_features : int, default 20
+        Features per sample.
+    n_classes : int, default 4
+        Classes (ignored for ``"regression"``).
+    seed : int, default 0
+        Seeds the generator and the split.
+    test_fraction : float, default 0.2
+        The fraction held out as the test set.
+    kind : {"blobs", "separable", "regression"}, default "blobs"
+        ``blobs``: one Gaussian blob per class, overlapping a little; ``separable``: classes split by random
+        hyperplanes through the data (linearly separable); ``regression``: a smooth non-linear function of the
+        features plus noise (task ``"regression"``).
+
+    Returns
+    -------
+    Dataset
+        float32 inputs; int64 labels or float32 targets.
     """
     rng = np.random.default_rng(seed)
     if kind == "blobs":
@@ -146,10 +224,24 @@ def make_synthetic(n_samples: int = 2000, n_features: int = 20, n_classes: int =
 
 
 def stratified_split(y, size, seed: int = 0):
-    """Index arrays ``(keep, held_out)``, seeded and stratified by class, as scikit-learn's ``test_size``:
-    a float in (0, 1) holds out that fraction of each class (rounded per class); an int holds out exactly
-    that many samples (per class in proportion, largest remainders first), e.g. SVHN's 3,257 validation
-    images of 73,257."""
+    """Index arrays ``(keep, held_out)``, seeded and stratified by class, as scikit-learn's ``test_size``.
+
+    Parameters
+    ----------
+    y : array_like
+        (N,) class labels.
+    size : float or int
+        A float in (0, 1) holds out that fraction of each class (rounded per class); an int holds out exactly
+        that many samples (per class in proportion, largest remainders first), e.g. SVHN's 3,257 validation
+        images of 73,257.
+    seed : int, default 0
+        Seeds the choice.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(keep, held_out)``: row indices.
+    """
     y = np.asarray(y)
     counts = {c: int(np.sum(y == c)) for c in np.unique(y)}
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
@@ -195,6 +287,18 @@ def load_svhn(data_dir, use_extra: bool = False) -> Dataset:
 
     The coursework split (70,000 train / 3,257 validation / 26,032 test) is a seeded, stratified split of
     the training part: ``mlp train --dataset svhn --val-split 3257`` or ``stratified_split(y, 3257)``.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        The folder with the ``.mat`` files (see :func:`download_dataset`).
+    use_extra : bool, default False
+        Add the 531,131 images of the extra split to the training set.
+
+    Returns
+    -------
+    Dataset
+        32x32x3 images as 3,072 float32 features in [0, 1]; labels 0-9 (the files' 10 is digit 0).
     """
     from .formats import read_svhn_mat
 
@@ -208,7 +312,18 @@ def load_svhn(data_dir, use_extra: bool = False) -> Dataset:
 
 
 def load_cifar10(data_dir) -> Dataset:
-    """CIFAR-10 from its binary release (``data_batch_1.bin`` .. ``data_batch_5.bin``, ``test_batch.bin``)."""
+    """CIFAR-10 from its binary release (``data_batch_1.bin`` .. ``data_batch_5.bin``, ``test_batch.bin``).
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        The ``cifar-10-batches-bin`` folder.
+
+    Returns
+    -------
+    Dataset
+        32x32x3 images as 3,072 float32 features in [0, 1]; 10 named classes.
+    """
     from .formats import CIFAR10_CLASSES, read_cifar10_batch
 
     d = dataset_folder("cifar10", data_dir)
@@ -219,7 +334,15 @@ def load_cifar10(data_dir) -> Dataset:
 
 
 class MinMaxScaler:
-    """Linear map of each feature from its training range to ``[low, high]`` (default [-1, 1])."""
+    """Linear map of each feature from its training range to ``[low, high]`` (default [-1, 1]).
+
+    Parameters
+    ----------
+    low : float, default -1.0
+        Where each feature's training minimum goes.
+    high : float, default 1.0
+        Where each feature's training maximum goes.
+    """
 
     def __init__(self, low: float = -1.0, high: float = 1.0):
         if not low < high:
@@ -227,24 +350,79 @@ class MinMaxScaler:
         self.low, self.high = low, high
 
     def fit(self, X):
+        """Learn each feature's range from training data.
+
+        Parameters
+        ----------
+        X : array_like
+            (N, features) training inputs.
+
+        Returns
+        -------
+        MinMaxScaler
+            The scaler itself.
+        """
         X = np.asarray(X)
         self.min_, span = X.min(axis=0), X.max(axis=0) - X.min(axis=0)
         self.span_ = np.where(span > 0, span, 1.0)
         return self
 
     def transform(self, X):
+        """Map inputs with the fitted ranges.
+
+        Parameters
+        ----------
+        X : array_like
+            (N, features) inputs.
+
+        Returns
+        -------
+        numpy.ndarray
+            The mapped inputs, float32.
+        """
         unit = (np.asarray(X, dtype=np.float32) - self.min_) / self.span_
         return (self.low + (self.high - self.low) * unit).astype(np.float32)
 
     def fit_transform(self, X):
+        """:meth:`fit` then :meth:`transform` on the same data.
+
+        Parameters
+        ----------
+        X : array_like
+            (N, features) training inputs.
+
+        Returns
+        -------
+        numpy.ndarray
+            The mapped inputs.
+        """
         return self.fit(X).transform(X)
 
     def to_dict(self) -> dict:
+        """The fitted state as JSON values.
+
+        Returns
+        -------
+        dict
+            What :meth:`from_dict` reads.
+        """
         return {"min": np.asarray(self.min_).tolist(), "span": np.asarray(self.span_).tolist(), "low": self.low,
                 "high": self.high}
 
     @classmethod
     def from_dict(cls, d: dict) -> "MinMaxScaler":
+        """A fitted scaler from :meth:`to_dict`'s values.
+
+        Parameters
+        ----------
+        d : dict
+            The values :meth:`to_dict` returned.
+
+        Returns
+        -------
+        MinMaxScaler
+            The fitted scaler.
+        """
         s = cls(float(d.get("low", -1.0)), float(d.get("high", 1.0)))
         # float32, as fitted on the loaders' float32 data: the transform computes as it did in training
         s.min_, s.span_ = np.asarray(d["min"], dtype=np.float32), np.asarray(d["span"], dtype=np.float32)
@@ -252,7 +430,20 @@ class MinMaxScaler:
 
 
 def one_hot(y, num_classes: int | None = None) -> np.ndarray:
-    """float32 one-hot rows for integer labels."""
+    """float32 one-hot rows for integer labels.
+
+    Parameters
+    ----------
+    y : array_like
+        (N,) integer labels in [0, num_classes).
+    num_classes : int, optional
+        Columns (default: one more than the largest label).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, num_classes) float32.
+    """
     y = np.asarray(y)
     k = int(y.max()) + 1 if num_classes is None else num_classes
     if y.size and (y.min() < 0 or y.max() >= k):
@@ -261,13 +452,31 @@ def one_hot(y, num_classes: int | None = None) -> np.ndarray:
 
 
 class Standardizer:
-    """Standardisation fitted on training data: per feature (default; zero-variance features get
-    scale 1) or, with ``per_feature=False``, one mean and standard deviation over all values."""
+    """Standardisation fitted on training data: ``(X - mean) / std``.
+
+    Parameters
+    ----------
+    per_feature : bool, default True
+        A mean and standard deviation per feature (zero-variance features get scale 1); False: one mean and
+        standard deviation over all values (what ``mlp train`` uses for images).
+    """
 
     def __init__(self, per_feature: bool = True):
         self.per_feature = per_feature
 
     def fit(self, X):
+        """Learn the mean and standard deviation from training data.
+
+        Parameters
+        ----------
+        X : array_like
+            (N, features) training inputs.
+
+        Returns
+        -------
+        Standardizer
+            The scaler itself.
+        """
         X = np.asarray(X)
         axis = 0 if self.per_feature else None
         # float64 accumulators without a float64 copy of the data
@@ -277,18 +486,61 @@ class Standardizer:
         return self
 
     def transform(self, X):
+        """Standardise inputs with the fitted statistics.
+
+        Parameters
+        ----------
+        X : array_like
+            (N, features) inputs.
+
+        Returns
+        -------
+        numpy.ndarray
+            The standardised inputs, float32.
+        """
         X = np.asarray(X, dtype=np.float32)
         return (X - self.mean_.astype(np.float32)) / self.scale_.astype(np.float32)
 
     def fit_transform(self, X):
+        """:meth:`fit` then :meth:`transform` on the same data.
+
+        Parameters
+        ----------
+        X : array_like
+            (N, features) training inputs.
+
+        Returns
+        -------
+        numpy.ndarray
+            The standardised inputs.
+        """
         return self.fit(X).transform(X)
 
     def to_dict(self) -> dict:
+        """The fitted state as JSON values.
+
+        Returns
+        -------
+        dict
+            What :meth:`from_dict` reads.
+        """
         return {"per_feature": self.per_feature, "mean": np.asarray(self.mean_).tolist(),
                 "scale": np.asarray(self.scale_).tolist()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Standardizer":
+        """A fitted scaler from :meth:`to_dict`'s values.
+
+        Parameters
+        ----------
+        d : dict
+            The values :meth:`to_dict` returned.
+
+        Returns
+        -------
+        Standardizer
+            The fitted scaler.
+        """
         s = cls(bool(d["per_feature"]))
         s.mean_, s.scale_ = np.asarray(d["mean"], dtype=np.float64), np.asarray(d["scale"], dtype=np.float64)
         return s
@@ -316,7 +568,21 @@ _NEEDS_DIR = ("fashion-mnist", "mnist", "svhn", "cifar10")
 
 
 def load_dataset(name: str, data_dir=None) -> Dataset:
-    """A dataset by name: fashion-mnist, mnist, svhn, cifar10 (files), digits, synthetic (no files)."""
+    """A dataset by name.
+
+    Parameters
+    ----------
+    name : str
+        ``"fashion-mnist"``, ``"mnist"``, ``"svhn"``, ``"cifar10"`` (read from files), ``"digits"`` or
+        ``"synthetic"`` (no files).
+    data_dir : str or Path, optional
+        The folder of a file-based dataset (see :func:`load_fashion_mnist`); ignored by the others.
+
+    Returns
+    -------
+    Dataset
+        The dataset, with its official split.
+    """
     if name not in LOADERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(LOADERS)}")
     return LOADERS[name](data_dir) if name in _NEEDS_DIR else LOADERS[name]()

@@ -95,12 +95,33 @@ def fetch(url: str, dest, sha256: str, max_bytes: int = MAX_DOWNLOAD_BYTES, time
 
 def download_dataset(name: str, root, base_url: str | None = None, checksums: dict | None = None,
                      use_extra: bool = False) -> Path:
-    """Fetch ``mnist``, ``fashion-mnist``, ``svhn`` or ``cifar10`` under ``root``; returns the folder that
-    :func:`mlp_backend.data.load_dataset` reads (``root/<name>``; ``root/cifar-10-batches-bin`` for CIFAR-10).
+    """Fetch ``mnist``, ``fashion-mnist``, ``svhn`` or ``cifar10`` under ``root``, SHA-256 and size checked.
 
-    ``base_url`` (or the ``MLP_MIRROR`` environment variable) replaces the canonical host; the SHA-256
-    checks stay, so a mirror must serve the canonical files. ``use_extra`` adds SVHN's 1.3 GB extra split.
     Files already present with the right checksum are not fetched again.
+
+    Parameters
+    ----------
+    name : str
+        ``"mnist"``, ``"fashion-mnist"``, ``"svhn"`` or ``"cifar10"``.
+    root : str or Path
+        The folder to download under.
+    base_url : str, optional
+        Replaces the canonical host (also the ``MLP_MIRROR`` environment variable); the SHA-256 checks stay,
+        so a mirror must serve the canonical files.
+    checksums : dict, optional
+        ``{file name: sha256}`` replacing the known ones (for tests and private mirrors).
+    use_extra : bool, default False
+        Also fetch SVHN's 1.3 GB extra split.
+
+    Returns
+    -------
+    Path
+        The folder :func:`load_dataset` reads: ``root/<name>`` (``root/cifar-10-batches-bin`` for CIFAR-10).
+
+    Raises
+    ------
+    DownloadError
+        On a network error, a wrong size or checksum, or an unsafe archive.
     """
     if name not in MIRRORS:
         raise ValueError(f"no download for {name!r}; downloadable: {', '.join(MIRRORS)}")

@@ -18,7 +18,27 @@ class IDXError(ValueError):
 
 
 def read_idx(path, max_bytes: int = MAX_BYTES) -> np.ndarray:
-    """The array stored in an IDX file (``.gz`` is decompressed), in native byte order."""
+    """The array stored in an IDX file (``.gz`` is decompressed), in native byte order.
+
+    Sizes are validated against the header before anything is allocated.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    max_bytes : int, default 2 GiB
+        Refuse files whose header declares more data than this.
+
+    Returns
+    -------
+    numpy.ndarray
+        The array, in the header's shape and type.
+
+    Raises
+    ------
+    IDXError
+        On a malformed or truncated file, naming the file and the defect.
+    """
     path = os.fspath(path)
     opener = gzip.open if path.endswith(".gz") else open
     try:
@@ -51,7 +71,15 @@ def read_idx(path, max_bytes: int = MAX_BYTES) -> np.ndarray:
 
 
 def write_idx(path, array: np.ndarray):
-    """Write an array as IDX (gzip-compressed when the name ends in .gz); used by tests and tools."""
+    """Write an array as IDX (gzip-compressed when the name ends in .gz).
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to write.
+    array : numpy.ndarray
+        uint8, int8, int16, int32, float32 or float64 data of any shape.
+    """
     array = np.asarray(array)
     codes = {np.dtype(v).newbyteorder("="): k for k, v in _TYPES.items()}
     code = codes.get(array.dtype.newbyteorder("="))

@@ -17,8 +17,20 @@ __all__ = ["to_onnx", "onnx_model", "to_torch", "from_torch"]
 
 
 def from_torch(module, **kwargs):
-    """A :class:`~mlp_backend.Sequential` with the weights of a torch ``nn.Sequential``
-    (see :meth:`Sequential.from_torch <mlp_backend.layers.Sequential.from_torch>`)."""
+    """A :class:`~mlp_backend.Sequential` with the weights of a torch ``nn.Sequential``.
+
+    Parameters
+    ----------
+    module : torch.nn.Sequential
+        Linear, activation, BatchNorm1d, LayerNorm, Dropout and Softmax modules.
+    **kwargs
+        Passed to :class:`~mlp_backend.Sequential` (backend, device, seed, kernels).
+
+    Returns
+    -------
+    Sequential
+        See :meth:`Sequential.from_torch <mlp_backend.Sequential.from_torch>`.
+    """
     from ..layers import Sequential
 
     return Sequential.from_torch(module, **kwargs)

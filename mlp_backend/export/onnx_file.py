@@ -17,7 +17,27 @@ def _onnx():
 
 
 def onnx_model(model, *, scaler=None, opset: int | None = None, probabilities: bool = True):
-    """The ONNX ``ModelProto`` of :func:`to_onnx`, checked with ``onnx.checker``, not written anywhere."""
+    """The ONNX ``ModelProto`` of :func:`to_onnx`, checked with ``onnx.checker``, not written anywhere.
+
+    Parameters
+    ----------
+    model : Sequential
+        The model to export.
+    scaler : Standardizer, MinMaxScaler, sklearn scaler or dict, optional
+        Input scaling placed as the graph's first nodes: the run's fitted ``Standardizer``/``MinMaxScaler``, a
+        scikit-learn ``StandardScaler``/``MinMaxScaler``, or the ``scaling`` a run's checkpoint records. With
+        it the input is float32 raw data.
+    opset : int, optional
+        The ONNX opset (default 20; GELU is its ``Gelu`` operator from 20, else its formula).
+    probabilities : bool, default True
+        Output class probabilities (softmax or sigmoid, as the model's loss implies: what ``predict_proba``
+        returns); False outputs the last layer's values.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The checked graph.
+    """
     onnx = _onnx()
     from onnx import helper
 
@@ -56,16 +76,32 @@ def _max_ir_version(opset: int) -> int:
 
 
 def to_onnx(model, path, *, scaler=None, opset: int | None = None, probabilities: bool = True) -> Path:
-    """Write ``model`` as an ONNX graph at ``path``; returns the path.
+    """Write ``model`` as an ONNX graph at ``path``.
 
-    Input ``input``: (N, features) in the model's dtype, or float32 where ``scaler`` is given (its nodes come
-    first: pass the run's fitted ``Standardizer``/``MinMaxScaler``, a scikit-learn ``StandardScaler`` /
-    ``MinMaxScaler``, or the ``scaling`` a run's checkpoint records). Output ``output``: class probabilities
-    (softmax or sigmoid, as the model's loss implies: what ``predict_proba`` returns) or, with
-    ``probabilities=False``, the last layer's output. Dense is Gemm, each activation its ONNX operator (GELU
-    as ``Gelu(approximate="tanh")`` from opset 20, else its formula), BatchNorm1d and LayerNorm their
-    inference forms; Dropout is left out. ``opset`` defaults to 20. A layer without an ONNX form is refused
-    by name.
+    Input ``input``: (N, features) in the model's dtype (float32 where ``scaler`` is given); output ``output``.
+    Dense is Gemm, each activation its ONNX operator, BatchNorm1d and LayerNorm their inference forms; Dropout
+    is left out. A layer without an ONNX form is refused by name.
+
+    Parameters
+    ----------
+    model : Sequential
+        The model to export.
+    path : str or Path
+        The ``.onnx`` file to write.
+    scaler : Standardizer, MinMaxScaler, sklearn scaler or dict, optional
+        Input scaling placed as the graph's first nodes: the run's fitted ``Standardizer``/``MinMaxScaler``, a
+        scikit-learn ``StandardScaler``/``MinMaxScaler``, or the ``scaling`` a run's checkpoint records. With
+        it the input is float32 raw data.
+    opset : int, optional
+        The ONNX opset (default 20; GELU is its ``Gelu`` operator from 20, else its formula).
+    probabilities : bool, default True
+        Output class probabilities (softmax or sigmoid, as the model's loss implies: what ``predict_proba``
+        returns); False outputs the last layer's values.
+
+    Returns
+    -------
+    Path
+        The file written.
     """
     proto = onnx_model(model, scaler=scaler, opset=opset, probabilities=probabilities)
     path = Path(path)

@@ -32,7 +32,18 @@ def _activation_module(nn, name: str, alpha: float):
 
 
 def to_torch(model):
-    """``model`` as a ``torch.nn.Sequential`` on the CPU, in ``model``'s dtype, in eval mode."""
+    """``model`` as a ``torch.nn.Sequential`` on the CPU, in ``model``'s dtype, in eval mode.
+
+    Parameters
+    ----------
+    model : Sequential
+        The model to convert.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        Linear, activation, BatchNorm1d, LayerNorm, Dropout and Softmax modules with the same weights.
+    """
     torch = _torch()
     nn = torch.nn
     dtype = getattr(torch, model.be.dtype)

@@ -14,8 +14,19 @@ check_activation = table.check
 
 
 class Activation(Layer):
-    """Elementwise activation by name; its gradient is computed from the array the table says it saves
-    (its output for most, its input for GELU)."""
+    """Elementwise activation by name, from the activation table.
+
+    Its gradient is computed from the array the table says it saves (its output for most, its input for GELU).
+    ``mlp_backend.ReLU()``, ``mlp_backend.Tanh()``, ... are this layer with the name fixed.
+
+    Parameters
+    ----------
+    activation : str
+        ``"relu"``, ``"leaky_relu"``, ``"elu"``, ``"selu"``, ``"gelu"`` (tanh approximation), ``"sigmoid"``,
+        ``"tanh"`` or ``"identity"``.
+    alpha : float, optional
+        The activation's parameter (leaky_relu's slope, default 0.01; elu's alpha, default 1.0).
+    """
 
     def __init__(self, activation: str, alpha: float | None = None):
         super().__init__()

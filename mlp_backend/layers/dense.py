@@ -10,9 +10,26 @@ from .base import Layer
 
 
 class Dense(Layer):
-    """Dense layer; N-d input is flattened to (N, in_features), ``dx`` comes back in the input's shape.
+    """Fully connected layer ``y = f(x W + b)`` with the activation ``f`` fused into its kernels.
 
-    ``W`` is (in_features, out_features). ``activation`` is fused into the layer (None = identity).
+    N-d input is flattened to (N, in_features); the input gradient comes back in the input's shape.
+
+    Parameters
+    ----------
+    in_features : int
+        Input size.
+    out_features : int
+        Output size. ``W`` is (in_features, out_features), ``b`` (out_features,).
+    activation : str, optional
+        Any activation of the table (``"relu"``, ``"tanh"``, ...); None: identity.
+    alpha : float, optional
+        The activation's parameter (leaky_relu's slope, elu's alpha); default: the table's.
+    init : str or callable, default "auto"
+        Weight initialiser, as :func:`build_mlp`'s ``init``.
+    bias_init : str or callable, default "zeros"
+        Bias initialiser.
+    use_bias : bool, default True
+        Whether the layer has a bias.
     """
 
     kind = "dense"

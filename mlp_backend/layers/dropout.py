@@ -5,6 +5,16 @@ from .base import Layer
 
 
 class Dropout(Layer):
+    """Inverted dropout: in training, zero each input with probability ``rate`` and scale the rest by
+    ``1 / (1 - rate)``; in evaluation, the identity.
+
+    Masks come from the model's seeded generator: the same masks on NumPy, torch and array-api-strict.
+
+    Parameters
+    ----------
+    rate : float, default 0.5
+        The probability of dropping an input, in [0, 1).
+    """
     kind = "dropout"
 
     def __init__(self, rate: float = 0.5):

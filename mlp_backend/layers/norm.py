@@ -47,7 +47,17 @@ class _Norm(Layer):
 
 
 class BatchNorm1d(_Norm):
-    """Batch normalisation (as torch.nn.BatchNorm1d): batch statistics in training, running ones in eval."""
+    """Batch normalisation (as torch.nn.BatchNorm1d): batch statistics in training, running ones in eval.
+
+    Parameters
+    ----------
+    num_features : int
+        Features per sample (the previous layer's output size).
+    eps : float, default 1e-5
+        Added to the variance.
+    momentum : float, default 0.1
+        Weight of each batch in the running statistics.
+    """
 
     kind = "batchnorm"
 
@@ -80,7 +90,15 @@ class BatchNorm1d(_Norm):
 
 
 class LayerNorm(_Norm):
-    """Layer normalisation over the features of each sample (as torch.nn.LayerNorm)."""
+    """Layer normalisation over the features of each sample (as torch.nn.LayerNorm).
+
+    Parameters
+    ----------
+    num_features : int
+        Features per sample.
+    eps : float, default 1e-5
+        Added to the variance.
+    """
 
     kind = "layernorm"
 

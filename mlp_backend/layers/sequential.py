@@ -23,11 +23,23 @@ LAYERS = {cls.__name__: cls for cls in (Dense, Activation, *ACTIVATION_LAYERS.va
 
 
 class Sequential:
-    """Layers applied in order, trained with :meth:`fit` (see :mod:`mlp_backend.train`).
+    """Layers applied in order, with their parameters in one flat buffer; trained with :meth:`fit`.
 
-    ``backend``: 'numpy', 'array_api_strict', 'torch' or 'cupy' (or a Backend); ``dtype``: 'float32'
-    (default) or 'float64'; ``seed`` seeds initialisation, shuffling and dropout; ``kernels``:
-    'auto', 'numba' or 'reference' (default: the ``MLP_KERNELS`` environment variable, else 'auto').
+    Parameters
+    ----------
+    layers : sequence of Layer
+        The layers, applied in order (``Dense``, activations, ``Dropout``, ``BatchNorm1d``, ``LayerNorm``,
+        ``Softmax``).
+    backend : str or Backend, default "numpy"
+        ``"numpy"``, ``"array_api_strict"``, ``"torch"`` or ``"cupy"`` (or a Backend instance).
+    device : str or int, optional
+        The backend's device (``"cuda:0"`` for torch, a GPU number for CuPy); default: the backend's default.
+    dtype : {"float32", "float64"}, default "float32"
+        Parameter and computation dtype.
+    seed : int, default 0
+        Seeds initialisation, shuffling and dropout (the same draws on every backend).
+    kernels : {"auto", "numba", "reference"}, optional
+        Fused or reference kernels (default: the ``MLP_KERNELS`` environment variable, else "auto").
     """
 
     def __init__(self, layers, *, backend="numpy", device=None, dtype="float32", seed=0, kernels=None):
@@ -54,7 +66,18 @@ class Sequential:
 
     @staticmethod
     def layer_names(layers) -> list[str]:
-        """The names parameters are stored under: ``dense0``, ``dropout1``, ..."""
+        """The names parameters are stored under: ``dense0``, ``dropout1``, ...
+
+        Parameters
+        ----------
+        layers : sequence of Layer
+            The layers, in order.
+
+        Returns
+        -------
+        list of str
+            One name per layer: its kind and position.
+        """
         return [f"{layer.kind}{i}" for i, layer in enumerate(layers)]
 
     # -- flat buffers -------------------------------------------------------------------------
@@ -93,13 +116,33 @@ class Sequential:
         return {f"{n}.{b}": v for n, l in zip(self.names, self.layers) for b, v in l.buffers.items()}
 
     def get_parameter(self, name: str):
+        """A parameter by name: a view into the flat buffer, in the model's backend.
+
+        Parameters
+        ----------
+        name : str
+            ``"<layer>.<parameter>"``, e.g. ``"dense0.W"`` (see :meth:`parameters`).
+
+        Returns
+        -------
+        array
+            The parameter (``W`` is (in_features, out_features)); writing into it changes the model.
+        """
         params = self.parameters()
         if name not in params:
             raise KeyError(f"no parameter {name!r}; the model has {', '.join(params)}")
         return params[name]
 
     def set_parameter(self, name: str, value):
-        """Assign ``value`` (any array or nested list of the right shape) into parameter ``name``."""
+        """Assign ``value`` into parameter ``name``.
+
+        Parameters
+        ----------
+        name : str
+            ``"<layer>.<parameter>"``, e.g. ``"dense0.b"``.
+        value : array_like
+            Any array or nested list of the parameter's shape.
+        """
         target = self.get_parameter(name)
         value = self.be.asarray(to_numpy(value))
         if tuple(value.shape) != tuple(target.shape):
@@ -107,7 +150,15 @@ class Sequential:
         target[...] = value
 
     def load_parameters(self, values: dict, strict: bool = True):
-        """Assign parameters (and buffers) by name; ``strict`` requires exactly the model's names."""
+        """Assign parameters (and buffers, such as BatchNorm statistics) by name.
+
+        Parameters
+        ----------
+        values : dict
+            ``{name: array}``, as :meth:`state_dict` returns.
+        strict : bool, default True
+            Require exactly the model's names; False assigns those given.
+        """
         params, bufs = self.parameters(), self.buffers()
         known = set(params) | set(bufs)
         unknown = set(values) - known
@@ -126,7 +177,22 @@ class Sequential:
 
     # -- backends -----------------------------------------------------------------------------
     def to(self, backend=None, device=None, dtype=None):
-        """Move the model (and its optimizer state) to another backend, device or dtype, in place."""
+        """Move the model (and its optimizer state) to another backend, device or dtype, in place.
+
+        Parameters
+        ----------
+        backend : str or Backend, optional
+            The new backend (default: the current one).
+        device : str or int, optional
+            The new device.
+        dtype : {"float32", "float64"}, optional
+            The new dtype.
+
+        Returns
+        -------
+        Sequential
+            The model itself.
+        """
         old = self.be
         name = backend if backend is not None else old.name
         new = get_backend(name, device=device if device is not None or backend is not None else old.device,
@@ -140,7 +206,13 @@ class Sequential:
         return self
 
     def set_kernels(self, mode: str | None):
-        """Switch between fused ('auto'/'numba') and reference ('reference') kernels."""
+        """Switch between fused and reference kernels.
+
+        Parameters
+        ----------
+        mode : {"auto", "numba", "reference"} or None
+            The kernels to use; None: the ``MLP_KERNELS`` environment variable, else "auto".
+        """
         self.kernel_mode = mode
         self.ops = kernels.kernel_set(self.be.name, mode)
         for layer in self.layers:
@@ -149,6 +221,20 @@ class Sequential:
 
     # -- computation --------------------------------------------------------------------------
     def forward(self, x, training: bool = False):
+        """The model's output (logits for classifiers) for a batch.
+
+        Parameters
+        ----------
+        x : array
+            Inputs, (N, features), in the model's backend.
+        training : bool, default False
+            Training mode: Dropout drops and BatchNorm uses batch statistics; the layers keep what backward needs.
+
+        Returns
+        -------
+        array
+            (N, outputs) in the model's backend.
+        """
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
@@ -156,44 +242,145 @@ class Sequential:
     __call__ = forward
 
     def backward(self, dy):
-        """Back-propagate ``dy`` (gradient of the loss w.r.t. the output); fills the gradient views."""
+        """Back-propagate ``dy``; fills the gradient views (see :meth:`gradients`).
+
+        Parameters
+        ----------
+        dy : array
+            The gradient of the loss with respect to the output of the last :meth:`forward` (training mode).
+
+        Returns
+        -------
+        None
+            The input gradient is not computed (see :meth:`backward_to_input`).
+        """
         last = len(self.layers) - 1
         for i in range(last, -1, -1):
             dy = self.layers[i].backward(dy, need_input_grad=i > 0)
         return dy
 
     def backward_to_input(self, dy):
-        """Like :meth:`backward`, also returning the gradient with respect to the model's input."""
+        """Like :meth:`backward`, also returning the gradient with respect to the model's input.
+
+        Parameters
+        ----------
+        dy : array
+            The gradient of the loss with respect to the output of the last :meth:`forward`.
+
+        Returns
+        -------
+        array
+            The gradient with respect to the input, (N, features).
+        """
         for layer in reversed(self.layers):
             dy = layer.backward(dy, need_input_grad=True)
         return dy
 
     # -- training (conveniences for mlp_backend.train, which never imports the model classes) ------
     def fit(self, X, y, **kwargs):
+        """Train the model; see :func:`mlp_backend.fit` for every option.
+
+        Parameters
+        ----------
+        X : array_like
+            Inputs, (N, features).
+        y : array_like
+            Targets: class labels, one-hot rows or regression targets.
+        **kwargs
+            The keyword arguments of :func:`mlp_backend.fit` (``optimizer``, ``epochs``, ``batch_size``, ...).
+
+        Returns
+        -------
+        History
+            What training measured.
+        """
         return train.fit(self, X, y, **kwargs)
 
     def predict(self, X, batch_size: int = 1024):
+        """Class labels (classification) or outputs (regression); see :func:`mlp_backend.predict`.
+
+        Parameters
+        ----------
+        X : array_like
+            Inputs, (N, features).
+        batch_size : int, default 1024
+            Rows per forward pass.
+
+        Returns
+        -------
+        array
+            NumPy for host input, else ``X``'s library.
+        """
         return train.predict(self, X, batch_size=batch_size)
 
     def predict_proba(self, X, batch_size: int = 1024):
+        """Class probabilities; see :func:`mlp_backend.predict_proba`.
+
+        Parameters
+        ----------
+        X : array_like
+            Inputs, (N, features).
+        batch_size : int, default 1024
+            Rows per forward pass.
+
+        Returns
+        -------
+        array
+            (N, classes), NumPy for host input, else ``X``'s library.
+        """
         return train.predict_proba(self, X, batch_size=batch_size)
 
     def evaluate(self, X, y, batch_size: int = 1024):
+        """Mean loss and accuracy (or regression scores); see :func:`mlp_backend.evaluate`.
+
+        Parameters
+        ----------
+        X : array_like
+            Inputs, (N, features).
+        y : array_like
+            Targets.
+        batch_size : int, default 1024
+            Rows per forward pass.
+
+        Returns
+        -------
+        dict
+            ``loss`` and ``accuracy`` (or ``mse``, ``mae``, ``r2``).
+        """
         return train.evaluate(self, X, y, batch_size=batch_size)
 
     # -- elsewhere (mlp_backend.export) --------------------------------------------------------------
     def to_torch(self):
-        """This model as a ``torch.nn.Sequential`` with the same weights, in eval mode."""
+        """This model as a ``torch.nn.Sequential`` with the same weights, in eval mode.
+
+        Returns
+        -------
+        torch.nn.Sequential
+            On the CPU, in the model's dtype.
+        """
         from ..export.torch_module import to_torch
 
         return to_torch(self)
 
     @classmethod
     def from_torch(cls, module, **kwargs) -> "Sequential":
-        """A model with the weights (and BatchNorm statistics) of a torch ``nn.Sequential`` of Linear,
-        activation, BatchNorm1d, LayerNorm, Dropout and Softmax modules; an activation right after a Linear
-        is fused into its Dense. ``kwargs`` go to Sequential (backend, device, seed, kernels; the dtype
-        defaults to the module's)."""
+        """A model with the weights (and BatchNorm statistics) of a torch ``nn.Sequential``.
+
+        The module may hold Linear, activation, BatchNorm1d, LayerNorm, Dropout and Softmax modules; an
+        activation right after a Linear is fused into its Dense.
+
+        Parameters
+        ----------
+        module : torch.nn.Sequential
+            The module to copy.
+        **kwargs
+            Passed to :class:`Sequential` (backend, device, seed, kernels; the dtype defaults to the module's).
+
+        Returns
+        -------
+        Sequential
+            The same network with the same weights.
+        """
         from ..export.torch_module import config_from_torch
 
         config, values = config_from_torch(module)
@@ -202,7 +389,20 @@ class Sequential:
         return model
 
     def to_onnx(self, path, **kwargs):
-        """Write this model as ONNX (see :func:`mlp_backend.export.to_onnx`)."""
+        """Write this model as ONNX (see :func:`mlp_backend.export.to_onnx`).
+
+        Parameters
+        ----------
+        path : str or Path
+            Where to write the ``.onnx`` file.
+        **kwargs
+            ``scaler``, ``opset``, ``probabilities``: as :func:`~mlp_backend.export.to_onnx`'s.
+
+        Returns
+        -------
+        Path
+            The file written.
+        """
         from ..export.onnx_file import to_onnx
 
         return to_onnx(self, path, **kwargs)
@@ -216,11 +416,32 @@ class Sequential:
 
     # -- description --------------------------------------------------------------------------
     def config(self) -> dict:
+        """The model's architecture and dtype, as JSON values (what checkpoints store).
+
+        Returns
+        -------
+        dict
+            ``{"layers": [...], "dtype": ...}``; :meth:`from_config` rebuilds the model from it.
+        """
         return {"layers": [{"type": type(l).__name__, **l.config()} for l in self.layers],
                 "dtype": self.be.dtype}
 
     @classmethod
     def from_config(cls, config: dict, **kwargs) -> "Sequential":
+        """A new model (freshly initialised) from :meth:`config`'s description.
+
+        Parameters
+        ----------
+        config : dict
+            ``{"layers": [{"type": "Dense", ...}, ...], "dtype": ...}``.
+        **kwargs
+            Passed to :class:`Sequential` (backend, device, seed, kernels, dtype).
+
+        Returns
+        -------
+        Sequential
+            The model, its parameters drawn anew.
+        """
         layers = []
         for spec in config["layers"]:
             spec = dict(spec)
@@ -232,6 +453,13 @@ class Sequential:
         return cls(layers, **kwargs)
 
     def summary(self) -> str:
+        """A table of the layers, their output shapes and parameter counts.
+
+        Returns
+        -------
+        str
+            The table, with the backend, dtype and kernels in its last line.
+        """
         rows = [("Layer", "Type", "Output", "Params")]
         features = self.in_features
         for name, layer in zip(self.names, self.layers):
@@ -268,11 +496,40 @@ def _restore(config, backend, device, seed, rng_state, kernel_mode, state, loss,
 
 def build_mlp(sizes, activation="relu", *, alpha=None, output_activation=None, dropout=0.0, batch_norm=False,
               init="auto", bias_init="zeros", **kwargs) -> Sequential:
-    """The common case: ``build_mlp([784, 500, 250, 100, 10], 'relu')``.
+    """The common case: ``build_mlp([784, 500, 250, 100, 10], "relu")``.
 
-    Hidden layers are Dense with the activation fused in, optionally followed by BatchNorm1d and
-    Dropout; the last layer outputs logits (or ``output_activation``). Other keyword arguments go to
-    :class:`Sequential` (backend, dtype, seed, kernels).
+    Hidden layers are Dense with the activation fused in, optionally followed by BatchNorm1d and Dropout; the
+    last layer outputs logits (or ``output_activation``).
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Input size, hidden sizes, output size.
+    activation : str, default "relu"
+        The hidden layers' activation, any of the activation table (``"relu"``, ``"leaky_relu"``, ``"elu"``,
+        ``"selu"``, ``"gelu"``, ``"sigmoid"``, ``"tanh"``, ``"identity"``).
+    alpha : float, optional
+        The activation's parameter (leaky_relu's slope, elu's alpha); default: the table's.
+    output_activation : str, optional
+        An activation for the last layer (default: none, logits).
+    dropout : float, default 0.0
+        Dropout rate after each hidden layer (0: no Dropout layers).
+    batch_norm : bool, default False
+        BatchNorm1d after each hidden layer.
+    init : str or callable, default "auto"
+        The weight initialiser: ``"auto"`` (the activation table's choice: He for ReLU-like, LeCun for SELU,
+        else Glorot), ``"glorot_uniform"``, ``"glorot_normal"``, ``"he_uniform"``, ``"he_normal"``,
+        ``"lecun_normal"``, ``"uniform:SCALE"``, ``"normal:STD"``, ``"zeros"`` or a function
+        ``init(backend, shape, fan_in, fan_out)``.
+    bias_init : str or callable, default "zeros"
+        The bias initialiser, as ``init``.
+    **kwargs
+        Passed to :class:`Sequential`: ``backend``, ``device``, ``dtype``, ``seed``, ``kernels``.
+
+    Returns
+    -------
+    Sequential
+        The model, initialised.
     """
     sizes = list(sizes)
     if len(sizes) < 2:

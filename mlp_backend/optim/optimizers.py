@@ -183,7 +183,21 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """SGD, optionally with momentum (``v = m v - lr g; p += v``) or Nesterov momentum."""
+    """Stochastic gradient descent, optionally with momentum (``v = m v - lr g; p += v``) or Nesterov momentum.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+        Learning rate.
+    momentum : float, default 0.0
+        Momentum factor (0: plain SGD).
+    nesterov : bool, default False
+        Nesterov's look-ahead form of momentum.
+    **kwargs
+        Options every optimizer takes: ``weight_decay`` (float, default 0: L2 added to the gradient; decoupled
+        for AdamW and Lion), ``clip_norm`` (clip the gradient's global norm), ``clip_value`` (clip each gradient
+        entry), ``schedule`` (a :class:`StepDecay`, :class:`ExponentialDecay` or :class:`CosineDecay`).
+    """
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, **kwargs):
         super().__init__(lr, **kwargs)
@@ -203,17 +217,58 @@ class SGD(Optimizer):
 
 
 class Momentum(SGD):
+    """SGD with momentum 0.9 by default (``v = m v - lr g; p += v``).
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+        Learning rate.
+    momentum : float, default 0.9
+        Momentum factor.
+    **kwargs
+        Options every optimizer takes: ``weight_decay`` (float, default 0: L2 added to the gradient; decoupled
+        for AdamW and Lion), ``clip_norm`` (clip the gradient's global norm), ``clip_value`` (clip each gradient
+        entry), ``schedule`` (a :class:`StepDecay`, :class:`ExponentialDecay` or :class:`CosineDecay`).
+    """
     def __init__(self, lr: float = 0.01, momentum: float = 0.9, **kwargs):
         super().__init__(lr, momentum=momentum, **kwargs)
 
 
 class Nesterov(SGD):
+    """SGD with Nesterov momentum.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+        Learning rate.
+    momentum : float, default 0.9
+        Momentum factor.
+    **kwargs
+        Options every optimizer takes: ``weight_decay`` (float, default 0: L2 added to the gradient; decoupled
+        for AdamW and Lion), ``clip_norm`` (clip the gradient's global norm), ``clip_value`` (clip each gradient
+        entry), ``schedule`` (a :class:`StepDecay`, :class:`ExponentialDecay` or :class:`CosineDecay`).
+    """
     def __init__(self, lr: float = 0.01, momentum: float = 0.9, **kwargs):
         kwargs["nesterov"] = True
         super().__init__(lr, momentum=momentum, **kwargs)
 
 
 class RMSProp(Optimizer):
+    """RMSProp: ``s = rho s + (1 - rho) g^2; p -= lr g / (sqrt(s) + eps)``.
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+        Learning rate.
+    rho : float, default 0.9
+        Decay of the running mean of squared gradients.
+    eps : float, default 1e-8
+        Added to the denominator.
+    **kwargs
+        Options every optimizer takes: ``weight_decay`` (float, default 0: L2 added to the gradient; decoupled
+        for AdamW and Lion), ``clip_norm`` (clip the gradient's global norm), ``clip_value`` (clip each gradient
+        entry), ``schedule`` (a :class:`StepDecay`, :class:`ExponentialDecay` or :class:`CosineDecay`).
+    """
     rule = "rmsprop"
 
     def __init__(self, lr: float = 1e-3, rho: float = 0.9, eps: float = 1e-8, **kwargs):
@@ -232,8 +287,25 @@ class RMSProp(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """Adagrad as ``torch.optim.Adagrad``: ``s += g^2; p -= lr_t g / (sqrt(s) + eps)`` with
-    ``lr_t = lr / (1 + (t - 1) lr_decay)`` at update ``t``, the sums starting at ``initial_accumulator_value``."""
+    """Adagrad as ``torch.optim.Adagrad``: ``s += g^2; p -= lr_t g / (sqrt(s) + eps)``.
+
+    ``lr_t = lr / (1 + (t - 1) lr_decay)`` at update ``t``.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+        Learning rate.
+    lr_decay : float, default 0.0
+        Learning-rate decay per update.
+    eps : float, default 1e-10
+        Added to the denominator.
+    initial_accumulator_value : float, default 0.0
+        Where the sums of squared gradients start.
+    **kwargs
+        Options every optimizer takes: ``weight_decay`` (float, default 0: L2 added to the gradient; decoupled
+        for AdamW and Lion), ``clip_norm`` (clip the gradient's global norm), ``clip_value`` (clip each gradient
+        entry), ``schedule`` (a :class:`StepDecay`, :class:`ExponentialDecay` or :class:`CosineDecay`).
+    """
 
     rule = "adagrad"
 
@@ -257,7 +329,25 @@ class Adagrad(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam with bias correction; ``decoupled=True`` (AdamW) decays weights outside the gradient."""
+    """Adam with bias correction; ``decoupled=True`` (AdamW) decays weights outside the gradient.
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+        Learning rate.
+    beta1 : float, default 0.9
+        Decay of the first-moment estimate.
+    beta2 : float, default 0.999
+        Decay of the second-moment estimate.
+    eps : float, default 1e-8
+        Added to the denominator.
+    decoupled : bool, default False
+        Apply ``weight_decay`` to the parameters directly (AdamW) instead of adding it to the gradient.
+    **kwargs
+        Options every optimizer takes: ``weight_decay`` (float, default 0: L2 added to the gradient; decoupled
+        for AdamW and Lion), ``clip_norm`` (clip the gradient's global norm), ``clip_value`` (clip each gradient
+        entry), ``schedule`` (a :class:`StepDecay`, :class:`ExponentialDecay` or :class:`CosineDecay`).
+    """
 
     rule = "adam"
 
@@ -286,14 +376,41 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov and Hutter), as ``torch.optim.AdamW``.
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+        Learning rate.
+    weight_decay : float, default 0.01
+        Decoupled weight decay: ``p -= lr * weight_decay * p`` each update.
+    **kwargs
+        ``beta1``, ``beta2``, ``eps`` as :class:`Adam`'s; ``clip_norm``, ``clip_value``, ``schedule``.
+    """
     def __init__(self, lr: float = 1e-3, weight_decay: float = 0.01, **kwargs):
         kwargs["decoupled"] = True
         super().__init__(lr, weight_decay=weight_decay, **kwargs)
 
 
 class Lion(Optimizer):
-    """Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"): ``p -= lr (sign(beta1 m +
-    (1 - beta1) g) + wd p); m = beta2 m + (1 - beta2) g``; the weight decay is decoupled, as the paper's."""
+    """Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms").
+
+    ``p -= lr (sign(beta1 m + (1 - beta1) g) + wd p); m = beta2 m + (1 - beta2) g``; the weight decay is
+    decoupled, as the paper's.
+
+    Parameters
+    ----------
+    lr : float, default 1e-4
+        Learning rate (every entry moves by ``lr``: the paper uses 3-10x smaller rates than Adam's).
+    beta1 : float, default 0.9
+        Interpolation of momentum and gradient for the update's sign.
+    beta2 : float, default 0.99
+        Decay of the momentum.
+    **kwargs
+        Options every optimizer takes: ``weight_decay`` (float, default 0: L2 added to the gradient; decoupled
+        for AdamW and Lion), ``clip_norm`` (clip the gradient's global norm), ``clip_value`` (clip each gradient
+        entry), ``schedule`` (a :class:`StepDecay`, :class:`ExponentialDecay` or :class:`CosineDecay`).
+    """
 
     rule = "lion"
 
@@ -318,7 +435,21 @@ OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "rmsprop":
 
 
 def get_optimizer(opt, **kwargs) -> Optimizer:
-    """An Optimizer from an instance or a name (sgd, momentum, nesterov, rmsprop, adagrad, adam, adamw, lion)."""
+    """An Optimizer from an instance (returned as is) or a name.
+
+    Parameters
+    ----------
+    opt : str or Optimizer
+        ``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"rmsprop"``, ``"adagrad"``, ``"adam"``, ``"adamw"``,
+        ``"lion"``, or an Optimizer.
+    **kwargs
+        Constructor arguments for a name (``lr``, ``weight_decay``, ...).
+
+    Returns
+    -------
+    Optimizer
+        The optimizer.
+    """
     if isinstance(opt, Optimizer):
         return opt
     if isinstance(opt, str) and opt.lower() in OPTIMIZERS:

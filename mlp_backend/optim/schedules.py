@@ -28,7 +28,15 @@ def _positive(name, value, integer=False):
 
 
 class StepDecay(Schedule):
-    """Multiply the learning rate by ``factor`` every ``every`` updates."""
+    """Multiply the learning rate by ``factor`` every ``every`` updates.
+
+    Parameters
+    ----------
+    factor : float
+        What the learning rate is multiplied by at each step of the schedule.
+    every : int
+        Updates between steps.
+    """
 
     def __init__(self, factor: float, every: int):
         self.factor = _positive("factor", factor)
@@ -39,7 +47,15 @@ class StepDecay(Schedule):
 
 
 class ExponentialDecay(Schedule):
-    """``lr * rate ** (step / decay_steps)``: smooth decay by ``rate`` every ``decay_steps`` updates."""
+    """``lr * rate ** (step / decay_steps)``: smooth decay by ``rate`` every ``decay_steps`` updates.
+
+    Parameters
+    ----------
+    rate : float
+        The decay factor per ``decay_steps`` updates.
+    decay_steps : int, default 1
+        Updates over which the learning rate is multiplied by ``rate``.
+    """
 
     def __init__(self, rate: float, decay_steps: int = 1):
         self.rate = _positive("rate", rate)
@@ -50,7 +66,15 @@ class ExponentialDecay(Schedule):
 
 
 class CosineDecay(Schedule):
-    """Half a cosine from ``lr`` down to ``min_lr`` over ``total_steps`` updates, then ``min_lr``."""
+    """Half a cosine from ``lr`` down to ``min_lr`` over ``total_steps`` updates, then ``min_lr``.
+
+    Parameters
+    ----------
+    total_steps : int
+        Updates over which the learning rate falls.
+    min_lr : float, default 0.0
+        The final learning rate.
+    """
 
     def __init__(self, total_steps: int, min_lr: float = 0.0):
         self.total_steps = _positive("total_steps", total_steps, integer=True)
