@@ -2,6 +2,8 @@
 
 Importing this package imports neither CuPy, torch nor numba.cuda: backends and kernels load on use.
 """
+from typing import Any
+
 from . import threads
 
 threads.prepare()  # before NumPy loads: how OpenBLAS's threads wait (see threads.py); the imports below follow it
@@ -23,7 +25,7 @@ from .train import (Callback, DivergenceWarning, EarlyStopping, History, LambdaC
 
 
 
-def tune(**options) -> dict:
+def tune(**options: Any) -> dict:
     """Hyper-parameter search with Optuna, as ``mlp tune`` (imported on use: importing the package loads no command).
 
     Parameters

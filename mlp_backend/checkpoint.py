@@ -14,8 +14,15 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .types import PathLike
+
+if TYPE_CHECKING:
+    from .layers import Sequential
+    from .optim import Optimizer
 
 FORMAT = "mlp-backend/2"  # the SHA-256 covers the metadata too
 FORMAT_TENSORS_ONLY = "mlp-backend/1"  # earlier files, whose SHA-256 covers the tensors alone: still read
@@ -47,8 +54,8 @@ def _digest(tensors: dict, meta: dict | None) -> str:
     return h.hexdigest()
 
 
-def save(model, path, optimizer=None, extra: dict | None = None, arrays: dict | None = None,
-         pending: bool = False) -> Path:
+def save(model: Sequential, path: PathLike, optimizer: Optimizer | None = None, extra: dict | None = None,
+         arrays: dict | None = None, pending: bool = False) -> Path:
     """Write a checkpoint (safetensors, never pickle) atomically; an existing one at ``path`` is kept as ``.prev``.
 
     The bytes go to a temporary file in the same directory, are flushed and fsynced, then renamed over ``path``

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -255,7 +256,7 @@ def _synchronize_cupy():
     cupy.cuda.get_current_stream().synchronize()
 
 
-def local_rank(comm=None) -> int:
+def local_rank(comm: Any = None) -> int:
     """This process's rank among the processes of its node (``MPI.COMM_TYPE_SHARED``).
 
     Parameters
@@ -277,7 +278,7 @@ def local_rank(comm=None) -> int:
         node.Free()
 
 
-def local_device(count: int | None = None, comm=None) -> int:
+def local_device(count: int | None = None, comm: Any = None) -> int:
     """The GPU this rank should use: its node-local rank modulo the node's GPU count.
 
     Parameters
@@ -325,7 +326,7 @@ def _check_launch(size: int):
 COMMUNICATORS = {c.name: c for c in (MPICommunicator, StagedCommunicator, CudaAwareCommunicator, NCCLCommunicator)}
 
 
-def communicator(spec="mpi", backend=None):
+def communicator(spec: Any = "mpi", backend: Any = None) -> MPICommunicator:
     """The communicator a data-parallel ``fit`` uses.
 
     Parameters

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import warnings
 from numbers import Integral, Real
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -50,6 +51,10 @@ from .layers import build_mlp
 from .losses import L2, BinaryCrossEntropy, Loss, MeanSquaredError, SoftmaxCrossEntropy
 from .optim import SGD, Adam
 from .train import Callback
+from .types import ArrayLike
+
+if TYPE_CHECKING:
+    from typing import Self
 
 ACTIVATION_NAMES = {"logistic": "sigmoid"}  # scikit-learn's names for ours; every table name is accepted too
 NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large values and need to be "
@@ -145,12 +150,15 @@ class _Iterations(Callback):
 
 
 class _BaseMLP(BaseEstimator):
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
-                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
-                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend="numpy", device=None, dtype=None,
-                 kernels=None, dropout=0.0):
+    def __init__(self, hidden_layer_sizes: ArrayLike = (100,), activation: str = "relu", *, solver: str = "adam",
+                 alpha: float = 0.0001, batch_size: int | str = "auto", learning_rate: str = "constant",
+                 learning_rate_init: float = 0.001, power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
+                 random_state: int | np.random.RandomState | None = None, tol: float = 1e-4, verbose: bool = False,
+                 warm_start: bool = False, momentum: float = 0.9, nesterovs_momentum: bool = True,
+                 early_stopping: bool = False, validation_fraction: float = 0.1, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: int | float = 10,
+                 max_fun: int = 15000, backend: str = "numpy", device: str | int | None = None,
+                 dtype: str | None = None, kernels: str | None = None, dropout: float = 0.0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -234,7 +242,7 @@ class _BaseMLP(BaseEstimator):
 
     # -- training: scikit-learn's _fit, step for step --------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> Self:
         """Fit the model to data; see scikit-learn's.
 
         Parameters
@@ -563,7 +571,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     @available_if(lambda self: self._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None,
+                    classes: ArrayLike | None = None) -> Self:
         """One pass (epoch) over ``(X, y)``, from the current weights (adam and sgd only).
 
         Parameters
@@ -592,7 +601,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _probabilities(self, X):
         return np.asarray(to_numpy(self.model_.predict_proba(X)), dtype=self._out_dtype(X))
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities.
 
         Parameters
@@ -612,7 +621,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return np.column_stack([1 - p, p])
         return p
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         """Logarithms of :meth:`predict_proba`.
 
         Parameters
@@ -628,7 +637,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted labels.
 
         Parameters
@@ -766,12 +775,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         The trained network.
     """
 
-    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
-                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
-                 momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
-                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend="numpy", device=None,
-                 dtype=None, kernels=None, dropout=0.0):
+    def __init__(self, loss: str = "squared_error", hidden_layer_sizes: ArrayLike = (100,), activation: str = "relu",
+                 *, solver: str = "adam", alpha: float = 0.0001, batch_size: int | str = "auto",
+                 learning_rate: str = "constant", learning_rate_init: float = 0.001, power_t: float = 0.5,
+                 max_iter: int = 200, shuffle: bool = True, random_state: int | np.random.RandomState | None = None,
+                 tol: float = 1e-4, verbose: bool = False, warm_start: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False, validation_fraction: float = 0.1,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+                 n_iter_no_change: int | float = 10, max_fun: int = 15000, backend: str = "numpy",
+                 device: str | int | None = None, dtype: str | None = None, kernels: str | None = None,
+                 dropout: float = 0.0):
         # loss first, as scikit-learn's MLPRegressor has it (scikit-learn reads the parameters from this signature)
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
@@ -802,7 +815,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     @available_if(lambda self: self._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> Self:
         """One pass (epoch) over ``(X, y)``, from the current weights (adam and sgd only).
 
         Parameters
@@ -825,7 +838,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         out = np.asarray(to_numpy(self.model_.predict(X)), dtype=self._out_dtype(X)).reshape(X.shape[0], -1)
         return np.exp(out) if self.out_activation_ == "exp" else out
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted values.
 
         Parameters

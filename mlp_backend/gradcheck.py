@@ -6,12 +6,15 @@ torch.autograd.gradcheck (eps 1e-6, atol 1e-5, rtol 1e-3).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from .backend import to_numpy
 from .layers import Sequential
-from .losses import get_loss
+from .losses import Loss, get_loss
+from .layers.base import Layer
+from .types import ArrayLike
 
 
 @dataclass
@@ -41,8 +44,9 @@ def _pick(rng, size, max_entries):
     return np.arange(size) if max_entries is None or size <= max_entries else rng.choice(size, max_entries, False)
 
 
-def check_model_gradients(model: Sequential, X, y, loss="cross_entropy", *, eps=1e-6, atol=1e-5, rtol=1e-3,
-                          max_entries: int | None = 200, check_input=True, seed=0) -> GradCheckResult:
+def check_model_gradients(model: Sequential, X: ArrayLike, y: ArrayLike, loss: str | Loss = "cross_entropy", *,
+                          eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3, max_entries: int | None = 200,
+                          check_input: bool = True, seed: int = 0) -> GradCheckResult:
     """Check every parameter's gradient (and the input's) against float64 central differences.
 
     The model must be float64 (``model.to(dtype="float64")``); it is used in training mode, with Dropout's
@@ -127,7 +131,8 @@ def check_model_gradients(model: Sequential, X, y, loss="cross_entropy", *, eps=
     return result
 
 
-def check_layer_gradients(layer, x, *, backend="numpy", device=None, seed=0, **kwargs) -> GradCheckResult:
+def check_layer_gradients(layer: Layer, x: ArrayLike, *, backend: str = "numpy", device: str | int | None = None,
+                          seed: int = 0, **kwargs: Any) -> GradCheckResult:
     """Check one layer through the objective ``sum(layer(x) * r)`` with a fixed random ``r``.
 
     Parameters
@@ -164,7 +169,8 @@ def check_layer_gradients(layer, x, *, backend="numpy", device=None, seed=0, **k
     return check_model_gradients(model, x, r, _Projection(), seed=seed, **kwargs)
 
 
-def check_loss_gradients(loss, logits, targets, *, eps=1e-6, atol=1e-5, rtol=1e-3, backend="numpy") -> GradCheckResult:
+def check_loss_gradients(loss: str | Loss, logits: ArrayLike, targets: ArrayLike, *, eps: float = 1e-6,
+                         atol: float = 1e-5, rtol: float = 1e-3, backend: str = "numpy") -> GradCheckResult:
     """Check a loss's gradient with respect to its input (float64).
 
     Parameters

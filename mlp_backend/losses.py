@@ -136,7 +136,7 @@ _ALIASES = {"ce": "cross_entropy", "crossentropy": "cross_entropy", "softmax_cro
             "binary_cross_entropy": "bce", "mean_squared_error": "mse"}
 
 
-def get_loss(loss) -> Loss:
+def get_loss(loss: str | Loss) -> Loss:
     """A Loss from an instance (returned as is) or a name.
 
     Parameters

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from typing import Sequence
+
 from .backend import to_numpy
+from .types import ArrayLike
 
 
 def _labels(y_true, y_pred):
@@ -13,7 +16,7 @@ def _labels(y_true, y_pred):
     return y_true, y_pred
 
 
-def accuracy(y_true, y_pred) -> float:
+def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """The fraction of labels predicted right.
 
     Parameters
@@ -34,7 +37,7 @@ def accuracy(y_true, y_pred) -> float:
     return float(np.mean(y_true == y_pred))
 
 
-def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarray:
+def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, num_classes: int | None = None) -> np.ndarray:
     """``C[i, j]``: samples of true class i predicted as j (as scikit-learn's, for labels 0..K-1).
 
     Parameters
@@ -60,7 +63,8 @@ def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarr
     return np.bincount(y_true * num_classes + y_pred, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
-def classification_report(y_true, y_pred, class_names=None, num_classes=None, as_dict=False, digits=4):
+def classification_report(y_true: ArrayLike, y_pred: ArrayLike, class_names: Sequence[str] | None = None,
+                          num_classes: int | None = None, as_dict: bool = False, digits: int = 4) -> str | dict:
     """Per-class precision, recall, F1 and support with macro and weighted averages.
 
     Undefined ratios (no predictions or no samples of a class) count as 0.
@@ -116,7 +120,7 @@ def classification_report(y_true, y_pred, class_names=None, num_classes=None, as
     return "\n".join(lines)
 
 
-def regression_scores(y_true, y_pred) -> dict:
+def regression_scores(y_true: ArrayLike, y_pred: ArrayLike) -> dict:
     """MSE, MAE and R² (coefficient of determination; 0.0 when y_true is constant).
 
     Parameters

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import math
 
+from typing import TYPE_CHECKING, Sequence
+
 import numpy as np
+
+from .types import ArrayLike, PathLike
+
+if TYPE_CHECKING:
+    from .layers import Sequential
 
 
 def _plt():
@@ -32,7 +39,7 @@ def _integer_ticks():
     return MaxNLocator(integer=True)
 
 
-def plot_loss(history: dict, path):
+def plot_loss(history: dict, path: PathLike):
     """Training loss per iteration with per-epoch train and validation losses on the same axis.
 
     Parameters
@@ -60,7 +67,7 @@ def plot_loss(history: dict, path):
     _save(fig, path, ax)
 
 
-def plot_accuracy(history: dict, path):
+def plot_accuracy(history: dict, path: PathLike):
     """Training (and validation) accuracy per epoch.
 
     Parameters
@@ -83,7 +90,8 @@ def plot_accuracy(history: dict, path):
     _save(fig, path, ax)
 
 
-def plot_confusion(cm, class_names, path, title="Confusion matrix (test)"):
+def plot_confusion(cm: ArrayLike, class_names: Sequence[str] | None, path: PathLike,
+                   title: str = "Confusion matrix (test)"):
     """Heatmap of row-normalised rates, annotated with the counts.
 
     Parameters
@@ -117,7 +125,7 @@ def plot_confusion(cm, class_names, path, title="Confusion matrix (test)"):
     _save(fig, path)
 
 
-def plot_activations(path):
+def plot_activations(path: PathLike):
     """Gallery of every activation in the table and its derivative (computed by the reference kernels).
 
     Parameters
@@ -153,7 +161,7 @@ def plot_activations(path):
     _save(fig, path)
 
 
-def plot_comparison(groups: dict, metric: str, path, title=None):
+def plot_comparison(groups: dict, metric: str, path: PathLike, title: str | None = None):
     """Mean ± std over runs (seeds) of a per-epoch metric, one line and band per group label.
 
     Parameters
@@ -187,7 +195,7 @@ def plot_comparison(groups: dict, metric: str, path, title=None):
     _save(fig, path, ax, legend_size=8)
 
 
-def plot_decision_boundary(model, X, y, path, resolution: int = 200):
+def plot_decision_boundary(model: Sequential, X: ArrayLike, y: ArrayLike, path: PathLike, resolution: int = 200):
     """Predicted class over a grid around 2-D data, with the samples on top.
 
     Parameters

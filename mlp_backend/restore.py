@@ -6,6 +6,7 @@ so that the training loop, which writes and reads training checkpoints, never im
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,9 +14,14 @@ from .checkpoint import Checkpoint, CheckpointError, read, section
 from .layers import LAYERS, Sequential
 from .losses import LOSSES
 from .optim import Optimizer
+from .types import PathLike
+
+if TYPE_CHECKING:
+    from .backends import Backend
 
 
-def load(path, backend="numpy", device=None, dtype=None, kernels=None, allow_nonfinite=False) -> Checkpoint:
+def load(path: PathLike, backend: str | Backend = "numpy", device: str | int | None = None, dtype: str | None = None,
+         kernels: str | None = None, allow_nonfinite: bool = False) -> Checkpoint:
     """Rebuild the model (and optimizer, if saved) from a checkpoint, on any backend.
 
     Every metadata field is parsed and checked before anything is allocated: the layers the configuration

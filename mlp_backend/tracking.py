@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Iterable
 
 from .train import Callback
+from .types import PathLike
 
 EPOCH_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
@@ -66,7 +68,7 @@ class TensorBoard(_Lazy):
         The run's configuration, shown in TensorBoard's HPARAMS tab.
     """
 
-    def __init__(self, log_dir, every_n_steps: int = 50, hparams: dict | None = None):
+    def __init__(self, log_dir: PathLike, every_n_steps: int = 50, hparams: dict | None = None):
         if not isinstance(every_n_steps, int) or every_n_steps < 1:
             raise ValueError(f"every_n_steps must be a positive integer, got {every_n_steps!r}")
         self.log_dir, self.every_n_steps, self.hparams = str(log_dir), every_n_steps, hparams
@@ -135,7 +137,7 @@ class MLflow(_Lazy):
     _handle_name = "_client"
 
     def __init__(self, tracking_uri: str, run_name: str | None = None, params: dict | None = None,
-                 experiment: str = "mlp-backend", record=None, every_n_steps: int = 50,
+                 experiment: str = "mlp-backend", record: PathLike | None = None, every_n_steps: int = 50,
                  end_with_training: bool = True):
         self.tracking_uri, self.run_name, self.params, self.experiment = str(tracking_uri), run_name, params, experiment
         self.record = None if record is None else str(record)
@@ -199,7 +201,7 @@ class MLflow(_Lazy):
         if self.end_with_training:
             self.finish()
 
-    def log_artifacts(self, paths):
+    def log_artifacts(self, paths: Iterable[PathLike]):
         """Files (a run folder's plots, report, checkpoint) as artifacts of the MLflow run.
 
         Parameters

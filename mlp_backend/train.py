@@ -11,6 +11,7 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -20,6 +21,12 @@ from .losses import L2, get_loss
 from .optim import Adam, get_optimizer
 from .distributed import SingleProcess
 from .step import StepProgram
+from .types import ArrayLike, PathLike
+
+if TYPE_CHECKING:
+    from .layers import Sequential
+    from .losses import Loss
+    from .optim import Optimizer
 
 
 class Callback:
@@ -35,7 +42,7 @@ class Callback:
     live = False       # wants the step results read about once a second (progress bars)
     root_only = False  # runs on rank 0 only when training is distributed
 
-    def on_train_begin(self, state):
+    def on_train_begin(self, state: FitState):
         """Called once before the first epoch (after a resume has restored the position).
 
         Parameters
@@ -46,7 +53,7 @@ class Callback:
         """
         pass
 
-    def on_epoch_begin(self, state):
+    def on_epoch_begin(self, state: FitState):
         """Called at the start of every epoch.
 
         Parameters
@@ -57,7 +64,7 @@ class Callback:
         """
         pass
 
-    def on_batch_end(self, state, step: int, logs: dict):
+    def on_batch_end(self, state: FitState, step: int, logs: dict):
         """Called with each mini-batch's loss, as the results are read back.
 
         Parameters
@@ -89,7 +96,7 @@ class Callback:
         """
         return False
 
-    def on_epoch_end(self, state, logs: dict):
+    def on_epoch_end(self, state: FitState, logs: dict):
         """Called after every epoch, once its losses and validation scores are known.
 
         Parameters
@@ -103,7 +110,7 @@ class Callback:
         """
         pass
 
-    def on_train_end(self, state):
+    def on_train_end(self, state: FitState):
         """Called once when training ends, normally or by ``state.stop``.
 
         Parameters
@@ -211,7 +218,7 @@ class LambdaCallback(Callback):
 
     root_only = True
 
-    def __init__(self, on_step=None, on_epoch=None):
+    def __init__(self, on_step: Callable | None = None, on_epoch: Callable | None = None):
         self.on_step, self.on_epoch, self.live = on_step, on_epoch, on_step is not None
 
     def on_batch_end(self, state, step, logs):
@@ -288,7 +295,7 @@ class EarlyStopping(_Monitor):
         End with the parameters of the best epoch.
     """
 
-    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, restore_best=True):
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0, restore_best: bool = True):
         super().__init__(monitor, min_delta, patience)
         self.restore_best = restore_best
 
@@ -318,7 +325,8 @@ class ReduceLROnPlateau(_Monitor):
         The learning rate is never reduced below this.
     """
 
-    def __init__(self, monitor="val_loss", factor=0.1, patience=3, min_delta=0.0, min_lr=0.0):
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 3, min_delta: float = 0.0,
+                 min_lr: float = 0.0):
         super().__init__(monitor, min_delta, patience)
         if not 0.0 < factor < 1.0:
             raise ValueError(f"factor must be in (0, 1), got {factor!r}")
@@ -331,10 +339,26 @@ class ReduceLROnPlateau(_Monitor):
             self.wait = 0
 
 
-class _FitState:
-    """What callbacks may look at and change during ``fit``."""
+class FitState:
+    """What callbacks may look at and change during ``fit``; ``fit`` makes it, callbacks receive it.
 
-    def __init__(self, model, optimizer, history, comm):
+    Besides its parameters it holds ``stop`` (set True to end training after this epoch), ``epoch``
+    (0-based), ``best_params`` / ``best_monitor`` (what :class:`EarlyStopping` and ``restore_best`` keep) and
+    ``is_root`` (rank 0 of a distributed fit, or the one process).
+
+    Parameters
+    ----------
+    model : Sequential
+        The model being trained.
+    optimizer : Optimizer
+        Its optimizer (``optimizer.lr_scale`` is what :class:`ReduceLROnPlateau` changes).
+    history : History
+        What has been measured so far.
+    comm : object
+        The communicator: ``SingleProcess`` in one process, an MPI communicator in a distributed fit.
+    """
+
+    def __init__(self, model: Sequential, optimizer: Optimizer, history: History, comm: object):
         self.model, self.optimizer, self.history, self.comm = model, optimizer, history, comm
         self.stop = False
         self.best_params = None
@@ -440,10 +464,13 @@ class _Checkpointer(Callback):
         self._promote()  # the run ended normally: its last state is the one to continue from
 
 
-def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size: int = 64, shuffle: bool = True,
-        seed: int | None = None, validation_data=None, callbacks=(), penalty=None, restore_best: bool = False,
-        on_epoch=None, on_step=None, checkpoint=None, checkpoint_every: int | None = None, resume=None,
-        check_finite: str | bool = "loss", distributed=None, verbose: int = 0, sample_weight=None,
+def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | None = None,
+        optimizer: str | Optimizer | None = None, epochs: int = 10, batch_size: int = 64, shuffle: bool = True,
+        seed: int | None = None, validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+        callbacks: Sequence[Callback] = (), penalty: L2 | float | None = None, restore_best: bool = False,
+        on_epoch: Callable | None = None, on_step: Callable | None = None, checkpoint: PathLike | None = None,
+        checkpoint_every: int | None = None, resume: PathLike | None = None, check_finite: str | bool = "loss",
+        distributed: str | object | None = None, verbose: int = 0, sample_weight: ArrayLike | None = None,
         checkpoint_extra: dict | None = None, allow_other_data: bool = False) -> History:
     """Train ``model`` on ``(X, y)`` with mini-batches and return a :class:`History`.
 
@@ -525,7 +552,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs: int = 10, batch_size:
     data = (Xd, yd, val, weights) if checkpoint is not None or resume is not None else None  # for its digest
     signature = _signature(model, loss, optimizer, penalty, batches, restore_best, callbacks, data)
     comm = _join(distributed, model, batches, {**signature, "data": None, "dtype": model.be.dtype})
-    state = _FitState(model, _bind(model, loss, optimizer), History(), comm)
+    state = FitState(model, _bind(model, loss, optimizer), History(), comm)
     pos = _Position() if resume is None else _load_training(resume, state, callbacks, signature, allow_other_data)
     shortcuts = _function_callbacks(epochs, verbose, on_step, on_epoch)
     if checkpoint is not None or checkpoint_every:  # last: the others' counters are saved as they end the epoch
@@ -858,7 +885,7 @@ def _result(model, value, host_input: bool):
     return model.be.to_host_result(value) if host_input else value
 
 
-def predict_proba(model, X, batch_size: int = 1024):
+def predict_proba(model: Sequential, X: ArrayLike, batch_size: int = 1024) -> ArrayLike:
     """Class probabilities: softmax or sigmoid, as the model's loss implies.
 
     Parameters
@@ -881,7 +908,7 @@ def predict_proba(model, X, batch_size: int = 1024):
     return _result(model, loss.probabilities(model.be.xp, _forward_batches(model, Xd, batch_size)), host)
 
 
-def predict(model, X, batch_size: int = 1024):
+def predict(model: Sequential, X: ArrayLike, batch_size: int = 1024) -> ArrayLike:
     """Class labels (multiclass, binary) or outputs (regression, one column squeezed).
 
     Parameters
@@ -912,7 +939,7 @@ def predict(model, X, batch_size: int = 1024):
     return _result(model, out, host)
 
 
-def evaluate(model, X, y, batch_size: int = 1024) -> dict:
+def evaluate(model: Sequential, X: ArrayLike, y: ArrayLike, batch_size: int = 1024) -> dict:
     """Mean loss (without penalties) and accuracy (classification) or MSE/MAE/R² (regression).
 
     Parameters

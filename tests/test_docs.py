@@ -1,5 +1,6 @@
 """The API reference documents what it shows: every function, class and method on a ``docs/api`` page has a
-numpydoc docstring whose Parameters section names exactly its parameters, each with a type.
+numpydoc docstring whose Parameters section names exactly its parameters, each with a type, and a signature
+whose parameters are annotated.
 
 Which objects a page shows is read from the page's ``::: target`` lines and their ``options`` (``members:
 false``, ``members: [names]``, ``filters``), with mkdocs.yml's default filters, as mkdocstrings renders them.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
 import re
 from pathlib import Path
@@ -97,6 +99,17 @@ def test_parameters_are_documented(path):
     assert not errors, "\n".join(errors)
 
 
+@pytest.mark.parametrize("path", documented())
+def test_signatures_are_annotated(path):
+    obj = _resolve(path)
+    if inspect.isclass(obj) and (issubclass(obj, BaseException) or "__init__" not in vars(obj) and not _parameters(obj)):
+        return
+    signature = inspect.signature(obj)
+    bare = [name for name, p in signature.parameters.items()
+            if name not in ("self", "cls") and p.annotation is inspect.Parameter.empty]
+    assert not bare, f"{path}: parameters without a type annotation: {', '.join(bare)}"
+
+
 def test_a_missing_or_unknown_parameter_fails():
     """The check itself: a docstring that forgets a parameter, or names one the function lacks, is caught."""
     def forgets(a: int, b: int):
@@ -124,3 +137,21 @@ def test_a_missing_or_unknown_parameter_fails():
     module.forgets, module.invents = forgets, invents
     assert "PR01" in {code for code, _ in validate(f"{__name__}.forgets")["errors"]}
     assert "PR02" in {code for code, _ in validate(f"{__name__}.invents")["errors"]}
+
+
+def test_the_command_line_page_lists_every_option():
+    """The CLI reference is generated from the parsers: every command and every option of it is on the page."""
+    spec = importlib.util.spec_from_file_location("cli_reference", ROOT / "docs" / "hooks" / "cli_reference.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    page = hook.reference()
+    from mlp_backend.cli import build_parser
+
+    for name, parser in build_parser().commands.items():
+        assert f"### mlp {name}\n" in page
+        section = page.split(f"### mlp {name}\n")[1].split("\n### ")[0]
+        for flag in parser.format_usage().replace("[", " ").replace("]", " ").split():
+            if flag.startswith("--"):
+                assert f"`{flag}`" in section, f"mlp {name} {flag} is missing from the reference"
+    assert hook.on_page_markdown(f"before\n{hook.MARKER}\nafter", None, None, None).count("### mlp ") == len(
+        build_parser().commands)

@@ -38,7 +38,7 @@ def reference() -> str:
     parser = build_parser()
     out = []
     for name, sub in parser.commands.items():
-        out += [f"## mlp {name}", ""]
+        out += [f"### mlp {name}", ""]
         if sub.description:
             out += [sub.description, ""]
         out += ["```text", sub.format_usage().strip(), "```", "",

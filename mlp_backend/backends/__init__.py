@@ -16,6 +16,7 @@ from .cupy import CupyBackend
 from .numpy import NumpyBackend
 from .strict import StrictBackend
 from .torch import TorchBackend
+from ..types import ArrayLike
 
 CLASSES: dict[str, type[Backend]] = {}
 
@@ -60,7 +61,7 @@ def library_name(x) -> str:
     return backend_class(x).name
 
 
-def to_numpy(x) -> np.ndarray:
+def to_numpy(x: ArrayLike) -> np.ndarray:
     """A host NumPy copy (or view, for NumPy input) of any supported array, from any device.
 
     Parameters
@@ -80,7 +81,8 @@ def to_numpy(x) -> np.ndarray:
     return backend_class(x).host_copy(x)
 
 
-def get_backend(name: str | Backend = "numpy", device=None, dtype="float32", seed: int | None = 0) -> Backend:
+def get_backend(name: str | Backend = "numpy", device: str | int | None = None, dtype: str = "float32",
+                seed: int | None = 0) -> Backend:
     """A Backend from a name.
 
     Parameters

@@ -7,10 +7,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .idx import IDXError, read_idx
+from ..types import ArrayLike, PathLike
+
+if TYPE_CHECKING:
+    from typing import Self
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot")
@@ -89,7 +94,7 @@ def _idx_path(d: Path, stem: str):
     return None
 
 
-def load_idx_dataset(name: str, data_dir=None, class_names=()) -> Dataset:
+def load_idx_dataset(name: str, data_dir: PathLike | None = None, class_names: Sequence[str] = ()) -> Dataset:
     """A dataset from its four IDX files; every defect is an IDXError naming the file and what is wrong."""
     d = find_idx_dir(name, data_dir)
     arrays, image_shape = {}, None
@@ -115,7 +120,7 @@ def load_idx_dataset(name: str, data_dir=None, class_names=()) -> Dataset:
                    source=str(d))
 
 
-def load_fashion_mnist(data_dir=None) -> Dataset:
+def load_fashion_mnist(data_dir: PathLike | None = None) -> Dataset:
     """Fashion-MNIST (60,000 training and 10,000 test 28x28 images of 10 clothing classes).
 
     Parameters
@@ -132,7 +137,7 @@ def load_fashion_mnist(data_dir=None) -> Dataset:
     return load_idx_dataset("fashion-mnist", data_dir, FASHION_CLASSES)
 
 
-def load_mnist(data_dir=None) -> Dataset:
+def load_mnist(data_dir: PathLike | None = None) -> Dataset:
     """MNIST (60,000 training and 10,000 test 28x28 handwritten digits).
 
     Parameters
@@ -223,7 +228,7 @@ def make_synthetic(n_samples: int = 2000, n_features: int = 20, n_classes: int =
                    tuple(map(str, range(n_classes))), "generated")
 
 
-def stratified_split(y, size, seed: int = 0):
+def stratified_split(y: ArrayLike, size: float | int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Index arrays ``(keep, held_out)``, seeded and stratified by class, as scikit-learn's ``test_size``.
 
     Parameters
@@ -282,7 +287,7 @@ def dataset_folder(name: str, data_dir=None, extra_files=()) -> Path:
     return folder
 
 
-def load_svhn(data_dir, use_extra: bool = False) -> Dataset:
+def load_svhn(data_dir: PathLike, use_extra: bool = False) -> Dataset:
     """SVHN from ``train_32x32.mat`` and ``test_32x32.mat`` (and ``extra_32x32.mat`` when ``use_extra``).
 
     The coursework split (70,000 train / 3,257 validation / 26,032 test) is a seeded, stratified split of
@@ -311,7 +316,7 @@ def load_svhn(data_dir, use_extra: bool = False) -> Dataset:
     return Dataset("svhn", X, y, Xt, yt, tuple(map(str, range(10))), str(d))
 
 
-def load_cifar10(data_dir) -> Dataset:
+def load_cifar10(data_dir: PathLike) -> Dataset:
     """CIFAR-10 from its binary release (``data_batch_1.bin`` .. ``data_batch_5.bin``, ``test_batch.bin``).
 
     Parameters
@@ -349,7 +354,7 @@ class MinMaxScaler:
             raise ValueError(f"MinMaxScaler needs low < high, got {low}, {high}")
         self.low, self.high = low, high
 
-    def fit(self, X):
+    def fit(self, X: ArrayLike) -> Self:
         """Learn each feature's range from training data.
 
         Parameters
@@ -367,7 +372,7 @@ class MinMaxScaler:
         self.span_ = np.where(span > 0, span, 1.0)
         return self
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Map inputs with the fitted ranges.
 
         Parameters
@@ -383,7 +388,7 @@ class MinMaxScaler:
         unit = (np.asarray(X, dtype=np.float32) - self.min_) / self.span_
         return (self.low + (self.high - self.low) * unit).astype(np.float32)
 
-    def fit_transform(self, X):
+    def fit_transform(self, X: ArrayLike) -> np.ndarray:
         """:meth:`fit` then :meth:`transform` on the same data.
 
         Parameters
@@ -429,7 +434,7 @@ class MinMaxScaler:
         return s
 
 
-def one_hot(y, num_classes: int | None = None) -> np.ndarray:
+def one_hot(y: ArrayLike, num_classes: int | None = None) -> np.ndarray:
     """float32 one-hot rows for integer labels.
 
     Parameters
@@ -464,7 +469,7 @@ class Standardizer:
     def __init__(self, per_feature: bool = True):
         self.per_feature = per_feature
 
-    def fit(self, X):
+    def fit(self, X: ArrayLike) -> Self:
         """Learn the mean and standard deviation from training data.
 
         Parameters
@@ -485,7 +490,7 @@ class Standardizer:
         self.scale_ = np.where(std > 1e-8, std, 1.0)
         return self
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Standardise inputs with the fitted statistics.
 
         Parameters
@@ -501,7 +506,7 @@ class Standardizer:
         X = np.asarray(X, dtype=np.float32)
         return (X - self.mean_.astype(np.float32)) / self.scale_.astype(np.float32)
 
-    def fit_transform(self, X):
+    def fit_transform(self, X: ArrayLike) -> np.ndarray:
         """:meth:`fit` then :meth:`transform` on the same data.
 
         Parameters
@@ -567,7 +572,7 @@ LOADERS = {"fashion-mnist": load_fashion_mnist, "mnist": load_mnist, "svhn": loa
 _NEEDS_DIR = ("fashion-mnist", "mnist", "svhn", "cifar10")
 
 
-def load_dataset(name: str, data_dir=None) -> Dataset:
+def load_dataset(name: str, data_dir: PathLike | None = None) -> Dataset:
     """A dataset by name.
 
     Parameters

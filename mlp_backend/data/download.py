@@ -12,6 +12,7 @@ import zlib
 from pathlib import Path
 
 from .datasets import FOLDER_FILES
+from ..types import PathLike
 
 # Canonical files with their SHA-256 and size in bytes. The MNIST, SVHN and CIFAR-10 checksums agree across
 # several independent public sources; the Fashion-MNIST ones come from one (none could be checked here
@@ -93,7 +94,7 @@ def fetch(url: str, dest, sha256: str, max_bytes: int = MAX_DOWNLOAD_BYTES, time
     return dest
 
 
-def download_dataset(name: str, root, base_url: str | None = None, checksums: dict | None = None,
+def download_dataset(name: str, root: PathLike, base_url: str | None = None, checksums: dict | None = None,
                      use_extra: bool = False) -> Path:
     """Fetch ``mnist``, ``fashion-mnist``, ``svhn`` or ``cifar10`` under ``root``, SHA-256 and size checked.
 

@@ -8,6 +8,8 @@ import struct
 
 import numpy as np
 
+from ..types import PathLike
+
 # IDX type codes -> big-endian NumPy dtypes
 _TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 MAX_BYTES = 1 << 31  # refuse files that claim more than 2 GiB of data
@@ -17,7 +19,7 @@ class IDXError(ValueError):
     """A file is not a valid IDX file (bad magic, dimensions or length)."""
 
 
-def read_idx(path, max_bytes: int = MAX_BYTES) -> np.ndarray:
+def read_idx(path: PathLike, max_bytes: int = MAX_BYTES) -> np.ndarray:
     """The array stored in an IDX file (``.gz`` is decompressed), in native byte order.
 
     Sizes are validated against the header before anything is allocated.
@@ -70,7 +72,7 @@ def read_idx(path, max_bytes: int = MAX_BYTES) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
-def write_idx(path, array: np.ndarray):
+def write_idx(path: PathLike, array: np.ndarray):
     """Write an array as IDX (gzip-compressed when the name ends in .gz).
 
     Parameters

@@ -10,13 +10,18 @@ Needs the ``export`` extra (onnx, onnxruntime, skl2onnx) or torch; importing thi
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .onnx_file import onnx_model, to_onnx
 from .torch_module import to_torch
+
+if TYPE_CHECKING:
+    from ..layers import Sequential
 
 __all__ = ["to_onnx", "onnx_model", "to_torch", "from_torch"]
 
 
-def from_torch(module, **kwargs):
+def from_torch(module: Any, **kwargs: Any) -> Sequential:
     """A :class:`~mlp_backend.Sequential` with the weights of a torch ``nn.Sequential``.
 
     Parameters

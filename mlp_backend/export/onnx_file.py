@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import onnx_graph
+from ..types import PathLike
+
+if TYPE_CHECKING:
+    from ..layers import Sequential
 
 
 def _onnx():
@@ -16,7 +21,7 @@ def _onnx():
     return onnx
 
 
-def onnx_model(model, *, scaler=None, opset: int | None = None, probabilities: bool = True):
+def onnx_model(model: Sequential, *, scaler: Any = None, opset: int | None = None, probabilities: bool = True) -> Any:
     """The ONNX ``ModelProto`` of :func:`to_onnx`, checked with ``onnx.checker``, not written anywhere.
 
     Parameters
@@ -75,7 +80,8 @@ def _max_ir_version(opset: int) -> int:
     return min(ir for _, ir, op, *_ in helper.VERSION_TABLE if op >= opset)
 
 
-def to_onnx(model, path, *, scaler=None, opset: int | None = None, probabilities: bool = True) -> Path:
+def to_onnx(model: Sequential, path: PathLike, *, scaler: Any = None, opset: int | None = None,
+            probabilities: bool = True) -> Path:
     """Write ``model`` as an ONNX graph at ``path``.
 
     Input ``input``: (N, features) in the model's dtype (float32 where ``scaler`` is given); output ``output``.

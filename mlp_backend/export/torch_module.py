@@ -7,10 +7,15 @@ BatchNorm1d, LayerNorm, Dropout and Softmax map one to one, BatchNorm1d with its
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ..kernels import activations as table
 from .onnx_graph import builtin_kind
+
+if TYPE_CHECKING:
+    from ..layers import Sequential
 
 _BY_TORCH_NAME = {act.layer: act for act in table.TABLE.values()}  # torch.nn's class names are the table's
 
@@ -31,7 +36,7 @@ def _activation_module(nn, name: str, alpha: float):
     return getattr(nn, act.layer)(**kwargs)
 
 
-def to_torch(model):
+def to_torch(model: Sequential) -> Any:
     """``model`` as a ``torch.nn.Sequential`` on the CPU, in ``model``'s dtype, in eval mode.
 
     Parameters

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 from ..initializers import get_initializer
 from ..kernels.activations import TABLE
@@ -35,7 +36,7 @@ class Dense(Layer):
     kind = "dense"
 
     def __init__(self, in_features: int, out_features: int, activation: str | None = None, alpha: float | None = None,
-                 init="auto", bias_init="zeros", use_bias: bool = True):
+                 init: str | Callable = "auto", bias_init: str | Callable = "zeros", use_bias: bool = True):
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -6,6 +6,8 @@ so an optimizer step is one pass over one buffer, and moving or saving a model m
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -17,6 +19,11 @@ from .base import Layer
 from .dense import Dense
 from .dropout import Dropout
 from .norm import BatchNorm1d, LayerNorm
+from ..types import ArrayLike, PathLike
+
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..train import History
 
 LAYERS = {cls.__name__: cls for cls in (Dense, Activation, *ACTIVATION_LAYERS.values(), Softmax, Dropout, BatchNorm1d,
                                         LayerNorm)}
@@ -42,7 +49,8 @@ class Sequential:
         Fused or reference kernels (default: the ``MLP_KERNELS`` environment variable, else "auto").
     """
 
-    def __init__(self, layers, *, backend="numpy", device=None, dtype="float32", seed=0, kernels=None):
+    def __init__(self, layers: Sequence[Layer], *, backend: str | Backend = "numpy", device: str | int | None = None,
+                 dtype: str = "float32", seed: int = 0, kernels: str | None = None):
         self.layers = list(layers)
         if not self.layers:
             raise ValueError("Sequential needs at least one layer")
@@ -65,7 +73,7 @@ class Sequential:
             layer.init_params()
 
     @staticmethod
-    def layer_names(layers) -> list[str]:
+    def layer_names(layers: Sequence[Layer]) -> list[str]:
         """The names parameters are stored under: ``dense0``, ``dropout1``, ...
 
         Parameters
@@ -115,7 +123,7 @@ class Sequential:
     def buffers(self) -> dict:
         return {f"{n}.{b}": v for n, l in zip(self.names, self.layers) for b, v in l.buffers.items()}
 
-    def get_parameter(self, name: str):
+    def get_parameter(self, name: str) -> ArrayLike:
         """A parameter by name: a view into the flat buffer, in the model's backend.
 
         Parameters
@@ -133,7 +141,7 @@ class Sequential:
             raise KeyError(f"no parameter {name!r}; the model has {', '.join(params)}")
         return params[name]
 
-    def set_parameter(self, name: str, value):
+    def set_parameter(self, name: str, value: ArrayLike):
         """Assign ``value`` into parameter ``name``.
 
         Parameters
@@ -176,7 +184,8 @@ class Sequential:
         return {k: np.array(to_numpy(v)) for k, v in {**self.parameters(), **self.buffers()}.items()}
 
     # -- backends -----------------------------------------------------------------------------
-    def to(self, backend=None, device=None, dtype=None):
+    def to(self, backend: str | Backend | None = None, device: str | int | None = None,
+           dtype: str | None = None) -> Sequential:
         """Move the model (and its optimizer state) to another backend, device or dtype, in place.
 
         Parameters
@@ -220,7 +229,7 @@ class Sequential:
         return self
 
     # -- computation --------------------------------------------------------------------------
-    def forward(self, x, training: bool = False):
+    def forward(self, x: ArrayLike, training: bool = False) -> ArrayLike:
         """The model's output (logits for classifiers) for a batch.
 
         Parameters
@@ -241,7 +250,7 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, dy):
+    def backward(self, dy: ArrayLike) -> None:
         """Back-propagate ``dy``; fills the gradient views (see :meth:`gradients`).
 
         Parameters
@@ -259,7 +268,7 @@ class Sequential:
             dy = self.layers[i].backward(dy, need_input_grad=i > 0)
         return dy
 
-    def backward_to_input(self, dy):
+    def backward_to_input(self, dy: ArrayLike) -> ArrayLike:
         """Like :meth:`backward`, also returning the gradient with respect to the model's input.
 
         Parameters
@@ -277,7 +286,7 @@ class Sequential:
         return dy
 
     # -- training (conveniences for mlp_backend.train, which never imports the model classes) ------
-    def fit(self, X, y, **kwargs):
+    def fit(self, X: ArrayLike, y: ArrayLike, **kwargs: Any) -> History:
         """Train the model; see :func:`mlp_backend.fit` for every option.
 
         Parameters
@@ -296,7 +305,7 @@ class Sequential:
         """
         return train.fit(self, X, y, **kwargs)
 
-    def predict(self, X, batch_size: int = 1024):
+    def predict(self, X: ArrayLike, batch_size: int = 1024) -> ArrayLike:
         """Class labels (classification) or outputs (regression); see :func:`mlp_backend.predict`.
 
         Parameters
@@ -313,7 +322,7 @@ class Sequential:
         """
         return train.predict(self, X, batch_size=batch_size)
 
-    def predict_proba(self, X, batch_size: int = 1024):
+    def predict_proba(self, X: ArrayLike, batch_size: int = 1024) -> ArrayLike:
         """Class probabilities; see :func:`mlp_backend.predict_proba`.
 
         Parameters
@@ -330,7 +339,7 @@ class Sequential:
         """
         return train.predict_proba(self, X, batch_size=batch_size)
 
-    def evaluate(self, X, y, batch_size: int = 1024):
+    def evaluate(self, X: ArrayLike, y: ArrayLike, batch_size: int = 1024) -> dict:
         """Mean loss and accuracy (or regression scores); see :func:`mlp_backend.evaluate`.
 
         Parameters
@@ -350,7 +359,7 @@ class Sequential:
         return train.evaluate(self, X, y, batch_size=batch_size)
 
     # -- elsewhere (mlp_backend.export) --------------------------------------------------------------
-    def to_torch(self):
+    def to_torch(self) -> Any:
         """This model as a ``torch.nn.Sequential`` with the same weights, in eval mode.
 
         Returns
@@ -363,7 +372,7 @@ class Sequential:
         return to_torch(self)
 
     @classmethod
-    def from_torch(cls, module, **kwargs) -> "Sequential":
+    def from_torch(cls, module: Any, **kwargs: Any) -> Sequential:
         """A model with the weights (and BatchNorm statistics) of a torch ``nn.Sequential``.
 
         The module may hold Linear, activation, BatchNorm1d, LayerNorm, Dropout and Softmax modules; an
@@ -388,7 +397,7 @@ class Sequential:
         model.load_parameters({f"{name}.{k}": v for name, vs in zip(model.names, values) for k, v in vs.items()})
         return model
 
-    def to_onnx(self, path, **kwargs):
+    def to_onnx(self, path: PathLike, **kwargs: Any) -> Path:
         """Write this model as ONNX (see :func:`mlp_backend.export.to_onnx`).
 
         Parameters
@@ -427,7 +436,7 @@ class Sequential:
                 "dtype": self.be.dtype}
 
     @classmethod
-    def from_config(cls, config: dict, **kwargs) -> "Sequential":
+    def from_config(cls, config: dict, **kwargs: Any) -> Sequential:
         """A new model (freshly initialised) from :meth:`config`'s description.
 
         Parameters
@@ -494,8 +503,9 @@ def _restore(config, backend, device, seed, rng_state, kernel_mode, state, loss,
     return model
 
 
-def build_mlp(sizes, activation="relu", *, alpha=None, output_activation=None, dropout=0.0, batch_norm=False,
-              init="auto", bias_init="zeros", **kwargs) -> Sequential:
+def build_mlp(sizes: Sequence[int], activation: str = "relu", *, alpha: float | None = None,
+              output_activation: str | None = None, dropout: float = 0.0, batch_norm: bool = False,
+              init: str | Callable = "auto", bias_init: str | Callable = "zeros", **kwargs: Any) -> Sequential:
     """The common case: ``build_mlp([784, 500, 250, 100, 10], "relu")``.
 
     Hidden layers are Dense with the activation fused in, optionally followed by BatchNorm1d and Dropout; the

@@ -10,6 +10,7 @@ table's.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -199,7 +200,7 @@ class SGD(Optimizer):
         entry), ``schedule`` (a :class:`StepDecay`, :class:`ExponentialDecay` or :class:`CosineDecay`).
     """
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, **kwargs):
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, **kwargs: Any):
         super().__init__(lr, **kwargs)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
@@ -230,7 +231,7 @@ class Momentum(SGD):
         for AdamW and Lion), ``clip_norm`` (clip the gradient's global norm), ``clip_value`` (clip each gradient
         entry), ``schedule`` (a :class:`StepDecay`, :class:`ExponentialDecay` or :class:`CosineDecay`).
     """
-    def __init__(self, lr: float = 0.01, momentum: float = 0.9, **kwargs):
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9, **kwargs: Any):
         super().__init__(lr, momentum=momentum, **kwargs)
 
 
@@ -248,7 +249,7 @@ class Nesterov(SGD):
         for AdamW and Lion), ``clip_norm`` (clip the gradient's global norm), ``clip_value`` (clip each gradient
         entry), ``schedule`` (a :class:`StepDecay`, :class:`ExponentialDecay` or :class:`CosineDecay`).
     """
-    def __init__(self, lr: float = 0.01, momentum: float = 0.9, **kwargs):
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9, **kwargs: Any):
         kwargs["nesterov"] = True
         super().__init__(lr, momentum=momentum, **kwargs)
 
@@ -271,7 +272,7 @@ class RMSProp(Optimizer):
     """
     rule = "rmsprop"
 
-    def __init__(self, lr: float = 1e-3, rho: float = 0.9, eps: float = 1e-8, **kwargs):
+    def __init__(self, lr: float = 1e-3, rho: float = 0.9, eps: float = 1e-8, **kwargs: Any):
         super().__init__(lr, **kwargs)
         if not 0.0 <= rho < 1.0:
             raise ValueError(f"rho must be in [0, 1), got {rho!r}")
@@ -310,7 +311,7 @@ class Adagrad(Optimizer):
     rule = "adagrad"
 
     def __init__(self, lr: float = 1e-2, lr_decay: float = 0.0, eps: float = 1e-10,
-                 initial_accumulator_value: float = 0.0, **kwargs):
+                 initial_accumulator_value: float = 0.0, **kwargs: Any):
         super().__init__(lr, **kwargs)
         if not lr_decay >= 0:
             raise ValueError(f"lr_decay must be non-negative, got {lr_decay!r}")
@@ -352,7 +353,7 @@ class Adam(Optimizer):
     rule = "adam"
 
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-                 decoupled: bool = False, **kwargs):
+                 decoupled: bool = False, **kwargs: Any):
         super().__init__(lr, **kwargs)
         self.decoupled = bool(decoupled)
         for name, b in (("beta1", beta1), ("beta2", beta2)):
@@ -387,7 +388,7 @@ class AdamW(Adam):
     **kwargs
         ``beta1``, ``beta2``, ``eps`` as :class:`Adam`'s; ``clip_norm``, ``clip_value``, ``schedule``.
     """
-    def __init__(self, lr: float = 1e-3, weight_decay: float = 0.01, **kwargs):
+    def __init__(self, lr: float = 1e-3, weight_decay: float = 0.01, **kwargs: Any):
         kwargs["decoupled"] = True
         super().__init__(lr, weight_decay=weight_decay, **kwargs)
 
@@ -414,7 +415,7 @@ class Lion(Optimizer):
 
     rule = "lion"
 
-    def __init__(self, lr: float = 1e-4, beta1: float = 0.9, beta2: float = 0.99, **kwargs):
+    def __init__(self, lr: float = 1e-4, beta1: float = 0.9, beta2: float = 0.99, **kwargs: Any):
         super().__init__(lr, **kwargs)
         for name, b in (("beta1", beta1), ("beta2", beta2)):
             if not 0.0 <= b < 1.0:
@@ -434,7 +435,7 @@ OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "rmsprop":
               "adam": Adam, "adamw": AdamW, "lion": Lion}
 
 
-def get_optimizer(opt, **kwargs) -> Optimizer:
+def get_optimizer(opt: str | Optimizer, **kwargs: Any) -> Optimizer:
     """An Optimizer from an instance (returned as is) or a name.
 
     Parameters
