@@ -22,10 +22,17 @@ def _modules():
 def _imports(name, is_package, path, modules):
     """Package-internal modules ``name`` imports anywhere in its file: ``from X import a`` is an edge to X.a
     when that is a module, else to X; an import of one's own ancestor package is no edge (it is already
-    being imported whenever ``name`` is)."""
+    being imported whenever ``name`` is), nor is one under ``if TYPE_CHECKING:`` (for annotations only: it never
+    runs)."""
     package = name if is_package else name.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and
+                   ast.unparse(block.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+                   for n in ast.walk(block)}
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
