@@ -7,6 +7,10 @@ device what a plain training loop reads on the host after every step:
   step of the epoch;
 - the epoch's sample order and the optimizer's per-step scalars (schedule, bias corrections), built for the
   whole epoch and copied to the device once (``begin_epoch``), into the same arrays every epoch;
+- the step counter: which step of the epoch runs next. Each step reads its batch's positions in the order,
+  its result slots and its optimizer record from it on the device, and advances it, so every step is the
+  same call with the same arguments (on NumPy, CuPy and torch no host scalar and no host slicing), the
+  property that lets a step be captured once and replayed;
 - a sticky flag set by the first step whose loss (or, with ``check_finite="all"``, gradient) is not
   finite. It reaches the optimizer as the record's ``skip`` slot, so that step's update and every one
   after it are not made: parameters and optimizer state stay those before the bad step, without the
@@ -51,7 +55,8 @@ class StepResults:
 
 
 class StepProgram:
-    def __init__(self, model, loss, optimizer, *, steps: int, penalty=None, check_finite="loss", comm=None):
+    def __init__(self, model, loss, optimizer, *, steps: int, batch_size: int | None = None, penalty=None,
+                 check_finite="loss", comm=None):
         self.model, self.loss, self.optimizer, self.penalty = model, loss, optimizer, penalty
         self.check_finite, self.comm = check_finite, SingleProcess() if comm is None else comm
         be, xp = model.be, model.be.xp
@@ -62,14 +67,19 @@ class StepProgram:
         self.correct = xp.zeros((steps,), dtype=xp.int64, device=be.device)
         self.flags = xp.zeros((steps,), dtype=xp.int8, device=be.device)
         self.bad = be.zeros(())  # sticky: 1 from the first non-finite step on
+        self.counter = xp.zeros((1,), dtype=xp.int64, device=be.device)  # the step of the epoch that runs next
+        self.batch_size = batch_size  # of the global batch: where step k's samples start in the order
+        self._offsets = {}  # (first, stop) within the batch -> those positions, a device array
         self.order = self.records = None  # this epoch's, refilled in place (begin_epoch)
         self.workspace = Workspace(be)
         self._loss_takes_out = "out" in inspect.signature(loss.value_and_grad).parameters
 
     def begin_epoch(self, order, first_step: int):
         """The epoch's sample order and the optimizer's scalar records for its remaining steps, each copied once
-        into the program's own array: the same arrays every epoch, so a captured step keeps pointing at them."""
+        into the program's own array, and the counter set to ``first_step``: the same arrays every epoch, so a
+        captured step keeps pointing at them."""
         be, steps = self.model.be, self.losses.shape[0]
+        be.upload(np.array([first_step], dtype=np.int64), out=self.counter)
         order = np.asarray(order, dtype=np.int64)
         if self.order is None or self.order.shape != order.shape:
             self.order = be.asarray_int(np.zeros(order.shape, dtype=np.int64))
@@ -81,13 +91,15 @@ class StepProgram:
             self.records = be.zeros(epoch.shape)
         be.upload(epoch, out=self.records)
 
-    def run(self, step: int, X, y, rows: tuple[int, int], share: float = 1.0, sample_weight=None):
-        """One mini-batch, the samples at positions ``[rows[0], rows[1])`` of the epoch's order: slot ``step`` of
-        the epoch's results, and the update unless flagged.
+    def run(self, X, y, part: tuple[int, int] | None = None, share: float = 1.0, sample_weight=None):
+        """The step the counter holds: its samples, its slot of the epoch's results, its update unless flagged;
+        then the counter moves on. Every full batch is the same call.
 
-        With a communicator, ``rows`` is this rank's part of the global batch and ``share`` its fraction of it:
-        the gradient and loss are weighted by it and summed over ranks (the global batch's means). ``sample_weight``:
-        one weight per sample of ``X``: the batch's loss is its samples' weighted mean (as scikit-learn's MLP).
+        ``part``: the positions ``[first, stop)`` of this process's samples within the global batch (default:
+        all of a full one). With a communicator, ``share`` is this rank's fraction of the global batch: the
+        gradient and loss are weighted by it and summed over ranks (the global batch's means). The last,
+        partial batch of an epoch passes its own ``part``. ``sample_weight``: one weight per sample of ``X``:
+        the batch's loss is its samples' weighted mean (as scikit-learn's MLP).
         """
         layers = self.model.layers
         for layer in layers:  # the layers' arrays come from the workspace for this step only
@@ -96,7 +108,7 @@ class StepProgram:
         quiet = np.errstate(all="ignore") if self.check_finite else contextlib.nullcontext()
         try:
             with quiet:
-                return self._run(step, X, y, self.order[rows[0]:rows[1]], share, sample_weight)
+                return self._run(X, y, self._positions(part or (0, self.batch_size)), share, sample_weight)
         finally:
             for layer in layers:
                 layer.workspace = None
@@ -104,15 +116,29 @@ class StepProgram:
     def _buffer(self, name, shape, dtype=None):
         return self.workspace.get(self, name, shape, dtype)
 
-    def _run(self, step, X, y, idx, share, sample_weight):
+    def _positions(self, part):
+        """This step's sample indices, gathered from the order on the device: ``counter * batch_size`` plus the
+        part's offsets (an array made once per part)."""
+        be, xp = self.model.be, self.model.be.xp
+        n = part[1] - part[0]
+        offsets = self._offsets.get(part)
+        if offsets is None:  # made on the device, once per part
+            offsets = self._offsets[part] = xp.arange(part[0], part[1], dtype=xp.int64, device=be.device)
+        start = be.compute("multiply", self.counter, self.batch_size, out=self._buffer("start", (1,), xp.int64))
+        at = be.compute("add", offsets, start, out=self._buffer(f"at{n}", (n,), xp.int64))
+        return be.take_rows(self.order, at, out=self._buffer(f"idx{n}", (n,), xp.int64))
+
+    def _run(self, X, y, idx, share, sample_weight):
         model, be, xp, ops = self.model, self.model.be, self.model.be.xp, self.model.ops
-        n = idx.shape[0]
+        n, step = idx.shape[0], self.counter
         xb = be.take_rows(X, idx, out=self._buffer("x", (n, *X.shape[1:]), X.dtype))
         yb = be.take_rows(y, idx, out=self._buffer("y", (n, *y.shape[1:]), y.dtype))
         wb = None if sample_weight is None else be.take_rows(sample_weight, idx)
         value = self._forward_backward(xb, yb, wb, step)
         value = self.comm.reduce_step(value, model.flat_grads, share)
-        self.losses[step] = value
+        be.put_at(self.losses, step, value)
+        record = None if self.records is None else be.take_rows(
+            self.records, step, out=self._buffer("record", (1, self.records.shape[1])))[0, ...]
         if self.check_finite:
             loss_bad = ~xp.isfinite(value)
             flag = LOSS_NOT_FINITE * xp.astype(loss_bad, xp.int8)
@@ -120,12 +146,13 @@ class StepProgram:
                 # A non-finite element makes the sum non-finite: one pass instead of an isfinite mask.
                 grad_bad = ~xp.isfinite(xp.sum(model.flat_grads)) & ~loss_bad
                 flag = flag + GRADIENT_NOT_FINITE * xp.astype(grad_bad, xp.int8)
-            self.flags[step] = flag
+            be.put_at(self.flags, step, flag)
             self.bad[...] = xp.maximum(self.bad, xp.astype(flag != 0, self.bad.dtype))
             self.comm.agree(self.bad)  # every replica skips together
-            self.optimizer.step(model.flat_params, model.flat_grads, ops, skip=self.bad, record=self._record(step))
+            self.optimizer.step(model.flat_params, model.flat_grads, ops, skip=self.bad, record=record)
         else:
-            self.optimizer.step(model.flat_params, model.flat_grads, ops, record=self._record(step))
+            self.optimizer.step(model.flat_params, model.flat_grads, ops, record=record)
+        be.compute("add", self.counter, 1, out=self.counter)
 
     def loss_and_gradient(self, X, y, sample_weight=None):
         """The loss of ``(X, y)`` (with the penalty and sample weights) as a 0-d array, and its gradient written
@@ -133,7 +160,8 @@ class StepProgram:
         return self._forward_backward(X, y, sample_weight)
 
     def _forward_backward(self, xb, yb, wb=None, step=None):
-        """Forward, loss, backward and penalty of one batch; counts its correct predictions into slot ``step``."""
+        """Forward, loss, backward and penalty of one batch; counts its correct predictions into slot ``step`` (the
+        counter)."""
         model, be, xp, ops = self.model, self.model.be, self.model.be.xp, self.model.ops
         n = xb.shape[0]
         out = model.forward(xb, training=True)
@@ -148,7 +176,7 @@ class StepProgram:
             labels = yb if yb.ndim == 1 else be.compute("argmax", yb, axis=1, out=self._buffer("labels", *int_buffer))
             predicted = be.compute("argmax", out, axis=1, out=self._buffer("predicted", *int_buffer))
             hits = be.compute("equal", predicted, labels, out=self._buffer("hits", (n,), xp.bool))
-            self.correct[step] = be.compute("count_nonzero", hits)
+            be.put_at(self.correct, step, be.compute("count_nonzero", hits))
         model.backward(grad)
         if self.penalty is not None:
             for i, (w, g) in enumerate(zip(self.weights, self.w_grads)):
@@ -156,9 +184,6 @@ class StepProgram:
             value = value + sum(self.penalty.value(be, w, scratch=self._buffer(f"penalty{i}", w.shape))
                                 for i, w in enumerate(self.weights))
         return value
-
-    def _record(self, step):
-        return None if self.records is None else self.records[step, ...]
 
     def read(self, start: int, stop: int) -> StepResults:
         """Host copies of steps ``[start, stop)``: the one synchronisation (and, distributed, one reduction)."""

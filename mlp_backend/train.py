@@ -559,8 +559,8 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
         shortcuts.append(_Checkpointer(checkpoint, checkpoint_every, signature, callbacks, checkpoint_extra))
     hooks = [cb for cb in [_RestoreBest()] * bool(restore_best) + callbacks + shortcuts
              if comm.is_root or not cb.root_only]
-    program = StepProgram(model, loss, optimizer, steps=batches.steps, penalty=penalty, check_finite=check_finite,
-                          comm=comm)
+    program = StepProgram(model, loss, optimizer, steps=batches.steps, batch_size=batches.size, penalty=penalty,
+                          check_finite=check_finite, comm=comm)
     reader = _Reader(program, state, batches, hooks)
     for cb in hooks:
         cb.on_train_begin(state)
@@ -595,10 +595,10 @@ def _run_epoch(state, program, reader, batches, data, hooks):
     program.begin_epoch(pos.order, pos.step)
     X, y, weights = data
     steps = batches.steps
-    for step in range(pos.step, steps):
-        lo, hi = step * batches.size, min((step + 1) * batches.size, batches.n)
-        mine = comm.shard(lo, hi)
-        program.run(step, X, y, mine, (mine[1] - mine[0]) / (hi - lo), weights)
+    for step in range(pos.step, steps):  # the program's counter holds the step: every full batch is the same call
+        size = min(batches.size, batches.n - step * batches.size)
+        mine = comm.shard(0, size)
+        program.run(X, y, mine, (mine[1] - mine[0]) / size, weights)
         pos.step = step + 1
         global_step = state.epoch * steps + step + 1
         if step + 1 == steps or reader.due(step + 1) or any(cb.reads_at(global_step, step + 1 == steps)

@@ -73,6 +73,32 @@ class PoisonAt(SoftmaxCrossEntropy):
         return (value * float("nan"), grad) if self.calls == self.call else (value, grad)
 
 
+def test_every_full_batch_is_the_same_call_driven_by_the_device_counter():
+    """What replaying a captured step needs: a step takes no step number. It reads its samples' positions in
+    the order, its result slots and its optimizer record from the program's counter on the device and
+    advances it, so calling ``run(X, y)`` with the same arguments every step gives fit's numbers to the bit
+    (float64, 2 epochs, dropout, Adam with a schedule and clipping, L2, a last partial batch)."""
+    X, y = blobs()
+    n, batch = X.shape[0], 48
+    model, opt, penalty = recipe()
+    expected = model.fit(X, y, optimizer=opt, penalty=penalty, epochs=2, batch_size=batch, seed=5).loss
+    model, opt, penalty = recipe()
+    be = model.be
+    opt.init(be, model.flat_params)
+    be.reseed(5)
+    steps = -(-n // batch)
+    program = StepProgram(model, SoftmaxCrossEntropy(), opt, steps=steps, batch_size=batch, penalty=penalty)
+    Xd, yd, losses = be.asarray(X), be.asarray_int(y), []
+    for epoch in range(2):
+        program.begin_epoch(be.permutation(n), 0)
+        for _ in range(n // batch):
+            program.run(Xd, yd)
+        program.run(Xd, yd, (0, n % batch))  # the partial batch: its own part, the same counter
+        assert int(program.counter[0]) == steps
+        losses += program.read(0, steps).losses.tolist()
+    assert n % batch and losses == expected
+
+
 @pytest.mark.parametrize("backend", ["numpy", "array_api_strict"])
 def test_a_non_finite_step_is_stopped_on_the_device_before_its_update(backend):
     if backend not in AVAILABLE:
@@ -186,7 +212,8 @@ def test_a_step_copies_nothing_to_the_device(monkeypatch):
     monkeypatch.setattr(Backend, "upload", upload)
     monkeypatch.setattr(StepProgram, "_run", run)
     model.fit(X, y, epochs=3, batch_size=20, optimizer=mlp.Adam(1e-2, clip_norm=1.0), penalty=1e-4)
-    assert copies == {"in_steps": 0, "per_epoch": 1 + 2 * 3}  # X once, then each epoch's order and records
+    # X once, then each epoch's order, records and step counter
+    assert copies == {"in_steps": 0, "per_epoch": 1 + 3 * 3}
 
 
 def _step_program(batch, features=32, classes=10):
@@ -197,12 +224,12 @@ def _step_program(batch, features=32, classes=10):
                            dtype="float64", seed=0)
     opt = mlp.Adam(1e-3, clip_norm=1.0, schedule=mlp.StepDecay(0.5, every=2))
     opt.init(model.be, model.flat_params)
-    program = StepProgram(model, SoftmaxCrossEntropy(), opt, steps=4, penalty=mlp.L2(1e-4))
+    program = StepProgram(model, SoftmaxCrossEntropy(), opt, steps=4, batch_size=batch, penalty=mlp.L2(1e-4))
     rng = np.random.default_rng(0)
     program.begin_epoch(rng.permutation(4 * batch), 0)
     X = model.be.asarray(rng.normal(size=(4 * batch, features)))
     y = model.be.asarray_int(rng.integers(0, classes, 4 * batch))
-    return program, X, y, [(k * batch, (k + 1) * batch) for k in range(4)]
+    return program, X, y
 
 
 def _transient_bytes(batch):
@@ -210,14 +237,14 @@ def _transient_bytes(batch):
     beyond what was held before it, for the third step of a program at ``batch``."""
     import tracemalloc
 
-    program, X, y, batches = _step_program(batch)
+    program, X, y = _step_program(batch)
     for step in range(2):
-        program.run(step, X, y, batches[step])
+        program.run(X, y)
     tracemalloc.start()
     try:
         before, _ = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
-        program.run(2, X, y, batches[2])
+        program.run(X, y)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -233,18 +260,18 @@ def test_a_step_allocates_nothing_that_grows_with_the_batch():
 
 
 def test_the_step_reuses_its_arrays_and_lends_them_to_no_one_else():
-    program, X, y, batches = _step_program(64)
+    program, X, y = _step_program(64)
     model = program.model
-    program.run(0, X, y, batches[0])
+    program.run(X, y)
     made = len(program.workspace)
     addresses = [layer._saved.ctypes.data for layer in model.layers if hasattr(layer, "_saved")]
-    program.run(1, X, y, batches[1])
+    program.run(X, y)
     assert len(program.workspace) == made > 10
     assert [layer._saved.ctypes.data for layer in model.layers if hasattr(layer, "_saved")] == addresses
     assert all(layer.workspace is None for layer in model.layers)  # handed over for the step only
     first = model.forward(X[:64, ...], training=True)
     assert model.forward(X[:64, ...], training=True) is not first  # a user's calls get new arrays
-    program.run(2, X, y, (batches[2][0], batches[2][0] + 10))  # another batch shape: its own arrays
+    program.run(X, y, (0, 10))  # another batch shape: its own arrays
     assert len(program.workspace) > made
     order, records = program.order, program.records
     program.begin_epoch(np.arange(4 * 64), 0)  # a new epoch: the same arrays, refilled

@@ -142,6 +142,15 @@ class Backend:
         """Rows ``idx`` of ``a`` (the batch gather), written into ``out`` when given."""
         return self.compute("take", a, idx, axis=0, out=out)
 
+    def put_at(self, array, index, value):
+        """``array[index] = value`` for ``index`` a one-element integer array of this backend (a step program's
+        counter), without reading the index back: here through ``where`` over the whole (small) array, as the
+        Array API has no integer-array assignment; a library that assigns through its own index arrays
+        overrides this."""
+        xp = self.xp
+        at = xp.arange(array.shape[0], device=self.device) == index
+        array[...] = xp.where(at, xp.astype(xp.asarray(value, device=self.device), array.dtype), array)
+
     def upload(self, host, out):
         """Host data (NumPy) written into ``out``, an existing array of this backend."""
         out[...] = self.xp.astype(self.xp.asarray(np.asarray(host), device=self.device), out.dtype)

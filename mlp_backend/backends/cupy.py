@@ -55,6 +55,9 @@ class CupyBackend(Backend):
         u = self._device_rng.random(shape, dtype=dtype)
         return self.compute("divide", (u < keep).astype(dtype), keep, out=out)
 
+    def put_at(self, array, index, value):
+        array[index] = value  # indexed by the device array itself: no host read
+
     def compute(self, name, *args, out=None, **kwargs):
         fn = getattr(self._cupy, name)
         return fn(*args, **kwargs) if out is None else fn(*args, out=out, **kwargs)

@@ -34,6 +34,9 @@ class NumpyBackend(Backend):
             return super().keep_mask(shape, keep, dtype, out)
         return mask_into(self.rng, keep, out, draws)
 
+    def put_at(self, array, index, value):
+        array[index] = value  # indexed by the device array itself: no host read
+
     def compute(self, name, *args, out=None, **kwargs):
         fn = getattr(np, name)  # NumPy itself: the same results without the wrapper's cost, no temporary
         return fn(*args, **kwargs) if out is None else fn(*args, out=out, **kwargs)

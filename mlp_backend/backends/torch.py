@@ -47,6 +47,9 @@ class TorchBackend(Backend):
             return mask_into(self.rng, keep, out, draws)
         return super().keep_mask(shape, keep, dtype, out, draws)
 
+    def put_at(self, array, index, value):
+        array[index] = value  # indexed by the device array itself: no host read
+
     def compute(self, name, *args, out=None, **kwargs):
         if not self.writes_into:
             return super().compute(name, *args, out=out, **kwargs)
