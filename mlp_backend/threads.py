@@ -5,20 +5,27 @@ needs: with one other busy process on 2 cores, an epoch of the default job took 
 OpenBLAS's default spinning (about 2^28 cycles before a worker sleeps) and 1.9x with ``OPENBLAS_THREAD_TIMEOUT=4``
 (16 cycles), at no cost when quiet (``bench/RESULTS.md``). OpenBLAS reads it once, when NumPy loads, so
 ``prepare()`` sets it (unless the environment already does) before anything here imports NumPy; a program that
-imports NumPy before mlp_backend keeps OpenBLAS's default (set the variable yourself there). The thread count stays
-fixed during a run: OpenBLAS's float32 products change in their last bits with it, and a run must not depend on
-the load.
+imports NumPy before mlp_backend keeps OpenBLAS's default (set the variable yourself there).
 
-It is chosen for the CPUs the process may use, not the machine's: its affinity mask, capped by a cgroup CPU quota
-(a container started with ``--cpus 2`` on a 64-core host sees 64 cores, and 64 BLAS threads sharing two cores'
-time wait on each other at every product). Where those allow fewer CPUs than the machine has, ``prepare`` sets the
-BLAS, OpenMP and Numba thread counts to them. ``MLP_THREADS=N`` (or ``mlp ... --threads N``, or :func:`limit`)
-caps the BLAS and Numba threads at N instead.
+The count is chosen for the CPUs the process may use, not the machine's: its affinity mask, capped by a cgroup CPU
+quota (a container started with ``--cpus 2`` on a 64-core host sees 64 cores, and 64 BLAS threads sharing two
+cores' time wait on each other at every product). Where those allow fewer CPUs than the machine has, ``prepare``
+sets the BLAS, OpenMP and Numba thread counts to them. ``MLP_THREADS=N`` (or ``mlp ... --threads N``, or
+:func:`limit`) sets N instead.
+
+Under load no fixed count is right: with one other busy process on 2 cores, two BLAS threads made an epoch 3.7x
+slower than quiet (each product waits for the thread that shares a core with the other process) while one thread
+lost 8%, and quiet, one thread is 1.3x slower than two (``bench/RESULTS.md``). :class:`LoadGovernor` picks each
+epoch's count from the CPU time other processes took during the last one (``fit(threads="auto")``, which ``mlp
+train`` and ``mlp bench`` use unless a count is given). OpenBLAS's float32 products change in their last bits with
+the count, so a run meant to be reproduced bit for bit fixes it (``--threads N``, ``MLP_THREADS``); a run's
+counts are in its history (``History.threads``, history.csv).
 """
 from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 
 QUIET_WAITING = {"OPENBLAS_THREAD_TIMEOUT": "4"}
@@ -79,12 +86,72 @@ def _own_cgroup() -> str:
 
 
 def limit(n: int):
-    """At most ``n`` threads from now on, for the BLAS (threadpoolctl) and Numba's parallel kernels."""
+    """At most ``n`` threads from now on, for the BLAS (threadpoolctl) and Numba's parallel kernels.
+
+    Returns
+    -------
+    callable
+        Restores the counts from before the call.
+    """
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"threads must be a positive integer, got {n!r}")
     from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=n, user_api="blas")
     import numba
 
+    blas, before = threadpool_limits(limits=n, user_api="blas"), numba.get_num_threads()
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+    def restore():
+        blas.restore_original_limits()
+        numba.set_num_threads(before)
+    return restore
+
+
+class LoadGovernor:
+    """Thread counts that follow the CPUs other processes leave free: the usable CPUs (:func:`available_cpus`)
+    less the CPU time others took since the last call (``/proc/stat``'s busy time less this process's own), in
+    whole CPUs, at least one. The first call, with nothing measured yet, counts the other running threads.
+
+    Parameters
+    ----------
+    most : int, optional
+        The largest count (default: :func:`available_cpus`).
+    stat : str or os.PathLike, default "/proc/stat"
+        The kernel's CPU statistics (Linux); without them the count stays ``most``.
+    """
+
+    def __init__(self, most: int | None = None, stat: str | os.PathLike = "/proc/stat"):
+        self.most = most or available_cpus()
+        self.stat = Path(stat)
+        self.clock, self.cpu_clock = time.perf_counter, time.process_time  # wall and this process's CPU seconds
+        self._last = None
+
+    def count(self) -> int:
+        """The thread count for what runs next.
+
+        Returns
+        -------
+        int
+            Between 1 and ``most``.
+        """
+        now = self._sample()
+        if now is None:
+            return self.most
+        if self._last is None:
+            others = max(0, now[3] - 1)  # running threads besides the caller's
+        else:
+            wall = now[0] - self._last[0]
+            others = ((now[1] - self._last[1]) - (now[2] - self._last[2])) / wall if wall > 0 else 0.0
+        self._last = now
+        return max(1, min(self.most, self.most - round(max(0.0, others))))
+
+    def _sample(self):
+        """(wall seconds, busy CPU seconds of every process, this process's CPU seconds, running threads)."""
+        try:
+            lines = self.stat.read_text().splitlines()
+            ticks = [int(v) for v in lines[0].split()[1:9]]
+            running = next(int(line.split()[1]) for line in lines if line.startswith("procs_running"))
+        except (OSError, ValueError, IndexError, StopIteration):
+            return None
+        busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait: steal is time taken from us too
+        return self.clock(), busy / os.sysconf("SC_CLK_TCK"), self.cpu_clock(), running

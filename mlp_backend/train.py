@@ -168,6 +168,8 @@ class History(Callback):
         Whether a callback ended training before ``epochs``.
     diverged : str or None
         Why training looks divergent (a :class:`DivergenceWarning` was given), else None.
+    threads : list of int
+        Per epoch: the thread count of the matrix products, where ``fit``'s ``threads`` set it.
     """
 
     loss: list = field(default_factory=list)            # per iteration (mini-batch)
@@ -180,6 +182,7 @@ class History(Callback):
     best_epoch: int | None = None
     stopped_early: bool = False
     diverged: str | None = None  # why training looks divergent (a DivergenceWarning was given), else None
+    threads: list = field(default_factory=list)  # per epoch, where fit's threads set the count
 
     def as_dict(self) -> dict:
         return dict(vars(self))
@@ -246,6 +249,35 @@ class ProgressBar(LambdaCallback):
 
         progress = Progress(epochs, bar=bar, always=True)
         super().__init__(progress.step, progress.end_epoch)
+
+
+class _Threads(Callback):
+    """``fit``'s ``threads``: each epoch's thread count for the matrix products and parallel kernels, fixed or,
+    with ``"auto"``, from the CPU time other processes took during the last epoch
+    (:class:`~mlp_backend.threads.LoadGovernor`); recorded in ``History.threads``. The counts in use before
+    ``fit`` come back at its end."""
+
+    def __init__(self, threads: int | str):
+        from .threads import LoadGovernor
+
+        if threads != "auto" and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            raise ValueError(f"threads must be a positive integer or 'auto', got {threads!r}")
+        self.governor = LoadGovernor() if threads == "auto" else None
+        self.fixed, self.count, self._restore = threads, None, None
+
+    def on_epoch_begin(self, state: FitState):
+        from .threads import limit
+
+        count = self.fixed if self.governor is None else self.governor.count()
+        if count != self.count:
+            restore = limit(count)
+            self._restore, self.count = self._restore or restore, count
+        state.history.threads[state.epoch:] = [count]  # a resumed epoch replaces what its checkpoint recorded
+
+    def on_train_end(self, state: FitState):
+        if self._restore is not None:
+            self._restore()
+            self._restore, self.count = None, None
 
 
 class _Monitor(Callback):
@@ -471,7 +503,8 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
         on_epoch: Callable | None = None, on_step: Callable | None = None, checkpoint: PathLike | None = None,
         checkpoint_every: int | None = None, resume: PathLike | None = None, check_finite: str | bool = "loss",
         distributed: str | object | None = None, verbose: int = 0, sample_weight: ArrayLike | None = None,
-        checkpoint_extra: dict | None = None, allow_other_data: bool = False) -> History:
+        checkpoint_extra: dict | None = None, allow_other_data: bool = False, threads: int | str | None = None
+        ) -> History:
     """Train ``model`` on ``(X, y)`` with mini-batches and return a :class:`History`.
 
     Parameters
@@ -529,6 +562,10 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
         JSON values stored in every checkpoint (a run's dataset and scaling, for example).
     allow_other_data : bool, default False
         Resume on data whose digest differs from the checkpoint's.
+    threads : int or "auto", optional
+        Threads for the matrix products and parallel kernels during this fit: a count, or ``"auto"`` to choose
+        each epoch's from the CPUs other processes leave free (steady on a busy machine; the float32 products'
+        last bits follow the count). Default: as they are (``MLP_THREADS``, else the libraries' own).
 
     Returns
     -------
@@ -555,6 +592,8 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
     state = FitState(model, _bind(model, loss, optimizer), History(), comm)
     pos = _Position() if resume is None else _load_training(resume, state, callbacks, signature, allow_other_data)
     shortcuts = _function_callbacks(epochs, verbose, on_step, on_epoch)
+    if threads is not None:
+        shortcuts.append(_Threads(threads))
     if checkpoint is not None or checkpoint_every:  # last: the others' counters are saved as they end the epoch
         shortcuts.append(_Checkpointer(checkpoint, checkpoint_every, signature, callbacks, checkpoint_extra))
     hooks = [cb for cb in [_RestoreBest()] * bool(restore_best) + callbacks + shortcuts

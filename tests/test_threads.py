@@ -48,3 +48,57 @@ def test_prepare_sets_the_thread_counts_only_where_fewer_cpus_are_usable(monkeyp
     monkeypatch.setattr(threads, "available_cpus", lambda: 2)
     threads.prepare()  # MLP_THREADS wins over the usable CPUs; a variable already set is kept
     assert os.environ["OPENBLAS_NUM_THREADS"] == "3" and os.environ["OMP_NUM_THREADS"] == "5"
+
+
+def _stat(path, busy_ticks, running):
+    """A /proc/stat with ``busy_ticks`` of user time and 10,000 idle ticks, and ``running`` running threads."""
+    path.write_text(f"cpu  {busy_ticks} 0 0 10000 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\nprocs_running {running}\n")
+
+
+def test_the_governor_leaves_other_processes_their_cpus(tmp_path):
+    hz = os.sysconf("SC_CLK_TCK")
+    stat = tmp_path / "stat"
+    governor = threads.LoadGovernor(most=2, stat=stat)
+    clock = iter([0.0, 1.0, 2.0, 3.0, 4.0])
+    own = iter([0.0, 1.0, 2.0, 4.0, 6.0])
+    governor.clock, governor.cpu_clock = lambda: next(clock), lambda: next(own)
+    _stat(stat, 0, running=2)
+    assert governor.count() == 1  # at the start: one other thread running
+    _stat(stat, 2 * hz, running=1)
+    assert governor.count() == 1  # in 1 s: 2 CPU-seconds busy, 1 of them ours: another process took a core
+    _stat(stat, 3 * hz, running=1)
+    assert governor.count() == 2  # 1 busy second, all ours: the other process has gone
+    _stat(stat, 5 * hz, running=1)
+    assert governor.count() == 2  # both cores ours
+    _stat(stat, int(7.4 * hz), running=1)
+    assert governor.count() == 2  # 0.4 of a core taken by others: rounds to none
+    assert threads.LoadGovernor(most=4, stat=tmp_path / "missing").count() == 4  # no statistics: all usable CPUs
+
+
+def test_fit_sets_each_epochs_threads_and_restores_them(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    import mlp_backend as mlp
+    from mlp_backend.data import make_synthetic
+
+    def blas_threads():  # NumPy's BLAS: the one the products run on
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas" and "numpy" in i["filepath"]]
+
+    before = blas_threads()
+    data = make_synthetic(n_samples=300, n_features=8, n_classes=3, seed=0)
+    seen = []
+    on_epoch = lambda epoch, logs: seen.append(blas_threads())  # noqa: E731
+    model = mlp.build_mlp([8, 16, 3], seed=0)
+    history = model.fit(data.X_train, data.y_train, epochs=2, threads=1, on_epoch=on_epoch)
+    assert history.threads == [1, 1] and seen == [[1], [1]]
+    assert blas_threads() == before
+
+    counts = iter([2, 1, 1, 2])
+    monkeypatch.setattr(threads.LoadGovernor, "count", lambda self: next(counts))
+    seen.clear()
+    history = model.fit(data.X_train, data.y_train, epochs=4, threads="auto", on_epoch=on_epoch)
+    assert history.threads == [2, 1, 1, 2]
+    assert seen == [[2], [1], [1], [2]]
+    assert blas_threads() == before
+    with pytest.raises(ValueError, match="threads must be a positive integer or 'auto'"):
+        model.fit(data.X_train, data.y_train, epochs=1, threads=0)

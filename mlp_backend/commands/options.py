@@ -100,7 +100,7 @@ def add_model_args(p):
                         "keeping the best parameters")
     p.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling, dropout and splits")
     p.add_argument("--threads", type=positive(int), default=None,
-                   help="at most this many threads for matrix products and parallel kernels (default: $MLP_THREADS, "
-                        "else one per core)")
+                   help="threads for matrix products and parallel kernels, fixed for the run (default: "
+                        "$MLP_THREADS, else each epoch's from the CPUs other processes leave free)")
 
 

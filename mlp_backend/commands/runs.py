@@ -107,10 +107,8 @@ def train_one(args, prepared, progress=None, on_epoch=None, checkpoint=None, res
 
     data, X, y, validation, X_test, _ = prepared
     options = vars(args)  # runs saved before an option existed resume with its default
-    if options.get("threads"):
-        from ..threads import limit
-
-        limit(options["threads"])
+    # --threads N fixes the count; without it (and without MLP_THREADS) each epoch's follows the machine's load
+    threads = options.get("threads") or (None if os.environ.get("MLP_THREADS") else "auto")
     distributed = options.get("distributed")
     distributed = "mpi" if distributed is True else distributed or None  # runs saved when it was a flag
     device = args.device
@@ -139,7 +137,7 @@ def train_one(args, prepared, progress=None, on_epoch=None, checkpoint=None, res
                         checkpoint=checkpoint, checkpoint_every=getattr(args, "checkpoint_every", None),
                         checkpoint_extra=reading_context(prepared),
                         allow_other_data=bool(options.get("allow_other_data")),
-                        resume=resume, distributed=distributed)
+                        resume=resume, distributed=distributed, threads=threads)
     return model, history, model.evaluate(X_test, data.y_test), time.perf_counter() - start
 
 
@@ -195,11 +193,12 @@ def write_history_csv(history, path: Path):
     h = history.as_dict()
     with open(path / "history.csv", "w", newline="") as f:
         w = csv.writer(f)
-        columns = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
+        columns = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds", "threads"]
         w.writerow(columns)
         for i in range(len(h["train_loss"])):
-            row = [i + 1] + [h[k][i] if i < len(h[k]) else "" for k in
-                             ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds")]
+            row = [i + 1] + [h[k][i] if i < len(h.get(k, ())) else "" for k in
+                             ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds",
+                              "threads")]
             w.writerow(row)
     with open(path / "iterations.csv", "w", newline="") as f:
         w = csv.writer(f)

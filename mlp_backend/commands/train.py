@@ -174,7 +174,7 @@ def _write_results(run: Path, args, prepared, config, model, history, scores, wa
         "test_samples": int(X_test.shape[0]), "test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
         "final_train_loss": history.train_loss[-1], "train_loss": history.train_loss,
         "val_loss": history.val_loss, "val_accuracy": history.val_accuracy,
-        "epoch_seconds": history.epoch_seconds, "train_seconds": wall, "run_dir": str(run),
+        "epoch_seconds": history.epoch_seconds, "threads": history.threads, "train_seconds": wall, "run_dir": str(run),
         "checkpoint": str(checkpoint), "diverged": history.diverged,
     }
     (run / "metrics.json").write_text(json.dumps(summary, indent=2))
@@ -209,7 +209,8 @@ def _report(args, data, model, history, scores, wall, text_report, cm) -> str:
         "## Confusion matrix", "", *cm_rows, "",
         "## Timings", "", f"- training: {sum(history.epoch_seconds):.1f} s (as printed; {wall:.1f} s with "
         f"validation and set-up); per epoch: "
-        + ", ".join(f"{s:.2f}" for s in history.epoch_seconds) + " s", "",
+        + ", ".join(f"{s:.2f}" for s in history.epoch_seconds) + " s"
+        + (f"; threads per epoch: {', '.join(map(str, history.threads))}" if history.threads else ""), "",
         "![loss](loss.png)", "", "![accuracy](accuracy.png)", "", "![confusion matrix](confusion_matrix.png)", ""])
 
 
