@@ -114,35 +114,49 @@ def launch_bce(z, t, grad, elem_loss, stream=0, threads=THREADS):
 
 
 # -- dropout masks from a counter-based generator -------------------------------------------------
-# Element i's uniform number is a hash of (seed, i) (SplitMix64's finaliser): no generator state on the device,
-# so the host generator that draws each mask's seed (Backend.rng, saved in checkpoints and pickles) is all the
-# state there is, and a resumed CuPy run draws the same masks as an uninterrupted one.
+# Element i of mask k is a hash of (base, k, i) (SplitMix64's finaliser). ``base`` and the count ``k`` of masks drawn
+# live in a two-element device array that the backend keeps and the launches advance: no per-mask host scalar (a
+# captured step replays with new masks), and the pair, saved in checkpoints with the host generator, is all the
+# state there is, so a resumed CuPy run draws the same masks as an uninterrupted one.
 _GOLDEN, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
+@cuda.jit(device=True)
+def _mix(x):
+    x = (x ^ (x >> np.uint64(30))) * _MIX1
+    x = (x ^ (x >> np.uint64(27))) * _MIX2
+    return x ^ (x >> np.uint64(31))
+
+
 @cuda.jit
-def _dropout_mask_kernel(out, seed, keep, scale):
+def _dropout_mask_kernel(out, state, keep, scale):
+    seed = _mix(state[0] + (state[1] + np.uint64(1)) * _GOLDEN)  # this mask's seed: the base and the count
     for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        x = seed + np.uint64(i + 1) * _GOLDEN
-        x = (x ^ (x >> np.uint64(30))) * _MIX1
-        x = (x ^ (x >> np.uint64(27))) * _MIX2
-        x = x ^ (x >> np.uint64(31))
+        x = _mix(seed + np.uint64(i + 1) * _GOLDEN)
         u = (x >> np.uint64(40)) * (1.0 / 16777216.0)  # the top 24 bits: uniform on [0, 1)
         out[i] = scale if u < keep else 0
 
 
-def launch_dropout_mask(out, seed, keep, stream=0, threads=THREADS):
-    """``out`` (1-D) = 1/keep where kept, 0 where dropped, from ``seed`` (an unsigned 64-bit integer)."""
-    _dropout_mask_kernel[_blocks(out.size, threads), threads, stream](out, np.uint64(seed), float(keep),
+@cuda.jit
+def _count_mask_kernel(state):
+    if cuda.grid(1) == 0:
+        state[1] += np.uint64(1)
+
+
+def launch_dropout_mask(out, state, keep, stream=0, threads=THREADS):
+    """``out`` (1-D) = 1/keep where kept, 0 where dropped, from ``state`` (uint64 ``[base, masks drawn]`` on the
+    device), whose count it then advances."""
+    _dropout_mask_kernel[_blocks(out.size, threads), threads, stream](out, state, float(keep),
                                                                       out.dtype.type(1.0 / keep))
+    _count_mask_kernel[1, 1, stream](state)
 
 
-def dropout_mask(xp, shape, keep, dtype, seed, out=None):
-    """A CuPy dropout mask of ``shape`` drawn from ``seed`` (see above), written into ``out`` when given."""
+def dropout_mask(xp, shape, keep, dtype, state, out=None):
+    """A CuPy dropout mask of ``shape`` drawn from ``state`` (see above), written into ``out`` when given."""
     if out is None:
         out = xp.empty(shape, dtype=dtype)
     if out.size:
-        launch_dropout_mask(xp.reshape(out, (-1,)), seed, keep, _stream())
+        launch_dropout_mask(xp.reshape(out, (-1,)), state, keep, _stream())
     return out
 
 

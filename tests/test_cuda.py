@@ -50,7 +50,8 @@ def test_cuda_kernels_compile_to_ptx_for_compute_capability_9(monkeypatch):
     signatures = {
         K._xent_kernel: f"void({a2}, {i64}, float64, float64, {a2}, float64[::1])",
         K._bce_kernel: f"void({a1}, {a1}, float64, {a1}, {a1})",
-        K._dropout_mask_kernel: f"void({a1}, uint64, float64, {f32})",
+        K._dropout_mask_kernel: f"void({a1}, uint64[::1], float64, {f32})",
+        K._count_mask_kernel: "void(uint64[::1])",
     }
     for kernel in K._UPDATE.values():  # every rule of the optimizer table
         signatures[kernel] = f"void({a1}, {a1}, {a1}, {a1}, {a1})"

@@ -1,5 +1,5 @@
 """CuPy arrays on a CUDA GPU: results written in place (``out=``), the numba.cuda kernels (``kernels/cuda.py``),
-dropout masks drawn on the device from a seed the host generator gives (so checkpoints resume them), and the
+dropout masks drawn on the device from a counter the launches advance (in checkpoints, so they resume), and the
 fastest way between ranks the machine has (NCCL, CUDA-aware MPI, or pinned host staging)."""
 from __future__ import annotations
 
@@ -43,17 +43,34 @@ class CupyBackend(Backend):
     def reseed(self, seed):
         super().reseed(seed)
         self._device_rng = None
+        self._masks = None  # uint64 [base, masks drawn] on the device, made at the first mask
+
+    def _mask_state(self):
+        if self._masks is None:
+            self._masks = self.xp.asarray(np.array([self.rng.integers(2**63), 0], dtype=np.uint64), device=self.device)
+        return self._masks
 
     def keep_mask(self, shape, keep, dtype, out=None, draws=None):
         from ..kernels import fused_module
 
         cuda_kernels = fused_module("cupy")
-        if cuda_kernels is not None:  # drawn on the device from a seed the host generator gives: resumable
-            return cuda_kernels.dropout_mask(self.xp, shape, keep, dtype, int(self.rng.integers(2**63)), out=out)
+        if cuda_kernels is not None:  # counter-based on the device (kernels/cuda.py): no host scalar per mask
+            return cuda_kernels.dropout_mask(self.xp, shape, keep, dtype, self._mask_state(), out=out)
         if self._device_rng is None:  # numba.cuda unusable (warned): CuPy's own generator, not in checkpoints
             self._device_rng = self._cupy.random.default_rng(self.seed)
         u = self._device_rng.random(shape, dtype=dtype)
         return self.compute("divide", (u < keep).astype(dtype), keep, out=out)
+
+    def state(self) -> dict:
+        """The host generator's state and the device masks' ``[base, masks drawn]`` (read back: a checkpoint)."""
+        masks = None if self._masks is None else [int(v) for v in self._masks.get()]
+        return {**super().state(), "dropout_masks": masks}
+
+    def set_state(self, state: dict):
+        state = dict(state)
+        masks = state.pop("dropout_masks", None)
+        super().set_state(state)
+        self._masks = None if masks is None else self.xp.asarray(np.array(masks, dtype=np.uint64), device=self.device)
 
     def put_at(self, array, index, value):
         array[index] = value  # indexed by the device array itself: no host read

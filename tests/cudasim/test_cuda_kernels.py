@@ -99,16 +99,23 @@ def test_optimizer_updates_over_steps(dtype, name):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_dropout_masks_come_from_the_seed_alone(dtype):
-    """Counter-based masks: the same seed gives the same mask (so a resumed run draws what it would have),
-    another seed another one, kept at the rate asked, scaled by 1/keep."""
+def test_dropout_masks_come_from_the_device_state_alone(dtype):
+    """Counter-based masks: each launch draws mask k of ``[base, k]`` and advances k on the device (no host
+    scalar per mask); the same state gives the same mask (so a resumed run draws what it would have), another
+    count or base another one, kept at the rate asked, scaled by 1/keep."""
     with np.errstate(over="ignore"):  # the simulator runs the uint64 hash in NumPy scalars, which warn on wrap
+        state = np.array([12345, 0], dtype=np.uint64)
         masks = []
-        for seed in (12345, 12345, 99):
+        for _ in range(2):
             out = np.empty(4000, dtype)
-            K.launch_dropout_mask(out, seed, 0.7, threads=8)
+            K.launch_dropout_mask(out, state, 0.7, threads=8)
             masks.append(out)
-    np.testing.assert_array_equal(masks[0], masks[1])
-    assert not np.array_equal(masks[0], masks[2])
+        assert state.tolist() == [12345, 2]
+        again, other = np.empty(4000, dtype), np.empty(4000, dtype)
+        K.launch_dropout_mask(again, np.array([12345, 0], dtype=np.uint64), 0.7, threads=8)
+        K.launch_dropout_mask(other, np.array([99, 0], dtype=np.uint64), 0.7, threads=8)
+    np.testing.assert_array_equal(masks[0], again)
+    assert not np.array_equal(masks[0], masks[1]) and not np.array_equal(masks[0], other)
     assert set(np.unique(masks[0])) == {dtype(0), dtype(1 / 0.7)}
-    assert abs(np.mean(masks[0] > 0) - 0.7) < 0.03
+    for mask in (*masks, other):
+        assert abs(np.mean(mask > 0) - 0.7) < 0.03
