@@ -275,6 +275,9 @@ class _Threads(Callback):
         state.history.threads[state.epoch:] = [count]  # a resumed epoch replaces what its checkpoint recorded
 
     def on_train_end(self, state: FitState):
+        self.restore()
+
+    def restore(self):
         if self._restore is not None:
             self._restore()
             self._restore, self.count = None, None
@@ -592,8 +595,8 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
     state = FitState(model, _bind(model, loss, optimizer), History(), comm)
     pos = _Position() if resume is None else _load_training(resume, state, callbacks, signature, allow_other_data)
     shortcuts = _function_callbacks(epochs, verbose, on_step, on_epoch)
-    if threads is not None:
-        shortcuts.append(_Threads(threads))
+    counts = _Threads(threads) if threads is not None else None
+    shortcuts += [counts] if counts else []
     if checkpoint is not None or checkpoint_every:  # last: the others' counters are saved as they end the epoch
         shortcuts.append(_Checkpointer(checkpoint, checkpoint_every, signature, callbacks, checkpoint_extra))
     hooks = [cb for cb in [_RestoreBest()] * bool(restore_best) + callbacks + shortcuts
@@ -603,13 +606,17 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
     reader = _Reader(program, state, batches, hooks)
     for cb in hooks:
         cb.on_train_begin(state)
-    for epoch in range(pos.epoch, epochs):
-        state.epoch, state.position = epoch, pos
-        _run_epoch(state, program, reader, batches, (Xd, yd, weights), hooks)
-        _end_epoch(state, hooks, batches.n, val, loss.task == "multiclass")
-        if state.stop:
-            break
-        pos = _Position(epoch=epoch + 1)
+    try:
+        for epoch in range(pos.epoch, epochs):
+            state.epoch, state.position = epoch, pos
+            _run_epoch(state, program, reader, batches, (Xd, yd, weights), hooks)
+            _end_epoch(state, hooks, batches.n, val, loss.task == "multiclass")
+            if state.stop:
+                break
+            pos = _Position(epoch=epoch + 1)
+    finally:  # the thread counts come back even when training fails (a NaN stop, Ctrl-C)
+        if counts:
+            counts.restore()
     if state.best_params is not None:
         model.flat_params[...] = state.best_params
     model.history = state.history

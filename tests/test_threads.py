@@ -102,3 +102,9 @@ def test_fit_sets_each_epochs_threads_and_restores_them(monkeypatch):
     assert blas_threads() == before
     with pytest.raises(ValueError, match="threads must be a positive integer or 'auto'"):
         model.fit(data.X_train, data.y_train, epochs=1, threads=0)
+
+    def fail(epoch, logs):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(data.X_train, data.y_train, epochs=2, threads=1, on_epoch=fail)
+    assert blas_threads() == before  # back even when training ends in an exception
