@@ -28,6 +28,7 @@ results agree within seed noise, not to the bit; a diverging run stops at its fi
 from __future__ import annotations
 
 import math
+import textwrap
 import warnings
 from numbers import Integral, Real
 from typing import TYPE_CHECKING
@@ -424,6 +425,111 @@ class _BaseMLP(BaseEstimator):
         return tags
 
 
+# The parameters and fitted attributes both estimators share, written once into their docstrings (``_documented``).
+_PARAMETERS = """\
+hidden_layer_sizes : array-like of int, default (100,)
+    The sizes of the hidden layers.
+activation : str, default "relu"
+    The hidden layers' activation: scikit-learn's ``"identity"``, ``"logistic"``, ``"tanh"``, ``"relu"``,
+    or any of the activation table (``"leaky_relu"``, ``"elu"``, ``"selu"``, ``"gelu"``, ``"sigmoid"``).
+solver : {"adam", "sgd", "lbfgs"}, default "adam"
+    Adam; SGD with momentum; or SciPy's L-BFGS-B on the flat parameter vector (full batch).
+alpha : float, default 1e-4
+    L2 penalty strength: ``alpha / 2 * sum(W**2)`` divided by the batch's sample count, as scikit-learn's.
+batch_size : int or "auto", default "auto"
+    Mini-batch size for adam and sgd; "auto" is ``min(200, n_samples)``.
+learning_rate : {"constant", "invscaling", "adaptive"}, default "constant"
+    The sgd solver's schedule: constant; ``learning_rate_init / t**power_t``; or divided by 5 whenever
+    two consecutive epochs fail to improve by ``tol``.
+learning_rate_init : float, default 1e-3
+    The initial learning rate (adam, sgd).
+power_t : float, default 0.5
+    The exponent of "invscaling".
+max_iter : int, default 200
+    Epochs for adam and sgd; iterations for lbfgs.
+shuffle : bool, default True
+    Shuffle the samples every epoch (adam, sgd).
+random_state : int, RandomState instance or None, default None
+    Seeds initialisation, shuffling, dropout and the validation split.
+tol : float, default 1e-4
+    Improvement below which an epoch counts as not improving.
+verbose : bool, default False
+    Print the loss every epoch.
+warm_start : bool, default False
+    Continue from the previous fit's weights.
+momentum : float, default 0.9
+    The sgd solver's momentum, in [0, 1].
+nesterovs_momentum : bool, default True
+    Nesterov's momentum (sgd with momentum > 0).
+early_stopping : bool, default False
+    Hold out ``validation_fraction`` of the training data and stop when its score has not improved by
+    ``tol`` for ``n_iter_no_change`` epochs, keeping the best weights.
+validation_fraction : float, default 0.1
+    The held-out fraction for ``early_stopping``.
+beta_1 : float, default 0.9
+    Adam's first-moment decay.
+beta_2 : float, default 0.999
+    Adam's second-moment decay.
+epsilon : float, default 1e-8
+    Adam's denominator term.
+n_iter_no_change : int or numpy.inf, default 10
+    Epochs without improvement before stopping (adam, sgd).
+max_fun : int, default 15000
+    The lbfgs solver's maximum number of loss evaluations.
+backend : {"numpy", "torch", "array_api_strict", "cupy"}, default "numpy"
+    The array library training runs on (keyword only; inputs and outputs stay NumPy).
+device : str or int, optional
+    The backend's device (``"cuda:0"`` for torch, a GPU number for CuPy).
+dtype : {"float32", "float64"}, optional
+    Training dtype (default: float32 input stays float32, anything else float64, as scikit-learn).
+kernels : {"auto", "numba", "reference"}, optional
+    Fused or reference kernels (default: ``MLP_KERNELS``, else "auto").
+dropout : float, default 0.0
+    Dropout rate after each hidden layer (not in scikit-learn)."""
+
+_ATTRIBUTES = """\
+loss_ : float
+    The last epoch's training loss (with the L2 term).
+best_loss_ : float or None
+    The best training loss (None with ``early_stopping``).
+loss_curve_ : list of float
+    The loss of every epoch (adam, sgd).
+validation_scores_ : list of float or None
+    The held-out score of every epoch (``early_stopping``).
+best_validation_score_ : float or None
+    The best held-out score (``early_stopping``).
+t_ : int
+    Training samples seen over all calls.
+coefs_ : list of numpy.ndarray
+    Weight matrices, (fan_in, fan_out) each.
+intercepts_ : list of numpy.ndarray
+    Bias vectors, one per layer.
+n_features_in_ : int
+    Features seen in fit.
+feature_names_in_ : numpy.ndarray
+    Column names of a data frame given to fit.
+n_iter_ : int
+    Epochs (or L-BFGS iterations) of the last call.
+n_layers_ : int
+    Layers, input and output included.
+n_outputs_ : int
+    Output units.
+out_activation_ : str
+    The output activation.
+model_ : mlp_backend.Sequential
+    The trained network."""
+
+
+def _documented(cls):
+    """``cls``'s docstring with the shared parameters and attributes where it says ``{parameters}`` and
+    ``{attributes}``."""
+    def block(text):
+        return textwrap.indent(text, "    ")[4:]
+    cls.__doc__ = cls.__doc__.replace("{parameters}", block(_PARAMETERS)).replace("{attributes}", block(_ATTRIBUTES))
+    return cls
+
+
+@_documented
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """scikit-learn's MLPClassifier, trained by mlp-backend.
 
@@ -434,100 +540,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     Parameters
     ----------
-    hidden_layer_sizes : array-like of int, default (100,)
-        The sizes of the hidden layers.
-    activation : str, default "relu"
-        The hidden layers' activation: scikit-learn's ``"identity"``, ``"logistic"``, ``"tanh"``, ``"relu"``,
-        or any of the activation table (``"leaky_relu"``, ``"elu"``, ``"selu"``, ``"gelu"``, ``"sigmoid"``).
-    solver : {"adam", "sgd", "lbfgs"}, default "adam"
-        Adam; SGD with momentum; or SciPy's L-BFGS-B on the flat parameter vector (full batch).
-    alpha : float, default 1e-4
-        L2 penalty strength: ``alpha / 2 * sum(W**2)`` divided by the batch's sample count, as scikit-learn's.
-    batch_size : int or "auto", default "auto"
-        Mini-batch size for adam and sgd; "auto" is ``min(200, n_samples)``.
-    learning_rate : {"constant", "invscaling", "adaptive"}, default "constant"
-        The sgd solver's schedule: constant; ``learning_rate_init / t**power_t``; or divided by 5 whenever
-        two consecutive epochs fail to improve by ``tol``.
-    learning_rate_init : float, default 1e-3
-        The initial learning rate (adam, sgd).
-    power_t : float, default 0.5
-        The exponent of "invscaling".
-    max_iter : int, default 200
-        Epochs for adam and sgd; iterations for lbfgs.
-    shuffle : bool, default True
-        Shuffle the samples every epoch (adam, sgd).
-    random_state : int, RandomState instance or None, default None
-        Seeds initialisation, shuffling, dropout and the validation split.
-    tol : float, default 1e-4
-        Improvement below which an epoch counts as not improving.
-    verbose : bool, default False
-        Print the loss every epoch.
-    warm_start : bool, default False
-        Continue from the previous fit's weights.
-    momentum : float, default 0.9
-        The sgd solver's momentum, in [0, 1].
-    nesterovs_momentum : bool, default True
-        Nesterov's momentum (sgd with momentum > 0).
-    early_stopping : bool, default False
-        Hold out ``validation_fraction`` of the training data and stop when its score has not improved by
-        ``tol`` for ``n_iter_no_change`` epochs, keeping the best weights.
-    validation_fraction : float, default 0.1
-        The held-out fraction for ``early_stopping``.
-    beta_1 : float, default 0.9
-        Adam's first-moment decay.
-    beta_2 : float, default 0.999
-        Adam's second-moment decay.
-    epsilon : float, default 1e-8
-        Adam's denominator term.
-    n_iter_no_change : int or numpy.inf, default 10
-        Epochs without improvement before stopping (adam, sgd).
-    max_fun : int, default 15000
-        The lbfgs solver's maximum number of loss evaluations.
-    backend : {"numpy", "torch", "array_api_strict", "cupy"}, default "numpy"
-        The array library training runs on (keyword only; inputs and outputs stay NumPy).
-    device : str or int, optional
-        The backend's device (``"cuda:0"`` for torch, a GPU number for CuPy).
-    dtype : {"float32", "float64"}, optional
-        Training dtype (default: float32 input stays float32, anything else float64, as scikit-learn).
-    kernels : {"auto", "numba", "reference"}, optional
-        Fused or reference kernels (default: ``MLP_KERNELS``, else "auto").
-    dropout : float, default 0.0
-        Dropout rate after each hidden layer (not in scikit-learn).
+    {parameters}
 
     Attributes
     ----------
     classes_ : numpy.ndarray
         The class labels (or, for multilabel targets, the label columns).
-    loss_ : float
-        The last epoch's training loss (with the L2 term).
-    best_loss_ : float or None
-        The best training loss (None with ``early_stopping``).
-    loss_curve_ : list of float
-        The loss of every epoch (adam, sgd).
-    validation_scores_ : list of float or None
-        The held-out score of every epoch (``early_stopping``).
-    best_validation_score_ : float or None
-        The best held-out score (``early_stopping``).
-    t_ : int
-        Training samples seen over all calls.
-    coefs_ : list of numpy.ndarray
-        Weight matrices, (fan_in, fan_out) each.
-    intercepts_ : list of numpy.ndarray
-        Bias vectors, one per layer.
-    n_features_in_ : int
-        Features seen in fit.
-    feature_names_in_ : numpy.ndarray
-        Column names of a data frame given to fit.
-    n_iter_ : int
-        Epochs (or L-BFGS iterations) of the last call.
-    n_layers_ : int
-        Layers, input and output included.
-    n_outputs_ : int
-        Output units.
-    out_activation_ : str
-        The output activation.
-    model_ : mlp_backend.Sequential
-        The trained network.
+    {attributes}
     """
 
     def _validate_input(self, X, y, incremental, reset):
@@ -669,6 +688,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return float(np.average(right, weights=weights))
 
 
+@_documented
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """scikit-learn's MLPRegressor, trained by mlp-backend.
 
@@ -681,98 +701,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     ----------
     loss : {"squared_error", "poisson"}, default "squared_error"
         The loss; "poisson" needs non-negative targets.
-    hidden_layer_sizes : array-like of int, default (100,)
-        The sizes of the hidden layers.
-    activation : str, default "relu"
-        The hidden layers' activation: scikit-learn's ``"identity"``, ``"logistic"``, ``"tanh"``, ``"relu"``,
-        or any of the activation table (``"leaky_relu"``, ``"elu"``, ``"selu"``, ``"gelu"``, ``"sigmoid"``).
-    solver : {"adam", "sgd", "lbfgs"}, default "adam"
-        Adam; SGD with momentum; or SciPy's L-BFGS-B on the flat parameter vector (full batch).
-    alpha : float, default 1e-4
-        L2 penalty strength: ``alpha / 2 * sum(W**2)`` divided by the batch's sample count, as scikit-learn's.
-    batch_size : int or "auto", default "auto"
-        Mini-batch size for adam and sgd; "auto" is ``min(200, n_samples)``.
-    learning_rate : {"constant", "invscaling", "adaptive"}, default "constant"
-        The sgd solver's schedule: constant; ``learning_rate_init / t**power_t``; or divided by 5 whenever
-        two consecutive epochs fail to improve by ``tol``.
-    learning_rate_init : float, default 1e-3
-        The initial learning rate (adam, sgd).
-    power_t : float, default 0.5
-        The exponent of "invscaling".
-    max_iter : int, default 200
-        Epochs for adam and sgd; iterations for lbfgs.
-    shuffle : bool, default True
-        Shuffle the samples every epoch (adam, sgd).
-    random_state : int, RandomState instance or None, default None
-        Seeds initialisation, shuffling, dropout and the validation split.
-    tol : float, default 1e-4
-        Improvement below which an epoch counts as not improving.
-    verbose : bool, default False
-        Print the loss every epoch.
-    warm_start : bool, default False
-        Continue from the previous fit's weights.
-    momentum : float, default 0.9
-        The sgd solver's momentum, in [0, 1].
-    nesterovs_momentum : bool, default True
-        Nesterov's momentum (sgd with momentum > 0).
-    early_stopping : bool, default False
-        Hold out ``validation_fraction`` of the training data and stop when its score has not improved by
-        ``tol`` for ``n_iter_no_change`` epochs, keeping the best weights.
-    validation_fraction : float, default 0.1
-        The held-out fraction for ``early_stopping``.
-    beta_1 : float, default 0.9
-        Adam's first-moment decay.
-    beta_2 : float, default 0.999
-        Adam's second-moment decay.
-    epsilon : float, default 1e-8
-        Adam's denominator term.
-    n_iter_no_change : int or numpy.inf, default 10
-        Epochs without improvement before stopping (adam, sgd).
-    max_fun : int, default 15000
-        The lbfgs solver's maximum number of loss evaluations.
-    backend : {"numpy", "torch", "array_api_strict", "cupy"}, default "numpy"
-        The array library training runs on (keyword only; inputs and outputs stay NumPy).
-    device : str or int, optional
-        The backend's device (``"cuda:0"`` for torch, a GPU number for CuPy).
-    dtype : {"float32", "float64"}, optional
-        Training dtype (default: float32 input stays float32, anything else float64, as scikit-learn).
-    kernels : {"auto", "numba", "reference"}, optional
-        Fused or reference kernels (default: ``MLP_KERNELS``, else "auto").
-    dropout : float, default 0.0
-        Dropout rate after each hidden layer (not in scikit-learn).
+    {parameters}
 
     Attributes
     ----------
-    loss_ : float
-        The last epoch's training loss (with the L2 term).
-    best_loss_ : float or None
-        The best training loss (None with ``early_stopping``).
-    loss_curve_ : list of float
-        The loss of every epoch (adam, sgd).
-    validation_scores_ : list of float or None
-        The held-out score of every epoch (``early_stopping``).
-    best_validation_score_ : float or None
-        The best held-out score (``early_stopping``).
-    t_ : int
-        Training samples seen over all calls.
-    coefs_ : list of numpy.ndarray
-        Weight matrices, (fan_in, fan_out) each.
-    intercepts_ : list of numpy.ndarray
-        Bias vectors, one per layer.
-    n_features_in_ : int
-        Features seen in fit.
-    feature_names_in_ : numpy.ndarray
-        Column names of a data frame given to fit.
-    n_iter_ : int
-        Epochs (or L-BFGS iterations) of the last call.
-    n_layers_ : int
-        Layers, input and output included.
-    n_outputs_ : int
-        Output units.
-    out_activation_ : str
-        The output activation.
-    model_ : mlp_backend.Sequential
-        The trained network.
+    {attributes}
     """
 
     def __init__(self, loss: str = "squared_error", hidden_layer_sizes: ArrayLike = (100,), activation: str = "relu",
