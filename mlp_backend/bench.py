@@ -64,7 +64,7 @@ def _run_mlp(impl, batch_size, epochs, seed, data, X, X_test):
     threads = None if os.environ.get("MLP_THREADS") else "auto"
     history = model.fit(X, data.y_train, optimizer=mlp.Adam(1e-3), epochs=epochs, batch_size=batch_size, seed=seed,
                         threads=threads)
-    return history.epoch_seconds, model.evaluate(X_test, data.y_test)["accuracy"]
+    return history.epoch_seconds, model.evaluate(X_test, data.y_test)["accuracy"], history.threads
 
 
 def worker(spec: dict) -> dict:
@@ -75,12 +75,14 @@ def worker(spec: dict) -> dict:
     impl = spec["impl"]
     run = (bench_peers.run_pytorch if impl.startswith("pytorch") else bench_peers.run_jax_scan if impl == "jax-scan"
            else _run_mlp)
-    seconds, accuracy = run(spec["impl"], spec["batch_size"], spec["epochs"], spec["seed"], data, X, X_test)
+    # (seconds per epoch, test accuracy[, thread count per epoch: ours; the peers manage their own threads])
+    seconds, accuracy, *threads = run(spec["impl"], spec["batch_size"], spec["epochs"], spec["seed"], data, X, X_test)
     steady = seconds[1:] or seconds
     epoch_s = float(np.min(steady))
     return {**spec, "epoch_seconds": seconds, "seconds_per_epoch": epoch_s,
             "mean_seconds_per_epoch": float(np.mean(steady)),
             "samples_per_second": X.shape[0] / epoch_s, "test_accuracy": accuracy,
+            "threads": threads[0] if threads else None,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
