@@ -52,6 +52,7 @@ step() {  # name, then the command; its output to $OUT/name.log, its status to t
 step tests "$PY" -m pytest -q -m "gpu or cudasim" tests/test_cuda.py tests/test_estimators.py tests/test_train.py \
     tests/test_optim.py tests/test_distributed.py
 step parity "${MLP[@]}" parity
+step graph_probe "$PY" bench/graph_probe.py --batch-size 64  # which parts of a step CuPy can capture as a graph
 step bench "${MLP[@]}" bench "${DATA[@]}" --batch-sizes 64,256,4096 --epochs 3 --impl cupy-fused \
     --impl cupy-reference --impl pytorch-cuda --impl pytorch-cuda-graph --impl jax-scan --json "$OUT/bench.json"
 step train "${MLP[@]}" train --backend cupy --epochs 15 "${DATA[@]}" --quiet --no-progress --out "$OUT/run" \
@@ -67,5 +68,6 @@ step train "${MLP[@]}" train --backend cupy --epochs 15 "${DATA[@]}" --quiet --n
     sed -n '/^| implementation/,$p' "$OUT/bench.log"
     grep -h "test accuracy" "$OUT/train.log"
     tail -n 3 "$OUT/parity.log"
+    grep -E "captured|not captured" "$OUT/graph_probe.log"
     echo '```'
 } | tee "$OUT/RESULTS-gpu.md" >>bench/RESULTS.md

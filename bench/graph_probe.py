@@ -1,0 +1,105 @@
+"""Which parts of a training step CuPy can capture into a CUDA graph on this machine, and what a replay costs.
+
+Each probe runs eagerly, is captured on a side stream (``Stream.begin_capture`` / ``end_capture``), replayed on that
+stream, and compared with the eager result; a probe that cannot be captured prints the error it raised. The answers
+decide how graph mode is built (which products must be ``kernels/gemm.py``'s, whether the step's temporaries may be
+allocated under capture).
+
+    python bench/graph_probe.py [--batch-size 64] [--repeats 200]
+"""
+import argparse
+import time
+import traceback
+
+import numpy as np
+
+import mlp_backend as mlp
+
+
+def _timed(fn, repeats, sync):
+    fn()
+    sync()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync()
+    return (time.perf_counter() - start) / repeats * 1e6
+
+
+def probe(name, fn, result, repeats):
+    """``fn()`` eagerly, then captured and replayed: µs per call each way and whether ``result()`` agrees (None:
+    not compared), or the error."""
+    import cupy
+
+    stream = cupy.cuda.Stream(non_blocking=True)
+    try:
+        with stream:
+            fn()
+            stream.synchronize()
+            eager = None if result is None else cupy.asnumpy(result())
+            eager_us = _timed(fn, repeats, stream.synchronize)
+            stream.begin_capture()
+            try:
+                fn()
+            finally:
+                graph = stream.end_capture()
+            graph.launch(stream)
+            stream.synchronize()
+            replayed = None if result is None else cupy.asnumpy(result())
+            replay_us = _timed(lambda: graph.launch(stream), repeats, stream.synchronize)
+        verdict = ("not compared" if eager is None
+                   else "agree" if np.allclose(eager, replayed, rtol=1e-5, atol=1e-6) else "DIFFER")
+        print(f"{name}: captured; eager {eager_us:.1f} µs, replay {replay_us:.1f} µs, results {verdict}", flush=True)
+    except Exception as e:  # what fails is the finding
+        print(f"{name}: not captured: {type(e).__name__}: {str(e).splitlines()[0][:200]}", flush=True)
+        traceback.print_exc(limit=3)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=200)
+    args = parser.parse_args()
+    import cupy
+
+    from mlp_backend.kernels import cuda as K
+    from mlp_backend.kernels import gemm
+    from mlp_backend.losses import SoftmaxCrossEntropy
+    from mlp_backend.step import StepProgram
+
+    n, r = args.batch_size, args.repeats
+    rng = np.random.default_rng(0)
+    x = cupy.asarray(rng.normal(size=(n, 784)).astype(np.float32))
+    w = cupy.asarray(rng.normal(size=(784, 500)).astype(np.float32) * 0.05)
+    b = cupy.zeros(500, np.float32)
+    z = cupy.empty((n, 500), np.float32)
+
+    x1 = cupy.empty_like(x)
+    # every probe below computes the same result however often it runs, so eager and replayed results compare
+    probe("cupy elementwise into an existing array", lambda: cupy.add(x, 1.0, out=x1), lambda: x1, r)
+    temporaries = {}
+    probe("cupy op making a new array (the pool under capture)",
+          lambda: temporaries.__setitem__("t", x * 2.0), lambda: temporaries["t"], r)
+    probe("cupy.matmul (cuBLAS)", lambda: cupy.matmul(x, w, out=z), lambda: z, r)
+    probe("numba.cuda fused bias + ReLU (kernels/cuda.py; b = 0, so repeating it changes nothing)",
+          lambda: K.bias_act(cupy, z, b, "relu"), lambda: z, r)
+    probe("kernels/gemm.py product with the bias + ReLU epilogue",
+          lambda: gemm.gemm(K._dev(x), K._dev(w), K._dev(z), bias=K._dev(b), act="relu", stream=K._stream()),
+          lambda: z, r)
+
+    model = mlp.build_mlp([784, 500, 250, 100, 10], "relu", backend="cupy", seed=0)
+    optimizer = mlp.Adam(1e-3)
+    optimizer.init(model.be, model.flat_params)
+    X = cupy.asarray(rng.normal(size=(n * 64, 784)).astype(np.float32))
+    y = cupy.asarray(rng.integers(0, 10, n * 64))
+    program = StepProgram(model, SoftmaxCrossEntropy(), optimizer, steps=64, batch_size=n)
+    program.begin_epoch(np.arange(n * 64), 0)
+
+    def step():  # step 0 every time (the counter reset on the device, in the graph too): timing, not training
+        program.counter.fill(0)
+        program.run(X, y)
+    probe("the whole training step (StepProgram.run)", step, None, r)  # it trains: no fixed result to compare
+
+
+if __name__ == "__main__":
+    main()
