@@ -60,10 +60,10 @@ def _run_mlp(impl, batch_size, epochs, seed, data, X, X_test):
     kernels = "reference" if impl.endswith("reference") else "auto"
     model = mlp.build_mlp([data.num_features, *HIDDEN, data.num_classes], "relu", backend=backend, seed=seed,
                           kernels=kernels)
-    # the threads as mlp train sets them: each epoch's from the CPUs other processes leave free, unless MLP_THREADS
-    threads = None if os.environ.get("MLP_THREADS") else "auto"
+    from .threads import default_setting
+
     history = model.fit(X, data.y_train, optimizer=mlp.Adam(1e-3), epochs=epochs, batch_size=batch_size, seed=seed,
-                        threads=threads)
+                        threads=default_setting())  # as mlp train sets them
     return history.epoch_seconds, model.evaluate(X_test, data.y_test)["accuracy"], history.threads
 
 

@@ -48,6 +48,12 @@ def prepare():
             os.environ.setdefault(key, count)
 
 
+def default_setting() -> str | None:
+    """``fit``'s ``threads`` for the command line: "auto" (each epoch's count from the load) unless ``MLP_THREADS``
+    fixes the count."""
+    return None if os.environ.get("MLP_THREADS") else "auto"
+
+
 def available_cpus(cgroup_root: str | os.PathLike = "/sys/fs/cgroup") -> int:
     """The CPUs this process may use: its affinity mask, capped by its cgroup's CPU quota (rounded up)."""
     count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -274,10 +274,7 @@ class _Threads(Callback):
             self._restore, self.count = self._restore or restore, count
         state.history.threads[state.epoch:] = [count]  # a resumed epoch replaces what its checkpoint recorded
 
-    def on_train_end(self, state: FitState):
-        self.restore()
-
-    def restore(self):
+    def restore(self):  # by fit, however training ends
         if self._restore is not None:
             self._restore()
             self._restore, self.count = None, None

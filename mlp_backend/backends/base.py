@@ -25,6 +25,7 @@ class Backend:
     namespace = ""          # the module of its Array API namespace
     fused_kernels = None    # its module of Numba kernels in kernels/ (``cpu``, ``torch_cpu``, ``cuda``), or None
     writes_into = False     # whether results can be written into existing arrays (``out=``)
+    assigns_by_index = False  # whether ``a[i] = v`` takes an integer array ``i`` of the library's (on its device)
     communicator = "mpi-staged"  # how its arrays travel between ranks by default (mlp_backend.distributed)
     install = ""            # how to install the library, for the error when it is missing
 
@@ -144,9 +145,12 @@ class Backend:
 
     def put_at(self, array, index, value):
         """``array[index] = value`` for ``index`` a one-element integer array of this backend (a step program's
-        counter), without reading the index back: here through ``where`` over the whole (small) array, as the
-        Array API has no integer-array assignment; a library that assigns through its own index arrays
-        overrides this."""
+        counter), without reading the index back: directly where the library assigns through its own index arrays
+        (``assigns_by_index``), else through ``where`` over the whole (small) array, as the Array API has no
+        integer-array assignment."""
+        if self.assigns_by_index:
+            array[index] = value
+            return
         xp = self.xp
         at = xp.arange(array.shape[0], device=self.device) == index
         array[...] = xp.where(at, xp.astype(xp.asarray(value, device=self.device), array.dtype), array)

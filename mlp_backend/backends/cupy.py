@@ -13,6 +13,7 @@ class CupyBackend(Backend):
     namespace = "array_api_compat.cupy"
     fused_kernels = "cuda"
     writes_into = True
+    assigns_by_index = True
     communicator = "mpi-gpu"  # NCCL where CuPy has it, else CUDA-aware MPI where the MPI says so, else staged
     install = "pip install 'mlp-backend[cuda12]' (CUDA 12 drivers) or 'mlp-backend[cuda13]' (CUDA 13)"
 
@@ -71,9 +72,6 @@ class CupyBackend(Backend):
         masks = state.pop("dropout_masks", None)
         super().set_state(state)
         self._masks = None if masks is None else self.xp.asarray(np.array(masks, dtype=np.uint64), device=self.device)
-
-    def put_at(self, array, index, value):
-        array[index] = value  # indexed by the device array itself: no host read
 
     def compute(self, name, *args, out=None, **kwargs):
         fn = getattr(self._cupy, name)

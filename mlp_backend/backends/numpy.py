@@ -11,6 +11,7 @@ class NumpyBackend(Backend):
     namespace = "array_api_compat.numpy"
     fused_kernels = "cpu"
     writes_into = True
+    assigns_by_index = True
     communicator = "mpi"  # host memory: MPI reads it in place
 
     @classmethod
@@ -33,9 +34,6 @@ class NumpyBackend(Backend):
         if out is None or draws is None:
             return super().keep_mask(shape, keep, dtype, out)
         return mask_into(self.rng, keep, out, draws)
-
-    def put_at(self, array, index, value):
-        array[index] = value  # indexed by the device array itself: no host read
 
     def compute(self, name, *args, out=None, **kwargs):
         fn = getattr(np, name)  # NumPy itself: the same results without the wrapper's cost, no temporary

@@ -14,6 +14,7 @@ class TorchBackend(Backend):
     namespace = "array_api_compat.torch"
     fused_kernels = "torch_cpu"
     install = "pip install 'mlp-backend[torch]'"
+    assigns_by_index = True  # on any device
 
     def __init__(self, device=None, dtype="float32", seed=0):
         super().__init__(device, dtype, seed)
@@ -46,9 +47,6 @@ class TorchBackend(Backend):
         if self.writes_into and out is not None and draws is not None:  # into the tensors' NumPy views: NumPy's bits
             return mask_into(self.rng, keep, out, draws)
         return super().keep_mask(shape, keep, dtype, out, draws)
-
-    def put_at(self, array, index, value):
-        array[index] = value  # indexed by the device array itself: no host read
 
     def compute(self, name, *args, out=None, **kwargs):
         if not self.writes_into:

@@ -103,12 +103,13 @@ def train_one(args, prepared, progress=None, on_epoch=None, checkpoint=None, res
     from ..layers import build_mlp
     from ..losses import SoftmaxCrossEntropy
     from ..optim import get_optimizer
+    from ..threads import default_setting
     from ..train import EarlyStopping
 
     data, X, y, validation, X_test, _ = prepared
     options = vars(args)  # runs saved before an option existed resume with its default
     # --threads N fixes the count; without it (and without MLP_THREADS) each epoch's follows the machine's load
-    threads = options.get("threads") or (None if os.environ.get("MLP_THREADS") else "auto")
+    threads = options.get("threads") or default_setting()
     distributed = options.get("distributed")
     distributed = "mpi" if distributed is True else distributed or None  # runs saved when it was a flag
     device = args.device
@@ -196,7 +197,7 @@ def write_history_csv(history, path: Path):
         columns = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds", "threads"]
         w.writerow(columns)
         for i in range(len(h["train_loss"])):
-            row = [i + 1] + [h[k][i] if i < len(h.get(k, ())) else "" for k in
+            row = [i + 1] + [h[k][i] if i < len(h[k]) else "" for k in
                              ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds",
                               "threads")]
             w.writerow(row)
