@@ -48,6 +48,9 @@ def test_prepare_sets_the_thread_counts_only_where_fewer_cpus_are_usable(monkeyp
     monkeypatch.setattr(threads, "available_cpus", lambda: 2)
     threads.prepare()  # MLP_THREADS wins over the usable CPUs; a variable already set is kept
     assert os.environ["OPENBLAS_NUM_THREADS"] == "3" and os.environ["OMP_NUM_THREADS"] == "5"
+    assert threads.default_setting() is None  # MLP_THREADS fixes the command line's count too
+    monkeypatch.delenv("MLP_THREADS")
+    assert threads.default_setting() == "auto"
 
 
 def _stat(path, busy_ticks, running):
