@@ -5,7 +5,9 @@ Each (implementation, batch size) runs in its own subprocess, so its peak memory
 threads are its own. Reported: seconds per epoch (the fastest of the epochs after the first, which pays
 compilation and warm-up: on a shared machine the minimum is the figure least disturbed by other work;
 the mean is kept in the JSON), samples per second, peak memory, test accuracy, the ratio to native
-PyTorch at the same batch size and to the GEMM floor (training FLOPs / sgemm rate measured in this run).
+PyTorch at the same batch size, to the GEMM floor (training FLOPs / the sgemm peak measured in this run) and
+to the step's matrix products alone (the same shapes timed through NumPy's BLAS at each batch size: what an
+epoch would cost if everything but the products were free; small products run below the sgemm peak).
 """
 from __future__ import annotations
 
@@ -100,6 +102,31 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
+def products_seconds(n_samples: int, sizes, batch_size: int, repeats: int = 20) -> float:
+    """Seconds per epoch of the training step's matrix products alone at ``batch_size``: per layer the forward
+    ``x @ W`` and the backward ``x.T @ dz`` and ``dz @ W.T`` (not for the first layer), into existing arrays as
+    ``fit`` makes them, through NumPy's BLAS at its thread count; the fastest of ``repeats`` passes, times the
+    epoch's full batches, plus the last, partial one at its own size."""
+    rng = np.random.default_rng(0)
+
+    def one_step(n):
+        layers = [(rng.random((n, a), dtype=np.float32), rng.random((a, b), dtype=np.float32),
+                   rng.random((n, b), dtype=np.float32), np.empty((a, b), np.float32), np.empty((n, a), np.float32))
+                  for a, b in zip(sizes[:-1], sizes[1:])]
+
+        def products():
+            for i, (x, w, dz, dw, dx) in enumerate(layers):
+                np.matmul(x, w, out=dz)
+                np.matmul(x.T, dz, out=dw)
+                if i:
+                    np.matmul(dz, w.T, out=dx)
+        products()
+        return min(_timed(products) for _ in range(repeats))
+
+    full, rest = divmod(n_samples, batch_size)
+    return full * one_step(batch_size) + (one_step(rest) if rest else 0.0)
+
+
 def training_flops(n_samples: int, sizes) -> float:
     """Matmul FLOPs of one epoch: forward 2·N·in·out per layer, backward the same twice (dW and dx),
     except dx of the first layer, which is not computed."""
@@ -164,17 +191,21 @@ def measure(args) -> dict:
         raise ValueError("no implementation could run here: "
                          + "; ".join(f"{impl}: {why}" for impl, why in skipped.items()))
     floor = training_flops(data.X_train.shape[0], sizes) / (gflops * 1e9)
+    products = {b: products_seconds(data.X_train.shape[0], sizes, b) for b in sorted({r["batch_size"] for r in rows})}
     for r in rows:
         anchor = next((a for a in rows if a["batch_size"] == r["batch_size"] and a["impl"] == "pytorch-cpu"), None)
         r["vs_pytorch_cpu"] = r["seconds_per_epoch"] / anchor["seconds_per_epoch"] if anchor else None
         r["pass_seconds"] = passes[(r["batch_size"], r["impl"])]
         r["vs_pytorch_cpu_paired"] = paired_ratio(r["pass_seconds"], passes.get((r["batch_size"], "pytorch-cpu")))
         r["vs_gemm_floor"] = r["seconds_per_epoch"] / floor
+        on_gpu = r["impl"].startswith(("cupy", "pytorch-cuda")) or (r["impl"] == "jax-scan" and _cuda_available())
+        r["vs_products"] = None if on_gpu else r["seconds_per_epoch"] / products[r["batch_size"]]
     import numba
 
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()} {os.cpu_count()} cores",
             "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
-            "sgemm_gflops": gflops, "gemm_floor_seconds": floor, "epochs": args.epochs, "repeats": args.repeats,
+            "sgemm_gflops": gflops, "gemm_floor_seconds": floor,
+            "products_seconds": {str(b): s for b, s in products.items()}, "epochs": args.epochs, "repeats": args.repeats,
             "contended": args.contended, "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
             "dataset": args.dataset}
     try:
@@ -212,19 +243,22 @@ def table(report: dict) -> str:
     meta = report["meta"]
     lines = [f"{meta['date']}, {meta['machine']}, {meta.get('blas', 'BLAS unknown')}, "
              f"sgemm {meta['sgemm_gflops']:.0f} GFLOP/s, "
-             f"GEMM floor {meta['gemm_floor_seconds']:.2f} s/epoch, {meta['epochs']} epochs per run"
+             f"GEMM floor {meta['gemm_floor_seconds']:.2f} s/epoch, products alone "
+             + ", ".join(f"{s:.2f} (batch {b})" for b, s in meta.get("products_seconds", {}).items())
+             + f" s/epoch, {meta['epochs']} epochs per run"
              + (f", {meta['contended']} busy process(es) beside each run" if meta.get("contended") else ""),
              "", "| implementation | batch | s/epoch | samples/s | peak MiB | test acc | vs PyTorch CPU "
-                 "| paired | vs GEMM floor |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                 "| paired | vs GEMM floor | vs products alone |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["results"]:
-        ratio, paired = (f"{r[k]:.2f}x" if r.get(k) is not None else "-"
-                         for k in ("vs_pytorch_cpu", "vs_pytorch_cpu_paired"))
+        ratio, paired, products = (f"{r[k]:.2f}x" if r.get(k) is not None else "-"
+                                   for k in ("vs_pytorch_cpu", "vs_pytorch_cpu_paired", "vs_products"))
         lines.append(f"| {r['impl']} | {r['batch_size']} | {r['seconds_per_epoch']:.2f} | "
                      f"{r['samples_per_second']:,.0f} | {r['peak_rss_mib']:.0f} | {r['test_accuracy']:.4f} | "
-                     f"{ratio} | {paired} | {r['vs_gemm_floor']:.2f}x |")
+                     f"{ratio} | {paired} | {r['vs_gemm_floor']:.2f}x | {products} |")
     lines += ["", "vs PyTorch CPU: best epoch / PyTorch's best epoch; paired: the median over passes of the "
-                  "ratio within each pass"]
+                  "ratio within each pass; products alone: the "
+                  "step's matrix products at that batch size, timed through NumPy's BLAS (CPU rows)"]
     return "\n".join(lines)
 
 

@@ -1,11 +1,15 @@
 """How many threads the matrix products and the parallel kernels use, and how they wait.
 
-On a shared machine a thread that spins waiting for a partner the OS has descheduled burns the core that partner
-needs: with one other busy process on 2 cores, an epoch of the default job took 3.6x its quiet time with
-OpenBLAS's default spinning (about 2^28 cycles before a worker sleeps) and 1.9x with ``OPENBLAS_THREAD_TIMEOUT=4``
-(16 cycles), at no cost when quiet (``bench/RESULTS.md``). OpenBLAS reads it once, when NumPy loads, so
-``prepare()`` sets it (unless the environment already does) before anything here imports NumPy; a program that
-imports NumPy before mlp_backend keeps OpenBLAS's default (set the variable yourself there).
+How OpenBLAS's idle workers wait (``OPENBLAS_THREAD_TIMEOUT``: 2^n cycles of spinning before a worker sleeps)
+depends on who chooses the thread count. With a fixed count on a shared machine, a worker that spins waiting for a
+partner the OS has descheduled burns the core that partner needs: beside one other busy process on 2 cores, an epoch
+of the default job took 3.6x its quiet time with OpenBLAS's default (2^28 cycles) and 1.9x with 2^4 (16 cycles, at
+once). Where the count follows the load (the ``mlp`` command without ``--threads`` / ``MLP_THREADS``: see below),
+there is no descheduled partner to wait for, and a sleeping worker costs a wake-up at every product instead: 2^20
+cycles (about 0.3 ms, longer than the gap between a step's products) made its batch-64 epoch 14% faster than 2^4
+(``bench/RESULTS.md``). OpenBLAS reads the variable once, when NumPy loads, so ``prepare()`` sets it (unless the
+environment already does) before anything here imports NumPy; a program that imports NumPy before mlp_backend keeps
+OpenBLAS's default (set the variable yourself there).
 
 The count is chosen for the CPUs the process may use, not the machine's: its affinity mask, capped by a cgroup CPU
 quota (a container started with ``--cpus 2`` on a 64-core host sees 64 cores, and 64 BLAS threads sharing two
@@ -25,20 +29,21 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
-QUIET_WAITING = {"OPENBLAS_THREAD_TIMEOUT": "4"}
+SPIN_FIXED_COUNT, SPIN_FOLLOWING_LOAD = "4", "20"  # OPENBLAS_THREAD_TIMEOUT for each (see above)
 
 
 THREAD_COUNTS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
-def prepare():
-    """Short spin-waits for OpenBLAS's threads, and the thread count (``MLP_THREADS``, else the CPUs this process
-    may use where that is fewer than the machine's): before NumPy loads. Variables already set are kept."""
-    for key, value in QUIET_WAITING.items():
-        os.environ.setdefault(key, value)
+def prepare(argv: list[str] | None = None):
+    """How OpenBLAS's threads wait, and the thread count (``MLP_THREADS``, else the CPUs this process may use where
+    that is fewer than the machine's): before NumPy loads. Variables already set are kept."""
+    follows_load = command_follows_load(getattr(sys, "argv", []) if argv is None else argv)
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", SPIN_FOLLOWING_LOAD if follows_load else SPIN_FIXED_COUNT)
     count = os.environ.get("MLP_THREADS")
     if not count:
         usable = available_cpus()
@@ -52,6 +57,14 @@ def default_setting() -> str | None:
     """``fit``'s ``threads`` for the command line: "auto" (each epoch's count from the load) unless ``MLP_THREADS``
     fixes the count."""
     return None if os.environ.get("MLP_THREADS") else "auto"
+
+
+def command_follows_load(argv: list[str]) -> bool:
+    """Whether this process is the ``mlp`` command choosing each epoch's thread count from the load (no
+    ``--threads``, no ``MLP_THREADS``): known from its arguments, since OpenBLAS must be told before it loads.
+    ``mlp bench``'s workers inherit the command's setting through the environment."""
+    fixed = any(a == "--threads" or a.startswith("--threads=") for a in argv[1:])
+    return bool(argv) and Path(argv[0]).name == "mlp" and not fixed and default_setting() == "auto"
 
 
 def available_cpus(cgroup_root: str | os.PathLike = "/sys/fs/cgroup") -> int:

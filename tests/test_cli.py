@@ -176,6 +176,20 @@ def test_paired_ratio_pairs_passes_and_skips_failed_runs():
     assert paired_ratio([1.0], None) is None and paired_ratio([None], [1.0]) is None
 
 
+def test_products_alone_count_every_batch_of_an_epoch_and_the_partial_one_at_its_size(monkeypatch):
+    from mlp_backend import bench
+
+    shapes = []
+    real_matmul = np.matmul
+    monkeypatch.setattr(bench, "_timed", lambda fn: (fn(), 1.0)[1])  # each pass of a batch size "takes" 1 s
+    monkeypatch.setattr(bench.np, "matmul", lambda a, b, out: shapes.append(a.shape + b.shape) or real_matmul(a, b, out=out))
+    assert bench.products_seconds(130, [6, 5, 3], 64, repeats=2) == 3.0  # two full batches and one of 2 rows
+    assert bench.products_seconds(128, [6, 5, 3], 64, repeats=2) == 2.0
+    # forward x @ W and dW = x.T @ dz per layer, dx = dz @ W.T but for the first layer
+    assert shapes[:5] == [(64, 6, 6, 5), (6, 64, 64, 5), (64, 5, 5, 3), (5, 64, 64, 3), (64, 3, 3, 5)]
+    assert (2, 6, 6, 5) in shapes
+
+
 def test_bench_runs_on_a_small_dataset_and_writes_json_and_plot(tmp_path, capsys):
     out, png = tmp_path / "b.json", tmp_path / "b.png"
     impls = ["numpy-fused", "numpy-reference"] + (["pytorch-cpu"] if "torch" in AVAILABLE else [])
@@ -185,6 +199,7 @@ def test_bench_runs_on_a_small_dataset_and_writes_json_and_plot(tmp_path, capsys
     assert {r["impl"] for r in report["results"]} == set(impls)
     for r in report["results"]:
         assert r["seconds_per_epoch"] > 0 and r["test_accuracy"] > 0.8 and r["vs_gemm_floor"] > 0
+        assert r["vs_products"] == pytest.approx(r["seconds_per_epoch"] / report["meta"]["products_seconds"]["64"])
         assert r["seconds_per_epoch"] == min(r["epoch_seconds"][1:])
         assert r["seconds_per_epoch"] == min(r["pass_seconds"]) and len(r["pass_seconds"]) == 2
         if "pytorch-cpu" in impls:
@@ -331,6 +346,9 @@ def test_thread_waiting_and_counts_are_set_before_numpy_loads(tmp_path):
     env.pop("OPENBLAS_THREAD_TIMEOUT", None)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**env, "MLP_THREADS": "1"})
     assert done.stdout.split() == ["4", "[1]"], done.stderr
+    as_command = "import sys\nsys.argv[0] = '/venv/bin/mlp'\n" + code  # as the console script starts
+    done = subprocess.run([sys.executable, "-c", as_command], capture_output=True, text=True, env=env)
+    assert done.stdout.split()[0] == "20", done.stderr
     done = subprocess.run([sys.executable, "-m", "mlp_backend.cli", "bench", "--dataset", "digits", "--impl",
                            "numpy-fused", "--batch-sizes", "64", "--epochs", "2", "--contended", "1", "--quiet"],
                           capture_output=True, text=True)

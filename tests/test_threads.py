@@ -53,6 +53,24 @@ def test_prepare_sets_the_thread_counts_only_where_fewer_cpus_are_usable(monkeyp
     assert threads.default_setting() == "auto"
 
 
+def test_openblas_workers_spin_longer_only_where_the_mlp_command_follows_the_load(monkeypatch):
+    monkeypatch.delenv("MLP_THREADS", raising=False)
+    follows = threads.command_follows_load
+    assert follows(["/venv/bin/mlp", "train", "--epochs", "3"])
+    assert not follows(["/venv/bin/mlp", "train", "--threads", "2"]) and not follows(["mlp", "bench", "--threads=1"])
+    assert not follows(["-c"]) and not follows(["/x/train.py"]) and not follows([])  # the Python API: counts fixed
+    for argv, spin in ((["/venv/bin/mlp", "train"], "20"), (["/venv/bin/mlp", "train", "--threads", "2"], "4"),
+                       (["-m"], "4")):
+        monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+        threads.prepare(argv)
+        assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == spin
+    monkeypatch.setenv("MLP_THREADS", "2")  # a fixed count from the environment
+    assert not follows(["/venv/bin/mlp", "train"])
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "9")
+    threads.prepare(["/venv/bin/mlp", "train"])
+    assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == "9"  # the user's own setting is kept
+
+
 def _stat(path, busy_ticks, running):
     """A /proc/stat with ``busy_ticks`` of user time and 10,000 idle ticks, and ``running`` running threads."""
     path.write_text(f"cpu  {busy_ticks} 0 0 10000 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\nprocs_running {running}\n")
