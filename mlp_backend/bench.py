@@ -205,7 +205,8 @@ def measure(args) -> dict:
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()} {os.cpu_count()} cores",
             "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
             "sgemm_gflops": gflops, "gemm_floor_seconds": floor,
-            "products_seconds": {str(b): s for b, s in products.items()}, "epochs": args.epochs, "repeats": args.repeats,
+            "products_seconds": {str(b): s for b, s in products.items()}, "epochs": args.epochs,
+            "repeats": args.repeats,
             "contended": args.contended, "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
             "dataset": args.dataset}
     try:

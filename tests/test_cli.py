@@ -182,7 +182,8 @@ def test_products_alone_count_every_batch_of_an_epoch_and_the_partial_one_at_its
     shapes = []
     real_matmul = np.matmul
     monkeypatch.setattr(bench, "_timed", lambda fn: (fn(), 1.0)[1])  # each pass of a batch size "takes" 1 s
-    monkeypatch.setattr(bench.np, "matmul", lambda a, b, out: shapes.append(a.shape + b.shape) or real_matmul(a, b, out=out))
+    monkeypatch.setattr(bench.np, "matmul",
+                        lambda a, b, out: shapes.append(a.shape + b.shape) or real_matmul(a, b, out=out))
     assert bench.products_seconds(130, [6, 5, 3], 64, repeats=2) == 3.0  # two full batches and one of 2 rows
     assert bench.products_seconds(128, [6, 5, 3], 64, repeats=2) == 2.0
     # forward x @ W and dW = x.T @ dz per layer, dx = dz @ W.T but for the first layer
@@ -346,7 +347,7 @@ def test_thread_waiting_and_counts_are_set_before_numpy_loads(tmp_path):
     env.pop("OPENBLAS_THREAD_TIMEOUT", None)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**env, "MLP_THREADS": "1"})
     assert done.stdout.split() == ["4", "[1]"], done.stderr
-    as_command = "import sys\nsys.argv[0] = '/venv/bin/mlp'\n" + code  # as the console script starts
+    as_command = "import sys\nsys.argv[0] = '/venv/bin/mlp'\n" + code  # as the console script begins
     done = subprocess.run([sys.executable, "-c", as_command], capture_output=True, text=True, env=env)
     assert done.stdout.split()[0] == "20", done.stderr
     done = subprocess.run([sys.executable, "-m", "mlp_backend.cli", "bench", "--dataset", "digits", "--impl",
