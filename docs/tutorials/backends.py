@@ -94,8 +94,10 @@ print(result.stdout)
 #   **samples/s** the same as throughput.
 # - **vs PyTorch CPU** divides by PyTorch's best epoch in the same run; **paired** is the median of the
 #   ratio within each repeat (`--repeats N`), which is steadier on a shared machine.
-# - **vs GEMM floor**: the time the step's matrix products alone take, in step order, with NumPy's BLAS
-#   on this machine. 1.0x would mean everything but the products is free.
+# - **vs GEMM floor**: an epoch's matrix-product FLOPs at the peak rate of NumPy's BLAS on this machine
+#   (a 2048x2048 product); **vs products alone**: the step's own products at that batch size, timed back
+#   to back through NumPy's BLAS, for the CPU rows. Small products run below the peak, so the second floor
+#   is the higher, nearer one; 1.0x against it would mean everything but the products is free.
 # - **test acc** after the run's epochs: implementations draw the same weights but sum in different
 #   orders, so the accuracies agree to about a percent, not exactly.
 #
