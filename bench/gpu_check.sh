@@ -53,7 +53,7 @@ step tests "$PY" -m pytest -q -m "gpu or cudasim" tests/test_cuda.py tests/test_
     tests/test_optim.py tests/test_distributed.py
 step parity "${MLP[@]}" parity
 step graph_probe "$PY" bench/graph_probe.py --batch-size 64  # which parts of a step CuPy can capture as a graph
-step bench "${MLP[@]}" bench "${DATA[@]}" --batch-sizes 64,256,4096 --epochs 3 --impl cupy-fused \
+step bench "${MLP[@]}" bench "${DATA[@]}" --batch-sizes 64,256,4096 --epochs 3 --impl cupy-graph --impl cupy-fused \
     --impl cupy-reference --impl pytorch-cuda --impl pytorch-cuda-graph --impl jax-scan --json "$OUT/bench.json"
 step train "${MLP[@]}" train --backend cupy --epochs 15 "${DATA[@]}" --quiet --no-progress --out "$OUT/run" \
     --json "$OUT/train.json"

@@ -39,7 +39,7 @@ def implementations(cuda: bool) -> list[str]:
     if importlib.util.find_spec("torch"):
         names += ["mlp-torch", "mlp-torch-reference", "pytorch-cpu"]
     if cuda:
-        names += ["cupy-fused", "cupy-reference"]
+        names += ["cupy-graph", "cupy-fused", "cupy-reference"]
         if importlib.util.find_spec("torch"):
             names += ["pytorch-cuda", "pytorch-cuda-graph"]
     if importlib.util.find_spec("jax"):
@@ -60,12 +60,13 @@ def _run_mlp(impl, batch_size, epochs, seed, data, X, X_test):
 
     backend = {"numpy": "numpy", "mlp": "torch", "cupy": "cupy"}[impl.split("-")[0]]
     kernels = "reference" if impl.endswith("reference") else "auto"
+    graph = impl == "cupy-graph"  # each full batch's step one recorded CUDA graph; the others launch kernel by kernel
     model = mlp.build_mlp([data.num_features, *HIDDEN, data.num_classes], "relu", backend=backend, seed=seed,
                           kernels=kernels)
     from .threads import default_setting
 
     history = model.fit(X, data.y_train, optimizer=mlp.Adam(1e-3), epochs=epochs, batch_size=batch_size, seed=seed,
-                        threads=default_setting())  # as mlp train sets them
+                        threads=default_setting(), graph=graph)  # threads as mlp train sets them
     return history.epoch_seconds, model.evaluate(X_test, data.y_test)["accuracy"], history.threads
 
 
@@ -292,7 +293,7 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="comma-separated batch sizes")
     parser.add_argument("--impl", action="append", default=None,
                         help="run only this implementation (repeatable): numpy-fused, numpy-reference, mlp-torch, "
-                             "mlp-torch-reference, pytorch-cpu, cupy-fused, cupy-reference, pytorch-cuda, "
+                             "mlp-torch-reference, pytorch-cpu, cupy-graph, cupy-fused, cupy-reference, pytorch-cuda, "
                              "pytorch-cuda-graph, jax-scan")
     parser.add_argument("--epochs", type=int, default=3,
                         help="epochs per run (the fastest after the first is reported)")

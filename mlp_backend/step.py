@@ -16,6 +16,9 @@ device what a plain training loop reads on the host after every step:
   after it are not made: parameters and optimizer state stay those before the bad step, without the
   host having looked.
 
+Because every full batch is the same call, :class:`StepGraph` can record one on a CUDA device and replay the
+recording for every later full batch: no Python, no launches one by one (``fit(graph=...)``).
+
 ``read`` is the program's one host synchronisation: ``fit`` calls it at the end of an epoch, before a
 checkpoint, and every few steps when it shows progress.
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,6 +158,11 @@ class StepProgram:
             self.optimizer.step(model.flat_params, model.flat_grads, ops, record=record)
         be.compute("add", self.counter, 1, out=self.counter)
 
+    def host_step(self):
+        """What a step changes on the host rather than the device, done without the step: the optimizer's count
+        (its records for the epoch are already on the device). A replayed recording of the step calls it."""
+        self.optimizer.step_count += 1
+
     def loss_and_gradient(self, X, y, sample_weight=None):
         """The loss of ``(X, y)`` (with the penalty and sample weights) as a 0-d array, and its gradient written
         into ``model.flat_grads``: a step's forward and backward pass without the update. L-BFGS evaluates this."""
@@ -196,3 +205,44 @@ class StepProgram:
         return StepResults(
             losses=losses, correct=correct, first_bad=None if first is None else start + first,
             bad_kind=None if first is None else ("loss" if flags[first] == LOSS_NOT_FINITE else "gradient"))
+
+
+class StepGraph:
+    """A program's full-batch step recorded once on the device and replayed (``fit(graph=...)``).
+
+    The first call runs the step as usual, with the products a recording uses (``Backend.graph_products``): its
+    arrays are made and its kernels compiled, so the recording allocates no workspace array and compiles nothing.
+    The second call records the step with the same arguments (``Backend.capture``: nothing runs), replays the
+    recording and does the step's host part (``StepProgram.host_step``); so does every later call. The counter on
+    the device moves each replay to the next batch of the epoch, its result slots and its optimizer record. The
+    arguments must be the same arrays at every call (``fit``'s device copies of the data): a replay reads the
+    addresses the recording saw. ``fall_back``: where recording fails, warn and run every step as usual.
+    """
+
+    def __init__(self, program: StepProgram, fall_back: bool = False):
+        self.program, self.fall_back = program, fall_back
+        self.warmed, self.replay, self.failed = False, None, None
+
+    def run(self, X, y, part=None, share=1.0, sample_weight=None):
+        program = self.program
+        if self.failed is not None:
+            return program.run(X, y, part, share, sample_weight)
+        if not self.warmed:
+            self.warmed = True
+            with program.model.be.graph_products():
+                return program.run(X, y, part, share, sample_weight)
+        if self.replay is None:
+            count = program.optimizer.step_count
+            try:
+                self.replay = program.model.be.capture(lambda: program.run(X, y, part, share, sample_weight))
+            except Exception as e:  # nothing ran: this step and every later one run as usual
+                program.optimizer.step_count = count
+                if not self.fall_back:
+                    raise
+                self.failed = f"{type(e).__name__}: {e}"
+                warnings.warn(f"graph mode is off for this fit: recording the training step failed ({self.failed}); "
+                              "the steps run one launch at a time", RuntimeWarning, stacklevel=3)
+                return program.run(X, y, part, share, sample_weight)
+            program.optimizer.step_count = count  # the recording ran the step's Python, not its update
+        self.replay()
+        program.host_step()

@@ -20,7 +20,7 @@ from .backend import to_numpy
 from .losses import L2, get_loss
 from .optim import Adam, get_optimizer
 from .distributed import SingleProcess
-from .step import StepProgram
+from .step import StepGraph, StepProgram
 from .types import ArrayLike, PathLike
 
 if TYPE_CHECKING:
@@ -503,8 +503,8 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
         on_epoch: Callable | None = None, on_step: Callable | None = None, checkpoint: PathLike | None = None,
         checkpoint_every: int | None = None, resume: PathLike | None = None, check_finite: str | bool = "loss",
         distributed: str | object | None = None, verbose: int = 0, sample_weight: ArrayLike | None = None,
-        checkpoint_extra: dict | None = None, allow_other_data: bool = False, threads: int | str | None = None
-        ) -> History:
+        checkpoint_extra: dict | None = None, allow_other_data: bool = False, threads: int | str | None = None,
+        graph: bool | str = "auto") -> History:
     """Train ``model`` on ``(X, y)`` with mini-batches and return a :class:`History`.
 
     Parameters
@@ -566,6 +566,11 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
         Threads for the matrix products and parallel kernels during this fit: a count, or ``"auto"`` to choose
         each epoch's from the CPUs other processes leave free (steady on a busy machine; the float32 products'
         last bits follow the count). Default: as they are (``MLP_THREADS``, else the libraries' own).
+    graph : bool or "auto", default "auto"
+        Replay each full batch's step as one recorded CUDA graph (CuPy): ``"auto"`` where the backend records
+        graphs and training runs in one process (if recording fails, a warning and the steps run as usual),
+        ``True`` to require it (an error where it cannot), ``False`` to launch each step's kernels one by one.
+        The last, partial batch of an epoch runs as usual.
 
     Returns
     -------
@@ -600,13 +605,14 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
              if comm.is_root or not cb.root_only]
     program = StepProgram(model, loss, optimizer, steps=batches.steps, batch_size=batches.size, penalty=penalty,
                           check_finite=check_finite, comm=comm)
+    replayed = _step_graph(graph, program)
     reader = _Reader(program, state, batches, hooks)
     for cb in hooks:
         cb.on_train_begin(state)
     try:
         for epoch in range(pos.epoch, epochs):
             state.epoch, state.position = epoch, pos
-            _run_epoch(state, program, reader, batches, (Xd, yd, weights), hooks)
+            _run_epoch(state, program, replayed, reader, batches, (Xd, yd, weights), hooks)
             _end_epoch(state, hooks, batches.n, val, loss.task == "multiclass")
             if state.stop:
                 break
@@ -622,8 +628,25 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
     return state.history
 
 
-def _run_epoch(state, program, reader, batches, data, hooks):
-    """One epoch's mini-batches from ``state.position`` on (a resumed epoch continues where it stopped)."""
+def _step_graph(graph, program):
+    """``fit``'s ``graph``: the StepGraph that replays full batches, or None where they run as usual."""
+    if graph not in ("auto", True, False):
+        raise ValueError(f"graph must be 'auto', True or False, got {graph!r}")
+    if graph is False:
+        return None
+    why = program.model.be.graph_support()
+    if why is None and not isinstance(program.comm, SingleProcess):
+        why = "a distributed step exchanges gradients between processes, which a device's graph cannot hold"
+    if why is None:
+        return StepGraph(program, fall_back=graph == "auto")
+    if graph is True:
+        raise ValueError(f"graph=True, but no training step can be recorded here: {why}")
+    return None
+
+
+def _run_epoch(state, program, replayed, reader, batches, data, hooks):
+    """One epoch's mini-batches from ``state.position`` on (a resumed epoch continues where it stopped);
+    ``replayed``: the StepGraph that runs full batches, or None."""
     pos, comm, be = state.position, state.comm, state.model.be
     pos.started = time.perf_counter()
     if pos.order is None:
@@ -641,7 +664,8 @@ def _run_epoch(state, program, reader, batches, data, hooks):
     for step in range(pos.step, steps):  # the program's counter holds the step: every full batch is the same call
         size = min(batches.size, batches.n - step * batches.size)
         mine = comm.shard(0, size)
-        program.run(X, y, mine, (mine[1] - mine[0]) / size, weights)
+        runner = replayed if replayed is not None and size == batches.size else program
+        runner.run(X, y, mine, (mine[1] - mine[0]) / size, weights)
         pos.step = step + 1
         global_step = state.epoch * steps + step + 1
         if step + 1 == steps or reader.due(step + 1) or any(cb.reads_at(global_step, step + 1 == steps)

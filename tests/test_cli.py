@@ -357,6 +357,14 @@ def test_thread_waiting_and_counts_are_set_before_numpy_loads(tmp_path):
     assert main(["train", *SMALL, "--epochs", "1", "--threads", "1", "--quiet", "--out", str(tmp_path / "t")]) == 0
 
 
+def test_graph_mode_on_the_command_line(tmp_path, capsys):
+    """--graph asks for recorded steps: an error that says why on NumPy; --no-graph and the default train."""
+    assert main(["train", *SMALL, "--epochs", "1", "--graph", "--quiet", "--out", str(tmp_path / "g")]) == 2
+    assert ("mlp: error: graph=True, but no training step can be recorded here: numpy arrays have no graphs"
+            in capsys.readouterr().err)
+    assert main(["train", *SMALL, "--epochs", "1", "--no-graph", "--quiet", "--out", str(tmp_path / "n")]) == 0
+
+
 def test_ctrl_c_says_how_to_resume_and_the_report_times_the_console(tmp_path, capsys):
     import signal
     import time

@@ -120,3 +120,74 @@ def test_cupy_training_with_dropout_resumes_bit_identically(tmp_path):
     run(epochs=1, checkpoint=path)
     resumed = run(epochs=2, resume=path)
     np.testing.assert_array_equal(full.flat_params.get(), resumed.flat_params.get())
+
+
+def _graph_recipe(**fit):
+    """float64, dropout, Adam with a schedule and clipping, L2, a last partial batch: every part of a step."""
+    import mlp_backend as mlp
+    from mlp_backend.data import make_synthetic
+
+    data = make_synthetic(n_samples=600, n_features=12, n_classes=3, seed=0)
+    model = mlp.build_mlp([12, 32, 16, 3], "relu", dropout=0.2, backend="cupy", dtype="float64", seed=0)
+    opt = mlp.Adam(1e-2, clip_norm=1.0, schedule=mlp.StepDecay(0.5, every=10))
+    history = model.fit(data.X_train, data.y_train, optimizer=opt, penalty=1e-4, batch_size=64, seed=1, **fit)
+    return model, opt, history
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("cupy" not in AVAILABLE, reason="needs CuPy and a CUDA GPU")
+def test_cupy_graph_mode_trains_as_the_eager_steps():
+    """Replays of one recorded step give the eager run's losses: the products differ (kernels/gemm.py in the graph,
+    cuBLAS eagerly) only in rounding, so float64 agrees to 1e-9."""
+    eager, eager_opt, eager_history = _graph_recipe(epochs=2, graph=False)
+    model, opt, history = _graph_recipe(epochs=2, graph=True)
+    np.testing.assert_allclose(history.loss, eager_history.loss, rtol=1e-9)
+    np.testing.assert_allclose(model.flat_params.get(), eager.flat_params.get(), rtol=1e-8, atol=1e-12)
+    assert opt.step_count == eager_opt.step_count and history.train_accuracy == eager_history.train_accuracy
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("cupy" not in AVAILABLE, reason="needs CuPy and a CUDA GPU")
+def test_cupy_graph_mode_resumes_bit_identically(tmp_path):
+    full, _, _ = _graph_recipe(epochs=2, graph=True)
+    path = tmp_path / "ck.safetensors"
+    _graph_recipe(epochs=1, graph=True, checkpoint=path)
+    resumed, _, _ = _graph_recipe(epochs=2, graph=True, resume=path)
+    np.testing.assert_array_equal(full.flat_params.get(), resumed.flat_params.get())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("cupy" not in AVAILABLE, reason="needs CuPy and a CUDA GPU")
+def test_cupy_graph_mode_stops_at_a_non_finite_step_before_its_update():
+    """A loss that turns NaN at its 6th step, counted on the device (a replay runs no Python): the flag on the device
+    skips that update and every later one, and fit reports the step."""
+    import cupy
+
+    import mlp_backend as mlp
+    from mlp_backend.data import make_synthetic
+    from mlp_backend.losses import SoftmaxCrossEntropy
+
+    class NanAtStep(SoftmaxCrossEntropy):
+        def __init__(self, step):
+            super().__init__()
+            table = np.ones(64)
+            table[step - 1] = np.nan
+            self.table, self.calls = cupy.asarray(table), cupy.zeros(1, dtype=cupy.int64)
+
+        def value_and_grad(self, xp, ops, output, target, out=None):
+            value, grad = super().value_and_grad(xp, ops, output, target, out=out)
+            factor = cupy.take(self.table, self.calls)[0]
+            cupy.add(self.calls, 1, out=self.calls)
+            return value * factor, grad
+
+    data = make_synthetic(n_samples=1000, n_features=12, n_classes=3, seed=0)
+    X, y = data.X_train[:640], data.y_train[:640]
+    assert X.shape[0] == 640
+    good = mlp.build_mlp([12, 32, 3], "relu", backend="cupy", dtype="float64", seed=0)
+    good.fit(X[:5 * 64], y[:5 * 64], optimizer=mlp.Adam(1e-2), epochs=1, batch_size=64, shuffle=False, graph=True)
+    model = mlp.build_mlp([12, 32, 3], "relu", backend="cupy", dtype="float64", seed=0)
+    opt = mlp.Adam(1e-2)
+    with pytest.raises(FloatingPointError, match=r"loss became non-finite at epoch 1, step 6"):
+        model.fit(X, y, loss=NanAtStep(6), optimizer=opt, epochs=1, batch_size=64, shuffle=False, graph=True)
+    np.testing.assert_array_equal(model.flat_params.get(), good.flat_params.get())
+    assert opt.step_count == 5

@@ -287,3 +287,96 @@ def test_torch_cpu_tensors_train_through_numpy_views_to_the_same_bits():
         model = mlp.build_mlp([8, 32, 3], "relu", dropout=0.3, dtype="float64", backend=backend, seed=1)
         losses[backend] = model.fit(X, y, epochs=2, batch_size=32, optimizer=mlp.Adam(1e-2)).loss
     assert losses["torch"] == losses["numpy"]
+
+
+class StandInRecorder:
+    """NumPy standing in for a device that records steps (CuPy's CUDA graphs): ``capture`` returns a replay that
+    runs the step's array work and then undoes what its Python did on the host (the optimizer's and the program's
+    counts), as a replayed graph runs no Python. ``fit`` must do the host's part itself to give eager's numbers."""
+
+    def __init__(self, monkeypatch, fail=False):
+        from mlp_backend.backends.numpy import NumpyBackend
+
+        self.recordings = self.replays = 0
+        recorder = self
+
+        def capture(be, step):
+            if fail:
+                raise RuntimeError("capture refused")
+            recorder.recordings += 1
+            owner = next(c.cell_contents for c in step.__closure__  # the program the recorded call belongs to
+                         if isinstance(c.cell_contents, StepProgram))
+
+            def replay():
+                recorder.replays += 1
+                hosts = (owner, owner.optimizer)
+                counts = [{k: v for k, v in vars(h).items() if isinstance(v, (int, float))} for h in hosts]
+                step()
+                for h, kept in zip(hosts, counts):
+                    vars(h).update(kept)
+            return replay
+
+        monkeypatch.setattr(NumpyBackend, "records_graphs", True)
+        monkeypatch.setattr(NumpyBackend, "capture", capture)
+
+
+def test_a_recorded_step_replayed_gives_eager_numbers_to_the_last_bit(monkeypatch):
+    X, y = blobs()
+    n, batch = X.shape[0], 48
+    model, opt, penalty = recipe()
+    eager = model.fit(X, y, optimizer=opt, penalty=penalty, epochs=2, batch_size=batch, seed=5, graph=False)
+    recorder = StandInRecorder(monkeypatch)
+    model2, opt2, penalty2 = recipe()
+    replayed = model2.fit(X, y, optimizer=opt2, penalty=penalty2, epochs=2, batch_size=batch, seed=5, graph=True)
+    assert replayed.loss == eager.loss and replayed.train_accuracy == eager.train_accuracy
+    np.testing.assert_array_equal(to_numpy(model2.flat_params), to_numpy(model.flat_params))
+    assert opt2.step_count == opt.step_count
+    # one recording per fit; every full batch after the first runs as a replay; the partial ones as usual
+    assert n % batch and recorder.recordings == 1 and recorder.replays == 2 * (n // batch) - 1
+
+
+def test_graph_mode_resumes_from_a_checkpoint_as_an_uninterrupted_run(monkeypatch, tmp_path):
+    StandInRecorder(monkeypatch)
+    X, y = blobs()
+
+    def run(**kw):
+        model, opt, penalty = recipe()
+        model.fit(X, y, optimizer=opt, penalty=penalty, batch_size=48, seed=5, graph=True, **kw)
+        return model
+
+    full = run(epochs=3)
+    path = tmp_path / "ck.safetensors"
+    run(epochs=2, checkpoint=path)
+    np.testing.assert_array_equal(to_numpy(run(epochs=3, resume=path).flat_params), to_numpy(full.flat_params))
+
+
+def test_graph_mode_asked_where_no_step_can_be_recorded_is_an_error_and_auto_falls_back(monkeypatch):
+    X, y = blobs()
+    model, opt, _ = recipe()
+    with pytest.raises(ValueError, match="no training step can be recorded here: numpy arrays have no graphs"):
+        model.fit(X, y, optimizer=opt, epochs=1, graph=True)
+    with pytest.raises(ValueError, match="graph must be 'auto', True or False, got 'sometimes'"):
+        model.fit(X, y, optimizer=opt, epochs=1, graph="sometimes")
+    model, opt, _ = recipe()
+    eager = model.fit(X, y, optimizer=opt, epochs=2, batch_size=48, seed=5, graph=False).loss
+    StandInRecorder(monkeypatch, fail=True)
+    model, opt, _ = recipe()
+    with pytest.warns(RuntimeWarning, match=r"graph mode is off for this fit: recording the training step failed "
+                                            r"\(RuntimeError: capture refused\)"):
+        assert model.fit(X, y, optimizer=opt, epochs=2, batch_size=48, seed=5).loss == eager  # "auto"
+    assert opt.step_count == 2 * -(-X.shape[0] // 48)
+    model, opt, _ = recipe()
+    with pytest.raises(RuntimeError, match="capture refused"):
+        model.fit(X, y, optimizer=opt, epochs=1, batch_size=48, graph=True)
+
+
+def test_graph_mode_stops_at_a_non_finite_step_before_its_update(monkeypatch):
+    StandInRecorder(monkeypatch)
+    X, y = blobs()
+    good = mlp.build_mlp([8, 16, 3], "relu", seed=1)
+    good.fit(X[:4 * 20], y[:4 * 20], optimizer=mlp.Adam(1e-2), epochs=1, batch_size=20, shuffle=False, graph=True)
+    model, opt = mlp.build_mlp([8, 16, 3], "relu", seed=1), mlp.Adam(1e-2)
+    with pytest.raises(FloatingPointError, match=r"loss became non-finite at epoch 1, step 5 \(loss nan\)"):
+        model.fit(X, y, loss=PoisonAt(5), optimizer=opt, epochs=1, batch_size=20, shuffle=False, graph=True)
+    np.testing.assert_array_equal(to_numpy(model.flat_params), to_numpy(good.flat_params))
+    assert opt.step_count == 4

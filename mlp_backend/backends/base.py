@@ -6,6 +6,7 @@ arrays travel between MPI ranks.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 
 import array_api_compat
@@ -28,6 +29,7 @@ class Backend:
     assigns_by_index = False  # whether ``a[i] = v`` takes an integer array ``i`` of the library's (on its device)
     communicator = "mpi-staged"  # how its arrays travel between ranks by default (mlp_backend.distributed)
     install = ""            # how to install the library, for the error when it is missing
+    records_graphs = False  # whether ``capture`` can record a training step for replay (CUDA graphs)
 
     def __init__(self, device=None, dtype: str = "float32", seed: int | None = 0):
         if dtype not in DTYPES:
@@ -142,6 +144,22 @@ class Backend:
     def take_rows(self, a, idx, out=None):
         """Rows ``idx`` of ``a`` (the batch gather), written into ``out`` when given."""
         return self.compute("take", a, idx, axis=0, out=out)
+
+    def graph_support(self) -> str | None:
+        """Why a training step cannot be recorded and replayed here (None: it can; see ``capture``)."""
+        return None if self.records_graphs else f"{self.name} arrays have no graphs to record (CuPy's CUDA graphs do)"
+
+    def graph_products(self):
+        """A context in which matrix products are those a recorded step uses (``capture``): ``StepGraph`` runs its
+        first, eager step in it, so that a run resumed from a checkpoint (whose first step is eager) and an
+        uninterrupted one (where the same step is a replay) compute it alike."""
+        return contextlib.nullcontext()
+
+    def capture(self, step):
+        """Record ``step()`` once without running it and return a function that replays the recording: no Python
+        runs in a replay, so ``step`` must read everything that changes between calls from arrays on the device.
+        Only where ``graph_support()`` is None."""
+        raise NotImplementedError(self.graph_support())
 
     def put_at(self, array, index, value):
         """``array[index] = value`` for ``index`` a one-element integer array of this backend (a step program's

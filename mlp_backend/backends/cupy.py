@@ -1,7 +1,10 @@
 """CuPy arrays on a CUDA GPU: results written in place (``out=``), the numba.cuda kernels (``kernels/cuda.py``),
-dropout masks drawn on the device from a counter the launches advance (in checkpoints, so they resume), and the
-fastest way between ranks the machine has (NCCL, CUDA-aware MPI, or pinned host staging)."""
+dropout masks drawn on the device from a counter the launches advance (in checkpoints, so they resume), training
+steps recorded as CUDA graphs (``capture``), and the fastest way between ranks the machine has (NCCL, CUDA-aware
+MPI, or pinned host staging)."""
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 
@@ -16,12 +19,14 @@ class CupyBackend(Backend):
     assigns_by_index = True
     communicator = "mpi-gpu"  # NCCL where CuPy has it, else CUDA-aware MPI where the MPI says so, else staged
     install = "pip install 'mlp-backend[cuda12]' (CUDA 12 drivers) or 'mlp-backend[cuda13]' (CUDA 13)"
+    records_graphs = True
 
     def __init__(self, device=None, dtype="float32", seed=0):
         super().__init__(device, dtype, seed)
         import cupy
 
         self._cupy = cupy
+        self._own_products = False  # recording a step, or its first run: products by kernels/gemm.py
 
     @classmethod
     def owns(cls, x) -> bool:
@@ -74,8 +79,73 @@ class CupyBackend(Backend):
         self._masks = None if masks is None else self.xp.asarray(np.array(masks, dtype=np.uint64), device=self.device)
 
     def compute(self, name, *args, out=None, **kwargs):
+        if name == "matmul" and self._own_products:
+            return self._own_matmul(*args, out=out)
         fn = getattr(self._cupy, name)
         return fn(*args, **kwargs) if out is None else fn(*args, out=out, **kwargs)
+
+    def graph_support(self):
+        from ..kernels import fused_module
+
+        if fused_module("cupy") is None:
+            return "the numba.cuda kernels did not load (see the warning), and a recorded step needs their products"
+        return None
+
+    @contextlib.contextmanager
+    def graph_products(self):
+        before, self._own_products = self._own_products, True
+        try:
+            yield
+        finally:
+            self._own_products = before
+
+    def capture(self, step):
+        """``step()`` recorded as a CUDA graph on a side stream (nothing runs), replayed on the current stream.
+
+        While recording, matrix products are kernels/gemm.py's (CuPy refuses cuBLAS calls during a capture), and
+        every block CuPy's allocator (its memory pool) hands out is kept until the recording is dropped: the
+        replays write into those blocks, which the pool would otherwise lend to other arrays once the recording's
+        Python let go of them.
+        """
+        cupy = self._cupy
+        allocate, kept = cupy.cuda.get_allocator(), []
+
+        def keep(size):
+            block = allocate(size)
+            kept.append(block)
+            return block
+
+        stream = cupy.cuda.Stream(non_blocking=True)
+        with cupy.cuda.using_allocator(keep), stream, self.graph_products():
+            stream.begin_capture()
+            try:
+                step()
+            finally:
+                graph = stream.end_capture()
+
+        def replay():
+            graph.launch(cupy.cuda.get_current_stream())
+
+        replay.blocks = kept  # alive as long as the replay is
+        return replay
+
+    def _own_matmul(self, a, b, out=None):
+        """``a @ b`` by kernels/gemm.py on CuPy's current stream; a transposed operand is read in place."""
+        from ..kernels import cuda as kernels
+        from ..kernels import gemm
+
+        def plain(x):  # (C-contiguous array, read transposed?)
+            if x.flags.c_contiguous:
+                return x, False
+            if x.T.flags.c_contiguous:
+                return x.T, True
+            return self._cupy.ascontiguousarray(x), False
+
+        (a0, trans_a), (b0, trans_b) = plain(a), plain(b)
+        c = self._cupy.empty((a.shape[0], b.shape[1]), dtype=a.dtype) if out is None else out
+        gemm.gemm(kernels._dev(a0), kernels._dev(b0), kernels._dev(c), trans_a=trans_a, trans_b=trans_b,
+                  stream=kernels._stream())
+        return c
 
     def upload(self, host, out):
         out.set(np.ascontiguousarray(host, dtype=out.dtype))  # straight from host memory

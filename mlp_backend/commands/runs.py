@@ -138,7 +138,8 @@ def train_one(args, prepared, progress=None, on_epoch=None, checkpoint=None, res
                         checkpoint=checkpoint, checkpoint_every=getattr(args, "checkpoint_every", None),
                         checkpoint_extra=reading_context(prepared),
                         allow_other_data=bool(options.get("allow_other_data")),
-                        resume=resume, distributed=distributed, threads=threads)
+                        resume=resume, distributed=distributed, threads=threads,
+                        graph="auto" if options.get("graph") is None else options["graph"])
     return model, history, model.evaluate(X_test, data.y_test), time.perf_counter() - start
 
 
