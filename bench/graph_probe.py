@@ -98,7 +98,12 @@ def main():
     def step():  # step 0 every time (the counter reset on the device, in the graph too): timing, not training
         program.counter.fill(0)
         program.run(X, y)
-    probe("the whole training step (StepProgram.run)", step, None, r)  # it trains: no fixed result to compare
+    probe("the whole training step (StepProgram.run), cuBLAS products", step, None, r)  # trains: no fixed result
+
+    def own_products_step():  # as graph mode records it (fit(graph=...)): kernels/gemm.py's products
+        with model.be.graph_products():
+            step()
+    probe("the whole training step, kernels/gemm.py products (graph mode)", own_products_step, None, r)
 
 
 if __name__ == "__main__":
