@@ -115,6 +115,7 @@ class CupyBackend(Backend):
             kept.append(block)
             return block
 
+        allocate(16 << 20)  # freed at once, left in the pool: the recording's blocks split from it, no cudaMalloc
         stream = cupy.cuda.Stream(non_blocking=True)
         with cupy.cuda.using_allocator(keep), stream, self.graph_products():
             stream.begin_capture()
