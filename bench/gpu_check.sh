@@ -3,7 +3,9 @@
 # (.whl/ and .data/): installs the project, runs the GPU and CUDA-simulator tests, mlp parity with CuPy, mlp bench
 # against PyTorch CUDA (eager and CUDA graph) and JAX's epoch scan at batch 64 / 256 / 4096, and the 15-epoch default
 # job on CuPy; appends the dated results (GPU, driver, CUDA, CuPy, NumPy, numba-cuda) to bench/RESULTS.md and writes
-# everything to $OUT (default bench/gpu_out). About 8 minutes.
+# everything to $OUT (default bench/gpu_out). About 8 minutes; each step's log reaches $OUT as it finishes, so a run
+# cut short still leaves what it measured. mlp bench runs 2 epochs per configuration: the first pays compilation
+# (and graph mode's recording), the second is the one measured.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-bench/gpu_out}"
@@ -53,7 +55,7 @@ step tests "$PY" -m pytest -q -m "gpu or cudasim" tests/test_cuda.py tests/test_
     tests/test_optim.py tests/test_distributed.py
 step parity "${MLP[@]}" parity
 step graph_probe "$PY" bench/graph_probe.py --batch-size 64  # which parts of a step CuPy can capture as a graph
-step bench "${MLP[@]}" bench "${DATA[@]}" --batch-sizes 64,256,4096 --epochs 3 --impl cupy-graph --impl cupy-fused \
+step bench "${MLP[@]}" bench "${DATA[@]}" --batch-sizes 64,256,4096 --epochs 2 --impl cupy-graph --impl cupy-fused \
     --impl cupy-reference --impl pytorch-cuda --impl pytorch-cuda-graph --impl jax-scan --json "$OUT/bench.json"
 step train "${MLP[@]}" train --backend cupy --epochs 15 "${DATA[@]}" --quiet --no-progress --out "$OUT/run" \
     --json "$OUT/train.json"
