@@ -70,6 +70,6 @@ step train "${MLP[@]}" train --backend cupy --epochs 15 "${DATA[@]}" --quiet --n
     sed -n '/^| implementation/,$p' "$OUT/bench.log"
     grep -h "test accuracy" "$OUT/train.log"
     tail -n 3 "$OUT/parity.log"
-    grep -E "captured|not captured" "$OUT/graph_probe.log"
+    grep -E "captured|not captured|gemm tile" "$OUT/graph_probe.log"
     echo '```'
 } | tee "$OUT/RESULTS-gpu.md" >>bench/RESULTS.md

@@ -87,6 +87,24 @@ def main():
           lambda: gemm.gemm(K._dev(x), K._dev(w), K._dev(z), bias=K._dev(b), act="relu", stream=K._stream()),
           lambda: z, r)
 
+    # kernels/gemm.py's tile against cuBLAS on the step's products (graph mode's products): which tile to use
+    sync = cupy.cuda.get_current_stream().synchronize
+    shapes = [("x @ W", (n, 784), (784, 500), False), ("x.T @ dz", (784, n), (n, 500), True),
+              ("x @ W", (n, 500), (500, 250), False), ("dz @ W.T", (n, 250), (250, 500), None),
+              ("x @ W", (n, 250), (250, 100), False)]
+    for tile in (gemm.TILE, gemm.Tile(bm=32, bn=32, bk=16, tm=2, tn=2)):
+        for name, (m, k), (k2, cols), how in shapes:
+            a = cupy.asarray(rng.normal(size=(k, m) if how else (m, k)).astype(np.float32))
+            bmat = cupy.asarray(rng.normal(size=(cols, k2) if how is None else (k2, cols)).astype(np.float32))
+            c = cupy.empty((m, cols), np.float32)
+            own = _timed(lambda: gemm.gemm(K._dev(a), K._dev(bmat), K._dev(c), trans_a=bool(how),
+                                           trans_b=how is None, stream=K._stream(), tile=tile), r, sync)
+            expected = cupy.matmul(a.T if how else a, bmat.T if how is None else bmat)
+            blas = _timed(lambda: cupy.matmul(a.T if how else a, bmat.T if how is None else bmat), r, sync)
+            agree = bool(cupy.allclose(c, expected, rtol=1e-3, atol=1e-3))
+            print(f"gemm tile {tile.bm}x{tile.bn}/{tile.tm}x{tile.tn} {name} {m}x{k}x{cols}: {own:.1f} µs, "
+                  f"cuBLAS {blas:.1f} µs, results {'agree' if agree else 'DIFFER'}", flush=True)
+
     model = mlp.build_mlp([784, 500, 250, 100, 10], "relu", backend="cupy", seed=0)
     optimizer = mlp.Adam(1e-3)
     optimizer.init(model.be, model.flat_params)
