@@ -358,7 +358,7 @@ def test_thread_waiting_and_counts_are_set_before_numpy_loads(tmp_path):
 
 
 def test_graph_mode_on_the_command_line(tmp_path, capsys):
-    """--graph asks for recorded steps: an error that says why on NumPy; --no-graph and the default train."""
+    """--graph asks for recorded steps: on NumPy an error that says why; --no-graph trains."""
     assert main(["train", *SMALL, "--epochs", "1", "--graph", "--quiet", "--out", str(tmp_path / "g")]) == 2
     assert ("mlp: error: graph=True, but no training step can be recorded here: numpy arrays have no graphs"
             in capsys.readouterr().err)
