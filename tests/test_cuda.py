@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -122,13 +123,14 @@ def test_cupy_training_with_dropout_resumes_bit_identically(tmp_path):
     np.testing.assert_array_equal(full.flat_params.get(), resumed.flat_params.get())
 
 
-def _graph_recipe(**fit):
+def _graph_recipe(batch_norm=False, **fit):
     """float64, dropout, Adam with a schedule and clipping, L2, a last partial batch: every part of a step."""
     import mlp_backend as mlp
     from mlp_backend.data import make_synthetic
 
     data = make_synthetic(n_samples=600, n_features=12, n_classes=3, seed=0)
-    model = mlp.build_mlp([12, 32, 16, 3], "relu", dropout=0.2, backend="cupy", dtype="float64", seed=0)
+    model = mlp.build_mlp([12, 32, 16, 3], "relu", dropout=0.2, batch_norm=batch_norm, backend="cupy",
+                          dtype="float64", seed=0)
     opt = mlp.Adam(1e-2, clip_norm=1.0, schedule=mlp.StepDecay(0.5, every=10))
     history = model.fit(data.X_train, data.y_train, optimizer=opt, penalty=1e-4, batch_size=64, seed=1, **fit)
     return model, opt, history
@@ -136,11 +138,15 @@ def _graph_recipe(**fit):
 
 @pytest.mark.gpu
 @pytest.mark.skipif("cupy" not in AVAILABLE, reason="needs CuPy and a CUDA GPU")
-def test_cupy_graph_mode_trains_as_the_eager_steps():
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_cupy_graph_mode_trains_as_the_eager_steps(batch_norm):
     """Replays of one recorded step give the eager run's losses: the products differ (kernels/gemm.py in the graph,
-    cuBLAS eagerly) only in rounding, so float64 agrees to 1e-9."""
-    eager, eager_opt, eager_history = _graph_recipe(epochs=2, graph=False)
-    model, opt, history = _graph_recipe(epochs=2, graph=True)
+    cuBLAS eagerly) only in rounding, so float64 agrees to 1e-9. With BatchNorm too (its statistics' arrays are
+    new at every step: the recording keeps them)."""
+    eager, eager_opt, eager_history = _graph_recipe(batch_norm, epochs=2, graph=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a recording that fails and falls back fails the test
+        model, opt, history = _graph_recipe(batch_norm, epochs=2, graph="auto")
     np.testing.assert_allclose(history.loss, eager_history.loss, rtol=1e-9)
     np.testing.assert_allclose(model.flat_params.get(), eager.flat_params.get(), rtol=1e-8, atol=1e-12)
     assert opt.step_count == eager_opt.step_count and history.train_accuracy == eager_history.train_accuracy
