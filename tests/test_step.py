@@ -17,9 +17,9 @@ def blobs(n=200):
     return data.X_train.astype(np.float64), data.y_train
 
 
-def recipe():
+def recipe(batch_norm=False):
     """Adam with a schedule and global-norm clipping, L2, dropout: every piece of the step at once."""
-    model = mlp.build_mlp([8, 16, 3], "tanh", dropout=0.2, dtype="float64", seed=3)
+    model = mlp.build_mlp([8, 16, 3], "tanh", dropout=0.2, batch_norm=batch_norm, dtype="float64", seed=3)
     opt = mlp.Adam(1e-2, clip_norm=0.5, schedule=mlp.StepDecay(0.5, every=7))
     return model, opt, mlp.L2(1e-3)
 
@@ -320,16 +320,20 @@ class StandInRecorder:
         monkeypatch.setattr(NumpyBackend, "capture", capture)
 
 
-def test_a_recorded_step_replayed_gives_eager_numbers_to_the_last_bit(monkeypatch):
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_a_recorded_step_replayed_gives_eager_numbers_to_the_last_bit(monkeypatch, batch_norm):
     X, y = blobs()
     n, batch = X.shape[0], 48
-    model, opt, penalty = recipe()
+    model, opt, penalty = recipe(batch_norm)
     eager = model.fit(X, y, optimizer=opt, penalty=penalty, epochs=2, batch_size=batch, seed=5, graph=False)
     recorder = StandInRecorder(monkeypatch)
-    model2, opt2, penalty2 = recipe()
+    model2, opt2, penalty2 = recipe(batch_norm)
     replayed = model2.fit(X, y, optimizer=opt2, penalty=penalty2, epochs=2, batch_size=batch, seed=5, graph=True)
     assert replayed.loss == eager.loss and replayed.train_accuracy == eager.train_accuracy
     np.testing.assert_array_equal(to_numpy(model2.flat_params), to_numpy(model.flat_params))
+    for layer, layer2 in zip(model.layers, model2.layers):  # BatchNorm's running statistics
+        for name, buffer in layer.buffers.items():
+            np.testing.assert_array_equal(to_numpy(layer2.buffers[name]), to_numpy(buffer))
     assert opt2.step_count == opt.step_count
     # one recording per fit; every full batch after the first runs as a replay; the partial ones as usual
     assert n % batch and recorder.recordings == 1 and recorder.replays == 2 * (n // batch) - 1
