@@ -1,5 +1,7 @@
+import mmap
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,3 +67,41 @@ def test_available_backends_lists_what_imports_here():
     found = mlp.available_backends()
     assert found[0] == "numpy"
     assert set(found) == {b for b in AVAILABLE if b in mlp.BACKENDS}
+
+
+def _own_mapping(array) -> bool:
+    """Whether a NumPy array's memory is a mapping of its own (``huge_page_zeros``), not NumPy's allocator's."""
+    base = array
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)
+
+
+@pytest.mark.parametrize("name", ["numpy", "torch"])
+def test_large_arrays_start_on_a_huge_page_and_are_advised_for_huge_pages(name):
+    """The model's flat parameters, gradients and optimizer state (read whole every step) live in memory the OS may
+    back with 2 MiB pages: aligned to them, and on Linux advised for them ("hg" in the mapping's VmFlags)."""
+    if name not in AVAILABLE:
+        pytest.skip(f"{name} not installed")
+    model = mlp.build_mlp([784, 500, 250, 100, 10], "relu", backend=name)
+    opt = mlp.Adam(1e-3)
+    model.fit(np.zeros((64, 784), np.float32), np.zeros(64, np.int64), optimizer=opt, epochs=1)
+    for array in [model.flat_params, model.flat_grads, *opt.state.values()]:
+        host = to_numpy(array)  # a torch tensor's NumPy view of the same memory
+        assert host.ctypes.data % (2 << 20) == 0 and host.flags.writeable and (name == "torch" or _own_mapping(host))
+    assert to_numpy(opt.state["exp_avg_sq"]).any()  # written by the updates, through the tensors too
+    if name == "numpy":
+        assert not _own_mapping(get_backend(name).zeros((1000,)))  # small arrays: as the library makes them
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if sys.platform != "linux" or not thp.exists() or "[never]" in thp.read_text():
+        return
+    address, maps = to_numpy(model.flat_params).ctypes.data, Path("/proc/self/smaps").read_text().splitlines()
+    for i, line in enumerate(maps):
+        first = line.split(" ", 1)[0]
+        if "-" in first and ":" not in first:  # a mapping's address range
+            low, high = (int(x, 16) for x in first.split("-"))
+            if low <= address < high:
+                flags = next(entry for entry in maps[i + 1:] if entry.startswith("VmFlags:"))
+                assert " hg" in flags, flags
+                return
+    raise AssertionError("no mapping holds the parameters")

@@ -1,5 +1,9 @@
-"""NumPy arrays on the CPU: results written in place (``out=``), the Numba CPU kernels (``kernels/cpu.py``)."""
+"""NumPy arrays on the CPU: results written in place (``out=``), the Numba CPU kernels (``kernels/cpu.py``), large
+arrays in memory the OS may back with huge pages."""
 from __future__ import annotations
+
+import math
+import mmap
 
 import numpy as np
 
@@ -25,6 +29,12 @@ class NumpyBackend(Backend):
 
     def from_host(self, x):
         return x
+
+    def zeros(self, shape, dtype=None):
+        dtype = np.dtype(self.float_dtype(dtype))
+        if math.prod(shape) * dtype.itemsize < HUGE_PAGE // 2:
+            return np.zeros(shape, dtype)
+        return huge_page_zeros(shape, dtype)
 
     def check_same(self, x, what="array"):
         if not self.owns(x):
@@ -55,6 +65,34 @@ class NumpyBackend(Backend):
     @classmethod
     def host_view(cls, array):
         return array if isinstance(array, np.ndarray) else None
+
+
+HUGE_PAGE = 2 << 20  # a transparent huge page on x86-64 (and arm64 with 4 KiB pages)
+
+
+def huge_page_zeros(shape, dtype) -> np.ndarray:
+    """Zeros in a private anonymous mapping of their own, starting on a huge-page boundary and advised for
+    transparent huge pages (Linux; elsewhere just aligned memory).
+
+    The model's large arrays (flat parameters and gradients, the optimizer's state) are read whole at every step:
+    in 4 KiB pages the default model's four take 2,176 page translations, which a step's matrix products have
+    evicted by the time the update runs; in 2 MiB pages, eight. Measured: batch-64 and batch-256 epochs 7-8% faster,
+    the same bits (``bench/RESULTS.md``). NumPy advises huge pages only for allocations of 4 MiB and more. The
+    mapping is released with the last array that uses it."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if not hasattr(mmap, "MAP_PRIVATE"):  # Windows
+        return np.zeros(shape, dtype)
+    region = mmap.mmap(-1, -(-nbytes // HUGE_PAGE) * HUGE_PAGE + HUGE_PAGE,
+                       flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # shared memory would not get huge pages
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        try:
+            region.madvise(mmap.MADV_HUGEPAGE)
+        except OSError:  # a kernel without transparent huge pages
+            pass
+    raw = np.frombuffer(region, dtype=np.uint8)  # zero-filled by the OS; keeps the mapping alive
+    start = -raw.ctypes.data % HUGE_PAGE
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
 def mask_into(rng, keep, out, draws):

@@ -93,8 +93,10 @@ class Sequential:
         be, xp = self.be, self.be.xp
         shapes = [(name, layer.param_shapes()) for name, layer in zip(self.names, self.layers)]
         total = sum(math.prod(s) for _, d in shapes for s in d.values())
-        self.flat_params = be.zeros((total,)) if flat is None else be.asarray(np.array(flat, copy=True))
-        self.flat_grads = be.zeros((total,))
+        # allocated by the backend for arrays read whole every step (NumPy: in huge pages), then filled
+        self.flat_params, self.flat_grads = be.zeros((total,)), be.zeros((total,))
+        if flat is not None:
+            self.flat_params[...] = be.asarray(np.array(flat, copy=True))
         self.ops = kernels.kernel_set(be.name, self.kernel_mode)
         self._slices = {}
         offset = 0

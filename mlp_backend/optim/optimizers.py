@@ -103,9 +103,15 @@ class Optimizer:
         if loaded is not None and any(v.shape != tuple(params.shape) for v in loaded.values()):
             raise ValueError(f"loaded optimizer state does not match {tuple(params.shape)} parameters")
         self.be = be
-        start = (lambda: be.zeros(params.shape)) if self.initial_value == 0 else (
-            lambda: be.asarray(np.full(tuple(params.shape), self.initial_value)))
-        self.state = {n: be.asarray(loaded[n]) if loaded else start() for n in self.state_names}
+
+        def state(name):  # the backend's zeros (NumPy: in huge pages: read whole every step), then filled
+            array = be.zeros(params.shape)
+            if loaded:
+                array[...] = be.asarray(loaded[name])
+            elif self.initial_value != 0:
+                array[...] = be.asarray(np.full(tuple(params.shape), self.initial_value))
+            return array
+        self.state = {n: state(n) for n in self.state_names}
 
     def to(self, be):
         """Move the state arrays to another backend (keeps values and step count)."""
