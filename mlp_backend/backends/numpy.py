@@ -76,8 +76,9 @@ def huge_page_zeros(shape, dtype) -> np.ndarray:
 
     The model's large arrays (flat parameters and gradients, the optimizer's state) are read whole at every step:
     in 4 KiB pages the default model's four take 2,176 page translations, which a step's matrix products have
-    evicted by the time the update runs; in 2 MiB pages, eight. Measured: batch-64 and batch-256 epochs 7-8% faster,
-    the same bits (``bench/RESULTS.md``). NumPy advises huge pages only for allocations of 4 MiB and more. The
+    evicted by the time the update runs; in 2 MiB pages, eight. Measured: the Adam update after the products 15-20%
+    faster, steps inside ``fit`` 7-8% at batch 64 and 256 (``mlp bench``'s epochs 2-4%), the same bits
+    (``bench/RESULTS.md``). NumPy advises huge pages only for allocations of 4 MiB and more. The
     mapping is released with the last array that uses it."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize

@@ -96,7 +96,7 @@ class Sequential:
         # allocated by the backend for arrays read whole every step (NumPy: in huge pages), then filled
         self.flat_params, self.flat_grads = be.zeros((total,)), be.zeros((total,))
         if flat is not None:
-            self.flat_params[...] = be.asarray(np.array(flat, copy=True))
+            self.flat_params[...] = be.asarray(np.asarray(flat))
         self.ops = kernels.kernel_set(be.name, self.kernel_mode)
         self._slices = {}
         offset = 0
