@@ -129,7 +129,8 @@ def limit(n: int):
 class LoadGovernor:
     """Thread counts that follow the CPUs other processes leave free: the usable CPUs (:func:`available_cpus`)
     less the CPU time others took since the last call (``/proc/stat``'s busy time less this process's own), in
-    whole CPUs, at least one. The first call, with nothing measured yet, counts the other running threads.
+    whole CPUs, at least one. The first call, with nothing measured yet, counts the running threads of other
+    processes: all running threads less this process's own (its BLAS workers may be spinning).
 
     Parameters
     ----------
@@ -137,11 +138,14 @@ class LoadGovernor:
         The largest count (default: :func:`available_cpus`).
     stat : str or os.PathLike, default "/proc/stat"
         The kernel's CPU statistics (Linux); without them the count stays ``most``.
+    tasks : str or os.PathLike, default "/proc/self/task"
+        This process's threads (Linux); without them the caller is its only running thread.
     """
 
-    def __init__(self, most: int | None = None, stat: str | os.PathLike = "/proc/stat"):
+    def __init__(self, most: int | None = None, stat: str | os.PathLike = "/proc/stat",
+                 tasks: str | os.PathLike = "/proc/self/task"):
         self.most = most or available_cpus()
-        self.stat = Path(stat)
+        self.stat, self.tasks = Path(stat), Path(tasks)
         self.clock, self.cpu_clock = time.perf_counter, time.process_time  # wall and this process's CPU seconds
         self._last = None
 
@@ -157,12 +161,20 @@ class LoadGovernor:
         if now is None:
             return self.most
         if self._last is None:
-            others = max(0, now[3] - 1)  # running threads besides the caller's
+            others = max(0, now[3] - self._own_running())
         else:
             wall = now[0] - self._last[0]
             others = ((now[1] - self._last[1]) - (now[2] - self._last[2])) / wall if wall > 0 else 0.0
         self._last = now
         return max(1, min(self.most, self.most - round(max(0.0, others))))
+
+    def _own_running(self) -> int:
+        """This process's running threads (state R in ``/proc/self/task/*/stat``), the caller's among them."""
+        try:
+            states = [(task / "stat").read_text().rsplit(")", 1)[1].split()[0] for task in self.tasks.iterdir()]
+        except (OSError, IndexError):
+            return 1
+        return max(1, states.count("R"))
 
     def _sample(self):
         """(wall seconds, busy CPU seconds of every process, this process's CPU seconds, running threads)."""

@@ -79,12 +79,12 @@ def _stat(path, busy_ticks, running):
 def test_the_governor_leaves_other_processes_their_cpus(tmp_path):
     hz = os.sysconf("SC_CLK_TCK")
     stat = tmp_path / "stat"
-    governor = threads.LoadGovernor(most=2, stat=stat)
+    governor = threads.LoadGovernor(most=2, stat=stat, tasks=tmp_path / "none")  # the caller its one running thread
     clock = iter([0.0, 1.0, 2.0, 3.0, 4.0])
     own = iter([0.0, 1.0, 2.0, 4.0, 6.0])
     governor.clock, governor.cpu_clock = lambda: next(clock), lambda: next(own)
     _stat(stat, 0, running=2)
-    assert governor.count() == 1  # at the start: one other thread running
+    assert governor.count() == 1  # at the start: one other thread running (only the caller's of this process)
     _stat(stat, 2 * hz, running=1)
     assert governor.count() == 1  # in 1 s: 2 CPU-seconds busy, 1 of them ours: another process took a core
     _stat(stat, 3 * hz, running=1)
@@ -94,6 +94,19 @@ def test_the_governor_leaves_other_processes_their_cpus(tmp_path):
     _stat(stat, int(7.4 * hz), running=1)
     assert governor.count() == 2  # 0.4 of a core taken by others: rounds to none
     assert threads.LoadGovernor(most=4, stat=tmp_path / "missing").count() == 4  # no statistics: all usable CPUs
+
+
+def test_the_governors_first_count_leaves_out_this_processes_own_running_threads(tmp_path):
+    """At the start, a BLAS worker of this process still spinning after a product is not another process's load."""
+    stat, tasks = tmp_path / "stat", tmp_path / "task"
+    for tid, state in ((100, "R"), (101, "R"), (102, "S")):  # the caller, a spinning worker, a sleeping one
+        (tasks / str(tid)).mkdir(parents=True)
+        (tasks / str(tid) / "stat").write_text(f"{tid} (python3 (x)) {state} 1 2 3\n")
+    _stat(stat, 0, running=2)
+    assert threads.LoadGovernor(most=2, stat=stat, tasks=tasks).count() == 2  # both running threads are ours
+    _stat(stat, 0, running=3)
+    assert threads.LoadGovernor(most=2, stat=stat, tasks=tasks).count() == 1  # and one of another process
+    assert threads.LoadGovernor(most=2, stat=stat, tasks=tmp_path / "none").count() == 1  # unknown: the caller only
 
 
 def test_fit_sets_each_epochs_threads_and_restores_them(monkeypatch):
