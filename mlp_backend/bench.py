@@ -193,13 +193,14 @@ def measure(args) -> dict:
                          + "; ".join(f"{impl}: {why}" for impl, why in skipped.items()))
     floor = training_flops(data.X_train.shape[0], sizes) / (gflops * 1e9)
     products = {b: products_seconds(data.X_train.shape[0], sizes, b) for b in sorted({r["batch_size"] for r in rows})}
+    jax_on_gpu = any(r["impl"] == "jax-scan" for r in rows) and _cuda_available()  # JAX's default device
     for r in rows:
         anchor = next((a for a in rows if a["batch_size"] == r["batch_size"] and a["impl"] == "pytorch-cpu"), None)
         r["vs_pytorch_cpu"] = r["seconds_per_epoch"] / anchor["seconds_per_epoch"] if anchor else None
         r["pass_seconds"] = passes[(r["batch_size"], r["impl"])]
         r["vs_pytorch_cpu_paired"] = paired_ratio(r["pass_seconds"], passes.get((r["batch_size"], "pytorch-cpu")))
         r["vs_gemm_floor"] = r["seconds_per_epoch"] / floor
-        on_gpu = r["impl"].startswith(("cupy", "pytorch-cuda")) or (r["impl"] == "jax-scan" and _cuda_available())
+        on_gpu = r["impl"].startswith(("cupy", "pytorch-cuda")) or (r["impl"] == "jax-scan" and jax_on_gpu)
         r["vs_products"] = None if on_gpu else r["seconds_per_epoch"] / products[r["batch_size"]]
     import numba
 

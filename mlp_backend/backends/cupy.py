@@ -89,7 +89,7 @@ class CupyBackend(Backend):
 
         if fused_module("cupy") is None:
             return "the numba.cuda kernels did not load (see the warning), and a recorded step needs their products"
-        return None
+        return super().graph_support()
 
     @contextlib.contextmanager
     def graph_products(self):

@@ -31,10 +31,7 @@ class NumpyBackend(Backend):
         return x
 
     def zeros(self, shape, dtype=None):
-        dtype = np.dtype(self.float_dtype(dtype))
-        if math.prod(shape) * dtype.itemsize < HUGE_PAGE // 2:
-            return np.zeros(shape, dtype)
-        return huge_page_zeros(shape, dtype)
+        return huge_page_zeros(shape, self.float_dtype(dtype))
 
     def check_same(self, x, what="array"):
         if not self.owns(x):
@@ -71,8 +68,8 @@ HUGE_PAGE = 2 << 20  # a transparent huge page on x86-64 (and arm64 with 4 KiB p
 
 
 def huge_page_zeros(shape, dtype) -> np.ndarray:
-    """Zeros in a private anonymous mapping of their own, starting on a huge-page boundary and advised for
-    transparent huge pages (Linux; elsewhere just aligned memory).
+    """Zeros; from 1 MiB on, in a private anonymous mapping of their own, starting on a huge-page boundary and
+    advised for transparent huge pages (Linux; elsewhere just aligned memory). Smaller arrays are NumPy's own.
 
     The model's large arrays (flat parameters and gradients, the optimizer's state) are read whole at every step:
     in 4 KiB pages the default model's four take 2,176 page translations, which a step's matrix products have
@@ -82,7 +79,7 @@ def huge_page_zeros(shape, dtype) -> np.ndarray:
     mapping is released with the last array that uses it."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    if not hasattr(mmap, "MAP_PRIVATE"):  # Windows
+    if nbytes < HUGE_PAGE // 2 or not hasattr(mmap, "MAP_PRIVATE"):  # small, or Windows
         return np.zeros(shape, dtype)
     region = mmap.mmap(-1, -(-nbytes // HUGE_PAGE) * HUGE_PAGE + HUGE_PAGE,
                        flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # shared memory would not get huge pages

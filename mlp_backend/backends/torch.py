@@ -3,12 +3,10 @@ are written in place through those views, and the Numba CPU kernels take them (`
 CUDA, the Array API code and torch's own operations."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .base import Backend
-from .numpy import HUGE_PAGE, huge_page_zeros, mask_into
+from .numpy import huge_page_zeros, mask_into
 
 
 class TorchBackend(Backend):
@@ -46,12 +44,12 @@ class TorchBackend(Backend):
         return resolved
 
     def zeros(self, shape, dtype=None):
-        if not self.writes_into or math.prod(shape) * self.float_dtype(dtype).itemsize < HUGE_PAGE // 2:
+        if not self.writes_into:
             return super().zeros(shape, dtype)
         import torch
 
-        # large CPU arrays in huge pages, as NumPy's (``numpy.huge_page_zeros``)
-        return torch.from_numpy(huge_page_zeros(shape, np.dtype(dtype or self.dtype)))
+        # on the CPU, large arrays in huge pages as NumPy's (``numpy.huge_page_zeros``)
+        return torch.from_numpy(huge_page_zeros(tuple(shape), np.dtype(dtype or self.dtype)))
 
     def keep_mask(self, shape, keep, dtype, out=None, draws=None):
         if self.writes_into and out is not None and draws is not None:  # into the tensors' NumPy views: NumPy's bits
