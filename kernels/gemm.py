@@ -23,10 +23,11 @@ import functools
 import math
 from dataclasses import dataclass
 
-from numba import cuda, float32, float64
+from numba import float32, float64
 
 from .activations import CODES
 from .jit import act_derivative, act_forward
+from .numba_cuda import cuda
 
 
 @dataclass(frozen=True)

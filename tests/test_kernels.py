@@ -317,3 +317,20 @@ def test_a_fused_module_that_cannot_load_warns_once_and_the_reference_runs(monke
 def test_the_numpy_2_5_failure_names_its_fix():
     message = kernels._explain("cupy", "cuda", AttributeError("module 'numpy' has no attribute 'row_stack'"))
     assert "numba-cuda fails with NumPy" in message and "numpy<2.5" in message
+
+
+def test_numba_cuda_loads_with_numpys_old_row_stack_alias_and_numpy_is_left_as_found(monkeypatch):
+    """numba-cuda <= 0.30 registers np.row_stack as it loads, which NumPy 2.5 removed: for that load alone NumPy
+    has the alias it had (row_stack was vstack)."""
+    from mlp_backend.kernels import numba_cuda
+
+    seen = {}
+
+    def import_module(name):
+        seen[name] = getattr(np, "row_stack", None) is np.vstack
+
+    monkeypatch.delattr(np, "row_stack", raising=False)  # as NumPy 2.5
+    monkeypatch.setattr(numba_cuda.importlib, "import_module", import_module)
+    numba_cuda._load()
+    assert seen == {"numba.cuda.np.arrayobj": True}
+    assert not hasattr(np, "row_stack")

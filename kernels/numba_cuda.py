@@ -1,0 +1,31 @@
+"""``numba.cuda``, loaded so that numba-cuda up to 0.30 works under NumPy 2.5.
+
+numba-cuda registers an implementation for ``np.row_stack`` as it loads (``numba/cuda/np/arrayobj.py``), a name
+NumPy 2.5 removed; its import then fails (numba-cuda #907, closed as not to be fixed in numba-cuda). ``row_stack``
+was NumPy's alias of ``vstack``: for the load alone NumPy has that alias back, then loses it again, so nothing else
+sees a changed NumPy. The kernels here and in ``gemm.py`` import ``cuda`` from this module.
+"""
+import importlib
+
+import numpy as np
+
+
+def _load():
+    if hasattr(np, "row_stack"):
+        from numba import cuda
+
+        return cuda
+    np.row_stack = np.vstack
+    try:
+        from numba import cuda
+
+        try:  # where the registration is, should numba-cuda load it after numba.cuda itself
+            importlib.import_module("numba.cuda.np.arrayobj")
+        except ImportError:  # the simulator, or numba's own numba.cuda, has no such module
+            pass
+    finally:
+        del np.row_stack
+    return cuda
+
+
+cuda = _load()
