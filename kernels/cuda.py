@@ -13,16 +13,13 @@ import math
 import numpy as np
 from numba import float64
 
-from numba.extending import overload
-
 from .activations import CODES
 from .elementwise import bce_element
 from .jit import act_derivative, act_forward, rule_element
-from .numba_cuda import cuda
+from .numba_cuda import cuda, overload
 from .optimizers import CODES as RULE_CODES
 from .optimizers import NAMES, RULES, SKIP
 from .scalar_math import fast_exp, fast_expm1, fast_log1p, fast_tanh
-
 
 
 def _device_math(exact):

@@ -28,4 +28,21 @@ def _load():
     return cuda
 
 
+def _extension_api():
+    """numba-cuda's own (overload, TypingError), or numba's where numba.cuda is numba's built-in target or the
+    simulator (then the registrations ``jit.py`` made on import serve the CUDA target too)."""
+    try:
+        from numba.cuda.core.errors import TypingError
+        from numba.cuda.extending import overload
+    except ImportError:
+        from numba.extending import overload
+
+        return overload, False
+    from . import jit
+
+    jit.register(overload, TypingError, "cuda")
+    return overload, True
+
+
 cuda = _load()
+overload, OWN_FRONT_END = _extension_api()
