@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
 # Every GPU figure in one call, on a bare GPU machine given this repository plus what bench/gpu_prepare.sh made
-# (.whl/ and .data/): installs the project, runs the GPU and CUDA-simulator tests, mlp parity with CuPy, mlp bench
-# against PyTorch CUDA (eager and CUDA graph) and JAX's epoch scan at batch 64 / 256 / 4096, and the 15-epoch default
-# job on CuPy; appends the dated results (GPU, driver, CUDA, CuPy, NumPy, numba-cuda) to bench/RESULTS.md and writes
-# everything to $OUT (default bench/gpu_out). About 8 minutes; each step's log reaches $OUT as it finishes, so a run
-# cut short still leaves what it measured. mlp bench runs 2 epochs per configuration: the first pays compilation
-# (and graph mode's recording), the second is the one measured.
+# (.whl/ and .data/): installs the project, runs the GPU tests (with the machine's own NumPy), mlp parity with CuPy,
+# the graph-capture probe, mlp bench against PyTorch CUDA (eager and CUDA graph) and JAX's epoch scan at batch 64 /
+# 256 / 4096, and the 15-epoch default job on CuPy; appends the dated results (GPU, driver, CUDA, CuPy, NumPy,
+# numba-cuda) to bench/RESULTS.md and writes them to $OUT (default bench/gpu_out; eight files at most). About 6
+# minutes on an H200; each step has a time limit and its log reaches $OUT as it finishes, so a run cut short still
+# leaves what it measured. mlp bench runs 2 epochs per configuration: the first pays compilation (and graph mode's
+# recording), the second is the one measured.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-bench/gpu_out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
 export PYTHONUNBUFFERED=1
+# The carried wheels twice: all of them for the benchmarks, all but NumPy for the tests (the machine's own NumPy).
+OWN_NUMPY="${PYTHONPATH:-}"
 if ls .whl/*.whl >/dev/null 2>&1; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    ls .whl/*.whl | grep -v /numpy- | xargs "$PY" -m pip install -q --no-index --no-deps --no-compile \
+        --no-cache-dir --upgrade --target /tmp/site_own
+    OWN_NUMPY="/tmp/site_own${PYTHONPATH:+:$PYTHONPATH}"
     export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-"$PY" -m pip install -q --no-index --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1 \
-    || { cat "$OUT/install.log"; exit 1; }
+"$PY" -m pip install -q --no-index --no-deps --no-build-isolation -e . >/tmp/gpu_check_install.log 2>&1 \
+    || { cat /tmp/gpu_check_install.log; exit 1; }
 MLP=("$PY" -m mlp_backend.cli)
 DATA=(--data-dir "${DATA_DIR:-.data/fashion-mnist}")
 
@@ -40,36 +46,38 @@ except Exception as e:
 from mlp_backend.kernels import describe
 print("kernels for cupy:", describe("cupy"))
 PYEOF
-} 2>&1 | tee "$OUT/environment.txt"
+} 2>&1 | tee "$OUT/summary.txt"
+echo "tests with NumPy $(PYTHONPATH=$OWN_NUMPY "$PY" -c 'import numpy; print(numpy.__version__)')" | tee -a "$OUT/summary.txt"
 
-step() {  # name, then the command; its output to $OUT/name.log, its status to the summary
-    local name=$1; shift
+step() {  # name, time limit (s), then the command; its output to $OUT/name.log, its status to the summary
+    local name=$1 limit=$2; shift 2
     local start=$SECONDS
-    "$@" >"$OUT/$name.log" 2>&1
+    timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
     local rc=$?
     echo "$name: exit $rc, $((SECONDS - start)) s" | tee -a "$OUT/summary.txt"
     tail -n 25 "$OUT/$name.log"
 }
-: >"$OUT/summary.txt"
-step tests "$PY" -m pytest -q -m "gpu or cudasim" tests/test_cuda.py tests/test_estimators.py tests/test_train.py \
-    tests/test_optim.py tests/test_distributed.py
-step parity "${MLP[@]}" parity
-step graph_probe "$PY" bench/graph_probe.py --batch-size 64  # which parts of a step CuPy can capture as a graph
-step bench "${MLP[@]}" bench "${DATA[@]}" --batch-sizes 64,256,4096 --epochs 2 --impl cupy-graph --impl cupy-fused \
-    --impl cupy-reference --impl pytorch-cuda --impl pytorch-cuda-graph --impl jax-scan --json "$OUT/bench.json"
-step train "${MLP[@]}" train --backend cupy --epochs 15 "${DATA[@]}" --quiet --no-progress --out "$OUT/run" \
-    --json "$OUT/train.json"
+step graph_probe 90 "$PY" bench/graph_probe.py --batch-size 64  # which parts of a step CuPy can capture as a graph
+step bench 330 "${MLP[@]}" bench "${DATA[@]}" --batch-sizes 64,256,4096 --epochs 2 --impl cupy-graph \
+    --impl cupy-fused --impl cupy-reference --impl pytorch-cuda --impl pytorch-cuda-graph --impl jax-scan \
+    --json "$OUT/bench.json"
+step train 90 "${MLP[@]}" train --backend cupy --epochs 15 "${DATA[@]}" --quiet --no-progress --out /tmp/gpu_check_run
+# Then every test that runs on CuPy or needs a GPU (the simulator's run in CI), on the machine's own NumPy.
+parallel=(); "$PY" -c "import xdist" 2>/dev/null && parallel=(-n 8)
+step tests 200 env PYTHONPATH="$OWN_NUMPY" "$PY" -m pytest -q -p no:cacheprovider "${parallel[@]}" -m "not cudasim" \
+    -k "cupy or gpu" --ignore=tests/test_docs.py -rfE tests
+step parity 120 "${MLP[@]}" parity
 
 {
     echo
     echo "## $(date -u '+%Y-%m-%d') — bench/gpu_check.sh on $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
     echo
     echo '```'
-    cat "$OUT/environment.txt" "$OUT/summary.txt"
+    cat "$OUT/summary.txt"
     echo
     sed -n '/^| implementation/,$p' "$OUT/bench.log"
     grep -h "test accuracy" "$OUT/train.log"
     tail -n 3 "$OUT/parity.log"
-    grep -E "captured|not captured|gemm tile" "$OUT/graph_probe.log"
+    grep -E "captured|not captured|gemm tile|cuBLAS called directly" "$OUT/graph_probe.log"
     echo '```'
 } | tee "$OUT/RESULTS-gpu.md" >>bench/RESULTS.md

@@ -55,6 +55,38 @@ def probe(name, fn, result, repeats):
         traceback.print_exc(limit=3)
 
 
+def cublas_matmul():
+    """``a @ b`` by cuBLAS called directly (``cupy_backends``' sgemm/dgemm) on a handle of its own, bound to the
+    stream outside any capture: CuPy refuses cuBLAS under capture in its ``setStream``, which this skips while the
+    stream stays the same. Whether cuBLAS itself records into a graph is what the probe asks."""
+    import cupy
+    from cupy_backends.cuda.libs import cublas
+
+    handle, bound = cublas.create(), [None]
+    scalars = {np.dtype(t): (np.ones(1, t), np.zeros(1, t)) for t in (np.float32, np.float64)}
+
+    def operand(x):  # (row-major memory, cuBLAS op, leading dimension) for x in column-major terms
+        if x.flags.c_contiguous:
+            return x, cublas.CUBLAS_OP_N, x.shape[1]
+        return x.T, cublas.CUBLAS_OP_T, x.T.shape[1]
+
+    def matmul(a, b, out=None):
+        ptr = cupy.cuda.get_current_stream().ptr
+        if bound[0] != ptr:
+            cublas.setStream(handle, ptr)
+            bound[0] = ptr
+        c = cupy.empty((a.shape[0], b.shape[1]), a.dtype) if out is None else out
+        (am, op_a, lda), (bm, op_b, ldb) = operand(a), operand(b)
+        one, zero = scalars[a.dtype]
+        gemm = cublas.sgemm if a.dtype == np.float32 else cublas.dgemm
+        m, k, n = a.shape[0], a.shape[1], b.shape[1]  # C^T (n x m) = op(B^T) @ op(A^T), column-major
+        gemm(handle, op_b, op_a, n, m, k, one.ctypes.data, bm.data.ptr, ldb, am.data.ptr, lda, zero.ctypes.data,
+             c.data.ptr, n)
+        return c
+
+    return matmul
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch-size", type=int, default=64)
@@ -122,6 +154,16 @@ def main():
         with model.be.graph_products():
             step()
     probe("the whole training step, kernels/gemm.py products (graph mode)", own_products_step, None, r)
+
+    raw = cublas_matmul()
+    for name, (a, bmat) in {"x @ W": (x, w), "x.T @ z": (x.T, z), "z @ W.T": (z, w.T)}.items():
+        agree = bool(cupy.allclose(raw(a, bmat), cupy.matmul(a, bmat), rtol=1e-4, atol=1e-4))
+        print(f"cuBLAS called directly, {name}: {'agrees' if agree else 'DIFFERS'} with cupy.matmul", flush=True)
+    check = cupy.empty((n, 500), np.float32)
+    probe("cuBLAS called directly, x @ W", lambda: raw(x, w, out=check), lambda: check, r)
+    probe("cuBLAS called directly, x.T @ z", lambda: raw(x.T, z), None, r)
+    model.be._own_matmul = raw  # graph mode's products by cuBLAS called directly
+    probe("the whole training step, cuBLAS called directly (graph mode with cuBLAS)", own_products_step, None, r)
 
 
 if __name__ == "__main__":
