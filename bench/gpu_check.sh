@@ -65,7 +65,7 @@ step train 90 "${MLP[@]}" train --backend cupy --epochs 15 "${DATA[@]}" --quiet 
 # Then every test that runs on CuPy or needs a GPU (the simulator's run in CI), on the machine's own NumPy.
 parallel=(); "$PY" -c "import xdist" 2>/dev/null && parallel=(-n 8)
 step tests 200 env PYTHONPATH="$OWN_NUMPY" "$PY" -m pytest -q -p no:cacheprovider "${parallel[@]}" -m "not cudasim" \
-    -k "cupy or gpu" --ignore=tests/test_docs.py -rfE tests
+    -k "cupy or gpu" --ignore=tests/test_docs.py -rfEs tests
 step parity 120 "${MLP[@]}" parity
 
 {

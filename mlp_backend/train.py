@@ -568,7 +568,8 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
         last bits follow the count). Default: as they are (``MLP_THREADS``, else the libraries' own).
     graph : bool or "auto", default "auto"
         Replay each full batch's step as one recorded CUDA graph (CuPy): ``"auto"`` where the backend records
-        graphs and training runs in one process (if recording fails, a warning and the steps run as usual),
+        graphs, training runs in one process and batches hold at most 1024 samples (larger ones ran faster step by
+        step on an H200); if recording fails, a warning and the steps run as usual;
         ``True`` to require it (an error where it cannot), ``False`` to launch each step's kernels one by one.
         The last, partial batch of an epoch runs as usual.
 
@@ -628,11 +629,17 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
     return state.history
 
 
+# "auto" records the step up to this batch size. On an H200 (bench/RESULTS.md) the replayed step beat the launched
+# one 3.6x at batch 64 and 3x at 256 but lost 2.7x at 4096: a replay's products (kernels/gemm.py) grow with the batch,
+# a launched step's cost is its ~2 ms of launches (cuBLAS products); the two meet near 1,400.
+GRAPH_AUTO_MAX_BATCH = 1024
+
+
 def _step_graph(graph, program):
     """``fit``'s ``graph``: the StepGraph that replays full batches, or None where they run as usual."""
     if graph not in ("auto", True, False):
         raise ValueError(f"graph must be 'auto', True or False, got {graph!r}")
-    if graph is False:
+    if graph is False or (graph == "auto" and program.batch_size > GRAPH_AUTO_MAX_BATCH):
         return None
     why = program.model.be.graph_support()
     if why is None and not isinstance(program.comm, SingleProcess):

@@ -211,6 +211,18 @@ def test_bench_runs_on_a_small_dataset_and_writes_json_and_plot(tmp_path, capsys
     assert "| numpy-fused | 64 |" in capsys.readouterr().out
 
 
+def test_bench_table_leaves_the_cpu_floors_out_of_gpu_rows():
+    from mlp_backend import bench
+
+    meta = {"date": "d", "machine": "m", "blas": "b", "sgemm_gflops": 900.0, "gemm_floor_seconds": 0.15,
+            "products_seconds": {"64": 0.5}, "epochs": 2}
+    row = {"impl": "cupy-graph", "batch_size": 64, "seconds_per_epoch": 0.55, "samples_per_second": 1e5,
+           "peak_rss_mib": 1500, "test_accuracy": 0.86, "vs_pytorch_cpu": None, "vs_pytorch_cpu_paired": None,
+           "vs_gemm_floor": None, "vs_products": None}
+    assert "| cupy-graph | 64 | 0.55 | 100,000 | 1500 | 0.8600 | - | - | - | - |" in bench.table(
+        {"meta": meta, "results": [row]})
+
+
 def test_help_shows_every_option_with_its_default():
     done = subprocess.run([sys.executable, "-m", "mlp_backend.cli", "train", "--help"], capture_output=True, text=True)
     text = " ".join(done.stdout.split())

@@ -374,6 +374,18 @@ def test_graph_mode_asked_where_no_step_can_be_recorded_is_an_error_and_auto_fal
         model.fit(X, y, optimizer=opt, epochs=1, batch_size=48, graph=True)
 
 
+def test_auto_records_batches_up_to_the_measured_limit_and_true_records_any(monkeypatch):
+    from mlp_backend.train import GRAPH_AUTO_MAX_BATCH
+
+    X, y = blobs(n=3 * GRAPH_AUTO_MAX_BATCH)
+    recorder = StandInRecorder(monkeypatch)
+    for batch, graph, recordings in ((GRAPH_AUTO_MAX_BATCH, "auto", 1), (GRAPH_AUTO_MAX_BATCH + 1, "auto", 1),
+                                     (GRAPH_AUTO_MAX_BATCH + 1, True, 2)):
+        model, opt, _ = recipe()
+        model.fit(X, y, optimizer=opt, epochs=1, batch_size=batch, graph=graph)
+        assert recorder.recordings == recordings, (batch, graph)
+
+
 def test_graph_mode_stops_at_a_non_finite_step_before_its_update(monkeypatch):
     StandInRecorder(monkeypatch)
     X, y = blobs()
