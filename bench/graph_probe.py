@@ -8,6 +8,7 @@ allocated under capture).
     python bench/graph_probe.py [--batch-size 64] [--repeats 200]
 """
 import argparse
+import functools
 import time
 import traceback
 
@@ -24,6 +25,21 @@ def _timed(fn, repeats, sync):
         fn()
     sync()
     return (time.perf_counter() - start) / repeats * 1e6
+
+
+def replayed_us(fn, repeats):
+    """µs per replay of ``fn()`` recorded as a CUDA graph on a side stream: the GPU's time without Python's."""
+    import cupy
+
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        fn()
+        stream.begin_capture()
+        try:
+            fn()
+        finally:
+            graph = stream.end_capture()
+        return _timed(lambda: graph.launch(stream), repeats, stream.synchronize)
 
 
 def probe(name, fn, result, repeats):
@@ -53,38 +69,6 @@ def probe(name, fn, result, repeats):
     except Exception as e:  # what fails is the finding
         print(f"{name}: not captured: {type(e).__name__}: {str(e).splitlines()[0][:200]}", flush=True)
         traceback.print_exc(limit=3)
-
-
-def cublas_matmul():
-    """``a @ b`` by cuBLAS called directly (``cupy_backends``' sgemm/dgemm) on a handle of its own, bound to the
-    stream outside any capture: CuPy refuses cuBLAS under capture in its ``setStream``, which this skips while the
-    stream stays the same. Whether cuBLAS itself records into a graph is what the probe asks."""
-    import cupy
-    from cupy_backends.cuda.libs import cublas
-
-    handle, bound = cublas.create(), [None]
-    scalars = {np.dtype(t): (np.ones(1, t), np.zeros(1, t)) for t in (np.float32, np.float64)}
-
-    def operand(x):  # (row-major memory, cuBLAS op, leading dimension) for x in column-major terms
-        if x.flags.c_contiguous:
-            return x, cublas.CUBLAS_OP_N, x.shape[1]
-        return x.T, cublas.CUBLAS_OP_T, x.T.shape[1]
-
-    def matmul(a, b, out=None):
-        ptr = cupy.cuda.get_current_stream().ptr
-        if bound[0] != ptr:
-            cublas.setStream(handle, ptr)
-            bound[0] = ptr
-        c = cupy.empty((a.shape[0], b.shape[1]), a.dtype) if out is None else out
-        (am, op_a, lda), (bm, op_b, ldb) = operand(a), operand(b)
-        one, zero = scalars[a.dtype]
-        gemm = cublas.sgemm if a.dtype == np.float32 else cublas.dgemm
-        m, k, n = a.shape[0], a.shape[1], b.shape[1]  # C^T (n x m) = op(B^T) @ op(A^T), column-major
-        gemm(handle, op_b, op_a, n, m, k, one.ctypes.data, bm.data.ptr, ldb, am.data.ptr, lda, zero.ctypes.data,
-             c.data.ptr, n)
-        return c
-
-    return matmul
 
 
 def main():
@@ -119,7 +103,8 @@ def main():
           lambda: gemm.gemm(K._dev(x), K._dev(w), K._dev(z), bias=K._dev(b), act="relu", stream=K._stream()),
           lambda: z, r)
 
-    # kernels/gemm.py's tile against cuBLAS on the step's products (graph mode's products): which tile to use
+    # kernels/gemm.py on the step's products (graph mode's), each timed as a replayed graph (the GPU's time alone,
+    # no Python launch), whole and with k split as gemm.plan splits it, beside cuBLAS eagerly (CuPy's call included)
     sync = cupy.cuda.get_current_stream().synchronize
     shapes = [("x @ W", (n, 784), (784, 500), False), ("x.T @ dz", (784, n), (n, 500), True),
               ("x @ W", (n, 500), (500, 250), False), ("dz @ W.T", (n, 250), (250, 500), None),
@@ -128,14 +113,20 @@ def main():
         for name, (m, k), (k2, cols), how in shapes:
             a = cupy.asarray(rng.normal(size=(k, m) if how else (m, k)).astype(np.float32))
             bmat = cupy.asarray(rng.normal(size=(cols, k2) if how is None else (k2, cols)).astype(np.float32))
-            c = cupy.empty((m, cols), np.float32)
-            own = _timed(lambda: gemm.gemm(K._dev(a), K._dev(bmat), K._dev(c), trans_a=bool(how),
-                                           trans_b=how is None, stream=K._stream(), tile=tile), r, sync)
             expected = cupy.matmul(a.T if how else a, bmat.T if how is None else bmat)
             blas = _timed(lambda: cupy.matmul(a.T if how else a, bmat.T if how is None else bmat), r, sync)
-            agree = bool(cupy.allclose(c, expected, rtol=1e-3, atol=1e-3))
-            print(f"gemm tile {tile.bm}x{tile.bn}/{tile.tm}x{tile.tn} {name} {m}x{k}x{cols}: {own:.1f} µs, "
-                  f"cuBLAS {blas:.1f} µs, results {'agree' if agree else 'DIFFER'}", flush=True)
+            splits, _ = gemm.plan(m, cols, k, tile, gemm.target_blocks())
+            line = f"gemm tile {tile.bm}x{tile.bn}/{tile.tm}x{tile.tn} {name} {m}x{k}x{cols}:"
+            for ways in sorted({1, splits}):
+                c = cupy.full((m, cols), np.nan, np.float32)
+                parts = cupy.empty((ways, m, cols), np.float32)
+                product = functools.partial(gemm.gemm, K._dev(a), K._dev(bmat), K._dev(c), trans_a=bool(how),
+                                            trans_b=how is None, tile=tile, splits=ways,
+                                            workspace=K._dev(parts) if ways > 1 else None)
+                own = replayed_us(lambda: product(stream=K._stream()), r)
+                agree = bool(cupy.allclose(c, expected, rtol=1e-3, atol=1e-3))
+                line += f" k in {ways}: {own:.1f} µs ({'agrees' if agree else 'DIFFERS'}),"
+            print(f"{line} cuBLAS eagerly {blas:.1f} µs", flush=True)
 
     model = mlp.build_mlp([784, 500, 250, 100, 10], "relu", backend="cupy", seed=0)
     optimizer = mlp.Adam(1e-3)
@@ -154,16 +145,6 @@ def main():
         with model.be.graph_products():
             step()
     probe("the whole training step, kernels/gemm.py products (graph mode)", own_products_step, None, r)
-
-    raw = cublas_matmul()
-    for name, (a, bmat) in {"x @ W": (x, w), "x.T @ z": (x.T, z), "z @ W.T": (z, w.T)}.items():
-        agree = bool(cupy.allclose(raw(a, bmat), cupy.matmul(a, bmat), rtol=1e-4, atol=1e-4))
-        print(f"cuBLAS called directly, {name}: {'agrees' if agree else 'DIFFERS'} with cupy.matmul", flush=True)
-    check = cupy.empty((n, 500), np.float32)
-    probe("cuBLAS called directly, x @ W", lambda: raw(x, w, out=check), lambda: check, r)
-    probe("cuBLAS called directly, x.T @ z", lambda: raw(x.T, z), None, r)
-    model.be._own_matmul = raw  # graph mode's products by cuBLAS called directly
-    probe("the whole training step, cuBLAS called directly (graph mode with cuBLAS)", own_products_step, None, r)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,12 @@ and, in the same kernel, one of two epilogues from the activation table:
 
 Each block computes a ``bm x bn`` tile of C from ``bk``-deep slices of A and B staged in shared memory; each
 thread keeps a ``tm x tn`` block of outputs in registers (register blocking: every value read from shared
-memory is used ``tm`` or ``tn`` times). Edge tiles are zero-padded, so any shape works. Kernels are compiled
-per (activation, epilogue, dtype, tile) on first use. The tile sizes are the first thing to tune on a GPU
-(``TILE``); the simulator tests use a tiny tile (``tests/cudasim/test_gemm.py``).
+memory is used ``tm`` or ``tn`` times). Edge tiles are zero-padded, so any shape works. A small batch's product
+has few tiles and a long k (64 x 784 x 500: 8 tiles, 49 slices), which its few blocks walk slice after slice,
+each waiting on its loads: measured on an H200, 166 µs for that product as a replayed graph, where a graph's
+elementwise kernel takes 2-3 µs. So ``plan`` splits such a k between blocks, whose parts a second kernel adds in a
+fixed order (the same bits every run) before the epilogue. Kernels are compiled per (activation, epilogue, dtype,
+tile, split) on first use; the simulator tests use a tiny tile (``tests/cudasim/test_gemm.py``).
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ class Tile:
         return (self.bm // self.tm) * (self.bn // self.tn)
 
 
-TILE = Tile()  # 256 threads, 16 outputs each: not yet tuned on a GPU
+TILE = Tile()  # 256 threads, 16 outputs each (32x32 tiles measured no faster on an H200: bench/RESULTS.md)
 
 
 @cuda.jit(device=True)
@@ -61,14 +64,35 @@ def _stage(tile, src, k_major, base, k0, limit, k_total, width, depth, tid, thre
 
 
 @functools.lru_cache(maxsize=None)
-def _kernel(code: int, backward: bool, double: bool, tile: Tile):
+def _epilogue(code: int, backward: bool):
+    """``c[r, col] = epilogue(v)``: act(v + bias) forward, act'(v) from ``saved`` backward."""
+    @cuda.jit(device=True)
+    def epilogue(v, r, col, c, bias, saved, has_bias, alpha):
+        if backward:
+            c[r, col] = act_derivative(v, saved[r, col], code, alpha)
+        else:
+            if has_bias:
+                v += bias[col]
+            c[r, col] = act_forward(v, code, alpha)
+    return epilogue
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel(code: int, backward: bool, double: bool, tile: Tile, split: bool = False):
+    """The tiled product. Block z of the grid sums k in [z * k_chunk, (z + 1) * k_chunk). ``split``: the sums go
+    unfinished to ``out[z]`` of a (splits, m, n) workspace, for ``_reduce_kernel``; else ``out`` is (1, m, n), all of
+    k is one block's, and the epilogue writes it."""
     bm, bn, bk, tm, tn = tile.bm, tile.bn, tile.bk, tile.tm, tile.tn
     threads, cols_of_threads = tile.threads, bn // tn
     dtype = float64 if double else float32
+    epilogue = _epilogue(code, backward)
 
-    def kernel(a, b, c, bias, saved, has_bias, alpha, trans_a, trans_b):
-        m, n = c.shape
+    def kernel(a, b, out, bias, saved, has_bias, alpha, trans_a, trans_b, k_chunk):
+        m, n = out.shape[1], out.shape[2]
         k_total = a.shape[0] if trans_a else a.shape[1]
+        z = cuda.blockIdx.z
+        k_begin = z * k_chunk
+        k_end = min(k_total, k_begin + k_chunk)
         tid = cuda.threadIdx.x
         ty, tx = tid // cols_of_threads, tid % cols_of_threads
         row0, col0 = cuda.blockIdx.y * bm, cuda.blockIdx.x * bn
@@ -80,10 +104,10 @@ def _kernel(code: int, backward: bool, double: bool, tile: Tile):
         for i in range(tm):
             for j in range(tn):
                 acc[i, j] = 0
-        for k0 in range(0, k_total, bk):
+        for k0 in range(k_begin, k_end, bk):
             # Stage the slices; each thread loads along the operand's contiguous axis (coalesced reads).
-            _stage(sa, a, trans_a, row0, k0, m, k_total, bm, bk, tid, threads)
-            _stage(sb, b, not trans_b, col0, k0, n, k_total, bn, bk, tid, threads)
+            _stage(sa, a, trans_a, row0, k0, m, k_end, bm, bk, tid, threads)
+            _stage(sb, b, not trans_b, col0, k0, n, k_end, bn, bk, tid, threads)
             cuda.syncthreads()
             for kk in range(bk):
                 for i in range(tm):
@@ -100,24 +124,63 @@ def _kernel(code: int, backward: bool, double: bool, tile: Tile):
                 for j in range(tn):
                     col = col0 + tx * tn + j
                     if col < n:
-                        v = acc[i, j]
-                        if backward:
-                            c[r, col] = act_derivative(v, saved[r, col], code, alpha)
+                        if split:
+                            out[z, r, col] = acc[i, j]
                         else:
-                            if has_bias:
-                                v += bias[col]
-                            c[r, col] = act_forward(v, code, alpha)
+                            epilogue(acc[i, j], r, col, out[0], bias, saved, has_bias, alpha)
 
-    kernel.__name__ = f"gemm_{'backward' if backward else 'forward'}_{code}"
+    kernel.__name__ = f"gemm_{'split' if split else 'backward' if backward else 'forward'}_{code}"
     return cuda.jit(kernel)
 
 
+@functools.lru_cache(maxsize=None)
+def _reduce_kernel(code: int, backward: bool):
+    """``c = epilogue(sum over z of parts[z])``, the parts added in the order of z (the same bits every run)."""
+    epilogue = _epilogue(code, backward)
+
+    def kernel(parts, c, bias, saved, has_bias, alpha):
+        splits, m, n = parts.shape
+        for e in range(cuda.grid(1), m * n, cuda.gridsize(1)):
+            r, col = e // n, e % n
+            v = parts[0, r, col]
+            for z in range(1, splits):
+                v += parts[z, r, col]
+            epilogue(v, r, col, c, bias, saved, has_bias, alpha)
+
+    kernel.__name__ = f"gemm_reduce_{'backward' if backward else 'forward'}_{code}"
+    return cuda.jit(kernel)
+
+
+MIN_SLICES = 4       # bk-deep slices a block of a split product sums at least
+REDUCE_THREADS = 256
+
+
+def plan(m: int, n: int, k: int, tile: Tile = TILE, target_blocks: int = 1) -> tuple[int, int]:
+    """(splits, k_chunk): how a product's k is divided between blocks. A small batch's product has few tiles of
+    C (64 x 784 x 500: 8) and a long k, which its few blocks would walk one slice after another, each waiting on
+    its loads; split, ``target_blocks`` blocks (twice the GPU's multiprocessors) share it, each summing at least
+    ``MIN_SLICES`` slices, and one more kernel adds the parts. A product with tiles enough is not split."""
+    blocks = math.ceil(m / tile.bm) * math.ceil(n / tile.bn)
+    slices = max(1, math.ceil(k / tile.bk))
+    want = max(1, min(math.ceil(slices / MIN_SLICES), math.ceil(target_blocks / blocks)))
+    k_chunk = math.ceil(slices / want) * tile.bk
+    return max(1, math.ceil(k / k_chunk)), k_chunk
+
+
+@functools.lru_cache(maxsize=None)
+def target_blocks() -> int:
+    """Twice the current GPU's multiprocessors (1 under the simulator, whose grids run one thread at a time)."""
+    device = cuda.get_current_device()
+    return 2 * getattr(device, "MULTIPROCESSOR_COUNT", 0) or 1
+
+
 def gemm(a, b, c, *, trans_a=False, trans_b=False, bias=None, act="identity", alpha=0.0, saved=None,
-         stream=0, tile: Tile = TILE):
+         stream=0, tile: Tile = TILE, splits: int = 1, workspace=None):
     """``c[...] = epilogue(op(a) @ op(b))`` on the device; ``saved`` selects the backward epilogue.
 
     ``a``, ``b``, ``c``, ``bias`` and ``saved`` are CUDA arrays of one float dtype (NumPy arrays under the
-    simulator); ``c`` must not alias ``a`` or ``b``.
+    simulator); ``c`` must not alias ``a`` or ``b``. ``splits`` > 1 (from ``plan``) divides k between that many
+    blocks per tile of C, whose parts go to ``workspace``, a (splits, m, n) array of c's dtype.
     """
     m, n = c.shape
     ka = a.shape[0] if trans_a else a.shape[1]
@@ -131,11 +194,20 @@ def gemm(a, b, c, *, trans_a=False, trans_b=False, bias=None, act="identity", al
     backward = saved is not None
     if backward and tuple(saved.shape) != (m, n):
         raise ValueError(f"saved must be shaped like c {m}x{n}, got {tuple(saved.shape)}")
+    k_chunk = math.ceil(math.ceil(ka / tile.bk) / splits) * tile.bk if splits > 1 else max(ka, 1)
+    splits = math.ceil(ka / k_chunk) if splits > 1 else 1
+    if splits > 1 and (workspace is None or tuple(workspace.shape) != (splits, m, n)):
+        raise ValueError(f"splits={splits} needs a workspace shaped ({splits}, {m}, {n})")
     double = c.dtype.itemsize == 8
-    kernel = _kernel(CODES[act], backward, double, tile)
-    grid = (math.ceil(n / tile.bn), math.ceil(m / tile.bm))
+    code = CODES[act]
     # Unused operands get stand-ins of the right type, which the kernel's branches never read; taken from the
     # input a, never the output c (the simulator copies every argument back after the launch).
-    kernel[grid, tile.threads, stream](a, b, c, a[0] if bias is None else bias, saved if backward else a,
-                                       bias is not None, c.dtype.type(alpha), bool(trans_a), bool(trans_b))
+    extras = (a[0] if bias is None else bias, saved if backward else a, bias is not None, c.dtype.type(alpha))
+    grid = (math.ceil(n / tile.bn), math.ceil(m / tile.bm), splits)
+    out = workspace if splits > 1 else c.reshape(1, m, n)
+    _kernel(code, backward, double, tile, splits > 1)[grid, tile.threads, stream](
+        a, b, out, *extras, bool(trans_a), bool(trans_b), k_chunk)
+    if splits > 1:
+        blocks = min(4096, math.ceil(m * n / REDUCE_THREADS))
+        _reduce_kernel(code, backward)[blocks, REDUCE_THREADS, stream](workspace, c, *extras)
     return c

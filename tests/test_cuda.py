@@ -61,9 +61,12 @@ def test_cuda_kernels_compile_to_ptx_for_compute_capability_9(monkeypatch):
         signatures[K._ACT_BACKWARD[name]] = f"void({a1}, {a1}, {f32}, {a1})"
     from mlp_backend.kernels import gemm
 
-    gemm_sig = f"void({a2}, {a2}, {a2}, {a1}, {a2}, boolean, {f32}, boolean, boolean)"
+    a3 = "float32[:, :, ::1]"
+    gemm_sig = f"void({a2}, {a2}, {a3}, {a1}, {a2}, boolean, {f32}, boolean, boolean, int64)"
     for act, backward in (("identity", False), ("relu", False), ("gelu", False), ("relu", True), ("gelu", True)):
-        signatures[gemm._kernel(K.CODES[act], backward, False, gemm.TILE)] = gemm_sig
+        for split in (False, True):
+            signatures[gemm._kernel(K.CODES[act], backward, False, gemm.TILE, split)] = gemm_sig
+        signatures[gemm._reduce_kernel(K.CODES[act], backward)] = f"void({a3}, {a2}, {a1}, {a2}, boolean, {f32})"
     for kernel, sig in signatures.items():
         ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
         assert ".target sm_90" in ptx, kernel.py_func.__name__

@@ -143,9 +143,12 @@ class CupyBackend(Backend):
             return self._cupy.ascontiguousarray(x), False
 
         (a0, trans_a), (b0, trans_b) = plain(a), plain(b)
-        c = self._cupy.empty((a.shape[0], b.shape[1]), dtype=a.dtype) if out is None else out
+        (m, k), n = a.shape, b.shape[1]
+        c = self._cupy.empty((m, n), dtype=a.dtype) if out is None else out
+        splits, _ = gemm.plan(m, n, k, target_blocks=gemm.target_blocks())  # a small batch's long k, shared
+        parts = self._cupy.empty((splits, m, n), dtype=a.dtype) if splits > 1 else None  # held past the launch
         gemm.gemm(kernels._dev(a0), kernels._dev(b0), kernels._dev(c), trans_a=trans_a, trans_b=trans_b,
-                  stream=kernels._stream())
+                  stream=kernels._stream(), splits=splits, workspace=None if parts is None else kernels._dev(parts))
         return c
 
     def upload(self, host, out):

@@ -5,7 +5,7 @@ import pytest
 
 from mlp_backend.kernels import reference
 from mlp_backend.kernels.activations import TABLE
-from mlp_backend.kernels.gemm import Tile, gemm
+from mlp_backend.kernels.gemm import Tile, gemm, plan
 
 SMALL = Tile(bm=8, bn=8, bk=4, tm=2, tn=2)  # 16 threads: the simulator runs one Python thread per CUDA thread
 DTYPES = [np.float32, np.float64]
@@ -61,7 +61,50 @@ def test_backward_epilogue_is_the_activation_derivative(dtype, act):
     np.testing.assert_allclose(c, expected, **tol(dtype))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("splits", [2, 3])
+def test_k_split_between_blocks_gives_the_product(dtype, trans_a, trans_b, splits):
+    """k = 23 over slices of 4: 2 or 3 blocks per tile, the last with a partial slice, the parts then added."""
+    rng = np.random.default_rng(3)
+    m, n, k = 10, 9, 23
+    a, b, expected = operands(rng, m, n, k, trans_a, trans_b, dtype)
+    parts, c = np.full((splits, m, n), np.nan, dtype), np.full((m, n), np.nan, dtype)
+    gemm(a, b, c, trans_a=trans_a, trans_b=trans_b, tile=SMALL, splits=splits, workspace=parts)
+    np.testing.assert_allclose(c, expected, **tol(dtype))
+    np.testing.assert_allclose(parts.sum(axis=0), expected, **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_k_split_keeps_both_epilogues(dtype):
+    rng = np.random.default_rng(4)
+    a, b, product = operands(rng, 10, 9, 23, False, False, dtype)
+    bias = rng.normal(size=9).astype(dtype)
+    c = np.empty((10, 9), dtype)
+    gemm(a, b, c, bias=bias, act="gelu", tile=SMALL, splits=2, workspace=np.empty((2, 10, 9), dtype))
+    np.testing.assert_allclose(c, reference.activation(xp, (product + bias).astype(dtype), "gelu", 0.0), **tol(dtype))
+    saved = rng.normal(size=(10, 9)).astype(dtype)
+    gemm(a, b, c, act="relu", saved=saved, tile=SMALL, splits=3, workspace=np.empty((3, 10, 9), dtype))
+    np.testing.assert_allclose(c, reference.activation_derivative(xp, product.astype(dtype), saved, "relu", 0.0),
+                               **tol(dtype))
+
+
+def test_plan_splits_a_small_batchs_long_k_and_leaves_large_products_whole():
+    # the default model at batch 64 on a GPU of 132 multiprocessors (264 blocks wanted), 64x64 tiles, 16-deep slices
+    assert plan(64, 500, 784, target_blocks=264) == (13, 64)  # 8 tiles, 49 slices: 13 blocks each, 4 slices apiece
+    assert plan(784, 500, 64, target_blocks=264) == (1, 64)   # the weight gradient: 104 tiles, 4 slices
+    assert plan(4096, 500, 784, target_blocks=264) == (1, 784)  # batch 4096: 512 tiles
+    assert plan(64, 500, 784, target_blocks=1) == (1, 784)      # the simulator: no split
+    for m, n, k in ((64, 10, 100), (64, 250, 500), (3, 5, 1000), (64, 500, 17)):
+        splits, chunk = plan(m, n, k, target_blocks=264)
+        assert chunk % 16 == 0 and (splits - 1) * chunk < k <= splits * chunk  # every k in exactly one block
+
+
 def test_shape_errors_are_clear():
     a, b = np.zeros((3, 4), np.float32), np.zeros((5, 2), np.float32)
     with pytest.raises(ValueError, match="gemm shapes do not agree"):
         gemm(a, b, np.zeros((3, 2), np.float32), tile=SMALL)
+    a, b = np.zeros((3, 8), np.float32), np.zeros((8, 2), np.float32)
+    with pytest.raises(ValueError, match=r"splits=2 needs a workspace shaped \(2, 3, 2\)"):
+        gemm(a, b, np.zeros((3, 2), np.float32), tile=SMALL, splits=2)
