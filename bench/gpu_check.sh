@@ -3,7 +3,7 @@
 # (.whl/ and .data/): installs the project, runs the GPU tests (with the machine's own NumPy), mlp parity with CuPy,
 # the graph-capture probe, mlp bench against PyTorch CUDA (eager and CUDA graph) and JAX's epoch scan at batch 64 /
 # 256 / 4096, and the 15-epoch default job on CuPy; appends the dated results (GPU, driver, CUDA, CuPy, NumPy,
-# numba-cuda) to bench/RESULTS.md and writes them to $OUT (default bench/gpu_out; eight files at most). About 6
+# numba-cuda) to bench/RESULTS.md and writes them to $OUT (default bench/gpu_out; eight files at most). About 7
 # minutes on an H200; each step has a time limit and its log reaches $OUT as it finishes, so a run cut short still
 # leaves what it measured. mlp bench runs 2 epochs per configuration: the first pays compilation (and graph mode's
 # recording), the second is the one measured.
@@ -13,13 +13,8 @@ OUT="${OUT:-bench/gpu_out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
 export PYTHONUNBUFFERED=1
-# The carried wheels twice: all of them for the benchmarks, all but NumPy for the tests (the machine's own NumPy).
-OWN_NUMPY="${PYTHONPATH:-}"
-if ls .whl/*.whl >/dev/null 2>&1; then
+if ls .whl/*.whl >/dev/null 2>&1; then  # what the image lacks (bench/gpu_prepare.sh); its own NumPy is used
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    ls .whl/*.whl | grep -v /numpy- | xargs "$PY" -m pip install -q --no-index --no-deps --no-compile \
-        --no-cache-dir --upgrade --target /tmp/site_own
-    OWN_NUMPY="/tmp/site_own${PYTHONPATH:+:$PYTHONPATH}"
     export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 "$PY" -m pip install -q --no-index --no-deps --no-build-isolation -e . >/tmp/gpu_check_install.log 2>&1 \
@@ -32,7 +27,7 @@ DATA=(--data-dir "${DATA_DIR:-.data/fashion-mnist}")
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
     "$PY" - <<'PYEOF'
 import importlib
-for name in ("numpy", "cupy", "numba", "numba_cuda", "torch", "jax"):
+for name in ("numpy", "cupy", "numba", "numba_cuda", "nvmath", "torch", "jax"):
     try:
         module = importlib.import_module(name)
         print(f"{name} {getattr(module, '__version__', '?')}")
@@ -47,7 +42,6 @@ from mlp_backend.kernels import describe
 print("kernels for cupy:", describe("cupy"))
 PYEOF
 } 2>&1 | tee "$OUT/summary.txt"
-echo "tests with NumPy $(PYTHONPATH=$OWN_NUMPY "$PY" -c 'import numpy; print(numpy.__version__)')" | tee -a "$OUT/summary.txt"
 
 step() {  # name, time limit (s), then the command; its output to $OUT/name.log, its status to the summary
     local name=$1 limit=$2; shift 2
@@ -61,14 +55,17 @@ step graph_probe 90 "$PY" bench/graph_probe.py --batch-size 64  # which parts of
 step bench 330 "${MLP[@]}" bench "${DATA[@]}" --batch-sizes 64,256,4096 --epochs 2 --impl cupy-graph \
     --impl cupy-fused --impl cupy-reference --impl pytorch-cuda --impl pytorch-cuda-graph --impl jax-scan \
     --json "$OUT/bench.json"
+# graph mode with cuBLAS's products (through nvmath-python) instead of kernels/gemm.py's, where it is installed
+"$PY" -c "import nvmath" 2>/dev/null && step bench_cublas 120 env MLP_GRAPH_PRODUCTS=cublas "${MLP[@]}" bench "${DATA[@]}" \
+    --batch-sizes 64,256,4096 --epochs 2 --impl cupy-graph --json /tmp/gpu_check_bench_cublas.json
 step train 90 "${MLP[@]}" train --backend cupy --epochs 15 "${DATA[@]}" --quiet --no-progress --out /tmp/gpu_check_run
-# Then every test that runs on CuPy or needs a GPU (the simulator's run in CI), on the machine's own NumPy.
+# Then every test that runs on CuPy or needs a GPU (the simulator's run in CI).
 parallel=(); "$PY" -c "import xdist" 2>/dev/null && parallel=(-n 8)
-step tests 200 env PYTHONPATH="$OWN_NUMPY" "$PY" -m pytest -q -p no:cacheprovider "${parallel[@]}" -m "not cudasim" \
+step tests 200 "$PY" -m pytest -q -p no:cacheprovider "${parallel[@]}" -m "not cudasim" \
     -k "cupy or gpu" --ignore=tests/test_docs.py -rfEs tests
 step parity 120 "${MLP[@]}" parity
 
-{
+block=$(
     echo
     echo "## $(date -u '+%Y-%m-%d') — bench/gpu_check.sh on $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
     echo
@@ -76,8 +73,11 @@ step parity 120 "${MLP[@]}" parity
     cat "$OUT/summary.txt"
     echo
     sed -n '/^| implementation/,$p' "$OUT/bench.log"
+    if [ -f "$OUT/bench_cublas.log" ]; then echo "MLP_GRAPH_PRODUCTS=cublas:"; grep "^| cupy-graph" "$OUT/bench_cublas.log"; fi
     grep -h "test accuracy" "$OUT/train.log"
     tail -n 3 "$OUT/parity.log"
     grep -E "captured|not captured|gemm tile" "$OUT/graph_probe.log"
     echo '```'
-} | tee "$OUT/RESULTS-gpu.md" >>bench/RESULTS.md
+)
+printf '%s\n' "$block" >>bench/RESULTS.md
+printf '%s\n' "$block" | tee "$OUT/summary.txt"  # the summary becomes the whole record (eight files to $OUT at most)

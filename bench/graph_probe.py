@@ -78,8 +78,8 @@ def main():
     args = parser.parse_args()
     import cupy
 
+    from mlp_backend.kernels import cublas, gemm
     from mlp_backend.kernels import cuda as K
-    from mlp_backend.kernels import gemm
     from mlp_backend.losses import SoftmaxCrossEntropy
     from mlp_backend.step import StepProgram
 
@@ -113,8 +113,9 @@ def main():
         for name, (m, k), (k2, cols), how in shapes:
             a = cupy.asarray(rng.normal(size=(k, m) if how else (m, k)).astype(np.float32))
             bmat = cupy.asarray(rng.normal(size=(cols, k2) if how is None else (k2, cols)).astype(np.float32))
-            expected = cupy.matmul(a.T if how else a, bmat.T if how is None else bmat)
-            blas = _timed(lambda: cupy.matmul(a.T if how else a, bmat.T if how is None else bmat), r, sync)
+            left, right = (a.T if how else a), (bmat.T if how is None else bmat)  # the operands as the step has them
+            expected = cupy.matmul(left, right)
+            blas = _timed(lambda: cupy.matmul(left, right), r, sync)
             splits, _ = gemm.plan(m, cols, k, tile, gemm.target_blocks())
             line = f"gemm tile {tile.bm}x{tile.bn}/{tile.tm}x{tile.tn} {name} {m}x{k}x{cols}:"
             for ways in sorted({1, splits}):
@@ -126,6 +127,14 @@ def main():
                 own = replayed_us(lambda: product(stream=K._stream()), r)
                 agree = bool(cupy.allclose(c, expected, rtol=1e-3, atol=1e-3))
                 line += f" k in {ways}: {own:.1f} µs ({'agrees' if agree else 'DIFFERS'}),"
+            if cublas.available() and tile == gemm.TILE:  # cuBLAS through nvmath-python, recorded
+                c = cupy.full((m, cols), np.nan, np.float32)
+                try:
+                    replayed = replayed_us(lambda: cublas.matmul(left, right, out=c), r)
+                    agree = bool(cupy.allclose(c, expected, rtol=1e-3, atol=1e-3))
+                    line += f" cuBLAS replayed {replayed:.1f} µs ({'agrees' if agree else 'DIFFERS'}),"
+                except Exception as e:  # what fails is the finding
+                    line += f" cuBLAS not recorded ({type(e).__name__}: {str(e)[:80]}),"
             print(f"{line} cuBLAS eagerly {blas:.1f} µs", flush=True)
 
     model = mlp.build_mlp([784, 500, 250, 100, 10], "relu", backend="cupy", seed=0)
@@ -145,6 +154,10 @@ def main():
         with model.be.graph_products():
             step()
     probe("the whole training step, kernels/gemm.py products (graph mode)", own_products_step, None, r)
+    if cublas.available():
+        model.be._graph_products = "cublas"  # as MLP_GRAPH_PRODUCTS=cublas sets it
+        probe("the whole training step, cuBLAS products through nvmath-python (graph mode)", own_products_step,
+              None, r)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
-"""``numba.cuda``, loaded so that numba-cuda up to 0.30 works under NumPy 2.5.
+"""``numba.cuda`` for the CUDA kernels (``cuda.py``, ``gemm.py``), and the ``overload`` its front end inlines.
 
 numba-cuda registers an implementation for ``np.row_stack`` as it loads (``numba/cuda/np/arrayobj.py``), a name
 NumPy 2.5 removed; its import then fails (numba-cuda #907, closed as not to be fixed in numba-cuda). ``row_stack``
 was NumPy's alias of ``vstack``: for the load alone NumPy has that alias back, then loses it again, so nothing else
-sees a changed NumPy. The kernels here and in ``gemm.py`` import ``cuda`` from this module.
+sees a changed NumPy.
+
+numba-cuda 0.2x and later compile with a front end of their own, which inlines only overloads registered through
+their own ``numba.cuda.extending``: the element functions are registered there too (``jit.register``).
 """
 import importlib
 
@@ -29,20 +32,21 @@ def _load():
 
 
 def _extension_api():
-    """numba-cuda's own (overload, TypingError), or numba's where numba.cuda is numba's built-in target or the
-    simulator (then the registrations ``jit.py`` made on import serve the CUDA target too)."""
+    """The ``overload`` of numba-cuda's own front end, with the element functions registered through it; numba's
+    where numba.cuda is numba's built-in target or the simulator (the registrations ``jit.py`` made on import serve
+    the CUDA target there)."""
     try:
         from numba.cuda.core.errors import TypingError
         from numba.cuda.extending import overload
     except ImportError:
         from numba.extending import overload
 
-        return overload, False
+        return overload
     from . import jit
 
     jit.register(overload, TypingError, "cuda")
-    return overload, True
+    return overload
 
 
 cuda = _load()
-overload, OWN_FRONT_END = _extension_api()
+overload = _extension_api()

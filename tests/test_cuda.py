@@ -72,6 +72,78 @@ def test_cuda_kernels_compile_to_ptx_for_compute_capability_9(monkeypatch):
         assert ".target sm_90" in ptx, kernel.py_func.__name__
 
 
+@pytest.mark.parametrize("a_transposed", [False, True])
+@pytest.mark.parametrize("b_transposed", [False, True])
+def test_the_cublas_call_gives_the_row_major_product_for_every_transpose(a_transposed, b_transposed):
+    """cuBLAS reads a C-contiguous r x c array as the column-major c x r matrix with leading dimension c: the call
+    computes C^T = op(B memory) @ op(A memory) there, which read back row-major is A @ B."""
+    from mlp_backend.kernels.cublas import column_major_call
+
+    rng = np.random.default_rng(0)
+    m, k, n = 5, 7, 3
+    a_mem = rng.normal(size=(k, m) if a_transposed else (m, k))
+    b_mem = rng.normal(size=(n, k) if b_transposed else (k, n))
+    a, b = (a_mem.T if a_transposed else a_mem), (b_mem.T if b_transposed else b_mem)
+    op_x, op_y, rows, cols, depth, ldx, ldy, ldc = column_major_call(a.shape, a_transposed, b.shape, b_transposed)
+
+    def operand(memory, ld, op):  # the column-major matrix cuBLAS sees in the memory, then op
+        assert memory.shape[1] == ld
+        seen = memory.T
+        return seen.T if op else seen
+
+    result = operand(b_mem, ldx, op_x) @ operand(a_mem, ldy, op_y)  # column-major, rows x cols
+    assert result.shape == (rows, cols) == (n, m) and depth == k and ldc == rows
+    np.testing.assert_allclose(result.T, a @ b, rtol=1e-12)
+
+
+def test_graph_products_setting_is_checked(monkeypatch):
+    from mlp_backend.backends import cupy as cupy_backend
+    from mlp_backend.kernels import cublas
+
+    monkeypatch.setenv("MLP_GRAPH_PRODUCTS", "tensorcores")
+    with pytest.raises(ValueError, match="MLP_GRAPH_PRODUCTS must be one of gemm, cublas, got 'tensorcores'"):
+        cupy_backend.graph_products_setting()
+    monkeypatch.setenv("MLP_GRAPH_PRODUCTS", "cublas")
+    monkeypatch.setattr(cublas, "available", lambda: False)
+    with pytest.raises(ValueError, match="needs nvmath-python: pip install nvmath-python"):
+        cupy_backend.graph_products_setting()
+    monkeypatch.delenv("MLP_GRAPH_PRODUCTS")
+    assert cupy_backend.graph_products_setting() == "gemm"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("cupy" not in AVAILABLE or __import__("importlib").util.find_spec("nvmath") is None,
+                    reason="needs CuPy, nvmath-python and a CUDA GPU")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cublas_products_through_nvmath_record_into_a_graph(dtype):
+    import cupy
+
+    from mlp_backend.kernels import cublas
+
+    rng = np.random.default_rng(0)
+    x = cupy.asarray(rng.normal(size=(64, 784)), dtype=dtype)
+    w = cupy.asarray(rng.normal(size=(784, 500)), dtype=dtype)
+    dz = cupy.asarray(rng.normal(size=(64, 500)), dtype=dtype)
+    operands = ((x, w), (x.T, dz), (dz, w.T))  # forward, weight gradient, input gradient
+    expected = [cupy.matmul(a, b) for a, b in operands]
+    outs = [cupy.empty(e.shape, dtype=dtype) for e in expected]
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        for (a, b), out in zip(operands, outs):
+            cublas.matmul(a, b, out=out)  # eagerly first: the handle is made outside the recording
+            out.fill(np.nan)
+        stream.begin_capture()
+        for (a, b), out in zip(operands, outs):
+            cublas.matmul(a, b, out=out)
+        graph = stream.end_capture()
+        assert bool(cupy.isnan(outs[0]).all())  # recorded, not run
+        graph.launch(stream)
+        stream.synchronize()
+    tol = 1e-12 if dtype == "float64" else 1e-4
+    for out, e in zip(outs, expected):
+        np.testing.assert_allclose(out.get(), e.get(), rtol=tol, atol=tol)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif("cupy" not in AVAILABLE, reason="needs CuPy and a CUDA GPU")
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

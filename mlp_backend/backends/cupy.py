@@ -5,6 +5,7 @@ MPI, or pinned host staging)."""
 from __future__ import annotations
 
 import contextlib
+import os
 
 import numpy as np
 
@@ -26,7 +27,8 @@ class CupyBackend(Backend):
         import cupy
 
         self._cupy = cupy
-        self._own_products = False  # recording a step, or its first run: products by kernels/gemm.py
+        self._own_products = False  # recording a step, or its first run: products that a recording can hold
+        self._graph_products = graph_products_setting()
 
     @classmethod
     def owns(cls, x) -> bool:
@@ -87,7 +89,7 @@ class CupyBackend(Backend):
     def graph_support(self):
         from ..kernels import fused_module
 
-        if fused_module("cupy") is None:
+        if self._graph_products == "gemm" and fused_module("cupy") is None:
             return "the numba.cuda kernels did not load (see the warning), and a recorded step needs their products"
         return super().graph_support()
 
@@ -102,7 +104,7 @@ class CupyBackend(Backend):
     def capture(self, step):
         """``step()`` recorded as a CUDA graph on a side stream (nothing runs), replayed on the current stream.
 
-        While recording, matrix products are kernels/gemm.py's (CuPy refuses cuBLAS calls during a capture), and
+        While recording, matrix products are ``_own_matmul``'s (CuPy refuses cuBLAS calls during a capture), and
         every block CuPy's allocator (its memory pool) hands out is kept until the recording is dropped: the
         replays write into those blocks, which the pool would otherwise lend to other arrays once the recording's
         Python let go of them.
@@ -131,7 +133,12 @@ class CupyBackend(Backend):
         return replay
 
     def _own_matmul(self, a, b, out=None):
-        """``a @ b`` by kernels/gemm.py on CuPy's current stream; a transposed operand is read in place."""
+        """``a @ b`` that a recording can hold, on CuPy's current stream: by cuBLAS through nvmath-python where
+        ``MLP_GRAPH_PRODUCTS=cublas``, else by kernels/gemm.py; a transposed operand is read in place."""
+        if self._graph_products == "cublas":
+            from ..kernels import cublas
+
+            return cublas.matmul(a, b, out=out)
         from ..kernels import cuda as kernels
         from ..kernels import gemm
 
@@ -177,3 +184,19 @@ class CupyBackend(Backend):
         from ..distributed import local_device
 
         return local_device() if device is None else device
+
+
+GRAPH_PRODUCTS = ("gemm", "cublas")
+
+
+def graph_products_setting() -> str:
+    """``MLP_GRAPH_PRODUCTS``: who computes a recorded step's matrix products (CuPy refuses cuBLAS while recording):
+    ``gemm`` (default; kernels/gemm.py) or ``cublas`` (cuBLAS through nvmath-python, kernels/cublas.py)."""
+    from ..kernels import cublas
+
+    setting = os.environ.get("MLP_GRAPH_PRODUCTS", "gemm")
+    if setting not in GRAPH_PRODUCTS:
+        raise ValueError(f"MLP_GRAPH_PRODUCTS must be one of {', '.join(GRAPH_PRODUCTS)}, got {setting!r}")
+    if setting == "cublas" and not cublas.available():
+        raise ValueError("MLP_GRAPH_PRODUCTS=cublas needs nvmath-python: pip install nvmath-python")
+    return setting
