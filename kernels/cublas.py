@@ -36,15 +36,12 @@ def column_major_call(a_shape, a_transposed, b_shape, b_transposed):
 
 @functools.lru_cache(maxsize=None)
 def _handle(device: int):
-    """A cuBLAS handle of this device with its own workspace (created outside any recording: cublasCreate
+    """A cuBLAS handle of this device and a workspace for it (made outside any recording: cublasCreate
     allocates). Cached for the process, workspace included."""
     import cupy
     from nvmath.bindings import cublas
 
-    handle = cublas.create()
-    workspace = cupy.empty(WORKSPACE_BYTES, dtype=cupy.uint8)
-    cublas.set_workspace(handle, workspace.data.ptr, WORKSPACE_BYTES)
-    return handle, workspace
+    return cublas.create(), cupy.empty(WORKSPACE_BYTES, dtype=cupy.uint8)
 
 
 def matmul(a, b, out=None):
@@ -62,8 +59,9 @@ def matmul(a, b, out=None):
 
     (am, a_t), (bm, b_t) = stored(a), stored(b)
     c = cupy.empty((a.shape[0], b.shape[1]), dtype=a.dtype) if out is None else out
-    handle, _ = _handle(cupy.cuda.Device().id)
+    handle, workspace = _handle(cupy.cuda.Device().id)
     cublas.set_stream(handle, cupy.cuda.get_current_stream().ptr)
+    cublas.set_workspace(handle, workspace.data.ptr, WORKSPACE_BYTES)  # cublasSetStream resets it to cuBLAS's pool
     op_b, op_a, n, m, k, ldb, lda, ldc = column_major_call(a.shape, a_t, b.shape, b_t)
     one, zero = _ONE_ZERO[np.dtype(a.dtype)]
     gemm = cublas.sgemm if a.dtype == np.float32 else cublas.dgemm
