@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Every GPU figure in one call, on a bare GPU machine given this repository plus what bench/gpu_prepare.sh made
-# (.whl/ and .data/): installs the project, runs the GPU tests (with the machine's own NumPy), mlp parity with CuPy,
-# the graph-capture probe, mlp bench against PyTorch CUDA (eager and CUDA graph) and JAX's epoch scan at batch 64 /
-# 256 / 4096, and the 15-epoch default job on CuPy; appends the dated results (GPU, driver, CUDA, CuPy, NumPy,
-# numba-cuda) to bench/RESULTS.md and writes them to $OUT (default bench/gpu_out; eight files at most). About 7
-# minutes on an H200; each step has a time limit and its log reaches $OUT as it finishes, so a run cut short still
-# leaves what it measured. mlp bench runs 2 epochs per configuration: the first pays compilation (and graph mode's
-# recording), the second is the one measured.
+# (.whl/ and .data/): installs the project, runs the graph-capture probe (each product of a step recorded alone, by
+# kernels/gemm.py whole and split and by cuBLAS through nvmath-python), mlp bench against PyTorch CUDA (eager and CUDA
+# graph) and JAX's epoch scan at batch 64 / 256 / 4096 (and graph mode with MLP_GRAPH_PRODUCTS=cublas), the 15-epoch
+# default job on CuPy, the GPU tests on the machine's own NumPy and mlp parity with CuPy; appends the dated record
+# (GPU, driver, CUDA, CuPy, NumPy, numba-cuda, nvmath) to bench/RESULTS.md and leaves it in $OUT/summary.txt beside
+# each step's log ($OUT: default bench/gpu_out; eight files at most). About 7 minutes on an H200; each step has a
+# time limit and its log reaches $OUT as it finishes, so a run cut short still leaves what it measured. mlp bench
+# runs 2 epochs per configuration: the first pays compilation (and graph mode's recording), the second is measured.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-bench/gpu_out}"
