@@ -130,7 +130,7 @@ def main():
             if cublas.available() and tile == gemm.TILE:  # cuBLAS through nvmath-python, recorded
                 c = cupy.full((m, cols), np.nan, np.float32)
                 try:
-                    replayed = replayed_us(lambda: cublas.matmul(left, right, out=c), r)
+                    replayed = replayed_us(lambda: cublas.gemm(a, bmat, c, trans_a=bool(how), trans_b=how is None), r)
                     agree = bool(cupy.allclose(c, expected, rtol=1e-3, atol=1e-3))
                     line += f" cuBLAS replayed {replayed:.1f} µs ({'agrees' if agree else 'DIFFERS'}),"
                 except Exception as e:  # what fails is the finding

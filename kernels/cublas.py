@@ -44,27 +44,20 @@ def _handle(device: int):
     return cublas.create(), cupy.empty(WORKSPACE_BYTES, dtype=cupy.uint8)
 
 
-def matmul(a, b, out=None):
-    """``a @ b`` for 2-D CuPy float32/float64 arrays on CuPy's current stream; a transposed operand is read in
-    place."""
+def gemm(a, b, c, *, trans_a=False, trans_b=False):
+    """``c[...] = op(a) @ op(b)`` on CuPy's current stream, as ``gemm.py``'s ``gemm`` takes them: ``a``, ``b``
+    and ``c`` C-contiguous 2-D CuPy arrays of one float dtype, op the transpose where ``trans_*``."""
     import cupy
     from nvmath.bindings import cublas
 
-    def stored(x):  # (C-contiguous memory, read transposed?)
-        if x.flags.c_contiguous:
-            return x, False
-        if x.T.flags.c_contiguous:
-            return x.T, True
-        return cupy.ascontiguousarray(x), False
-
-    (am, a_t), (bm, b_t) = stored(a), stored(b)
-    c = cupy.empty((a.shape[0], b.shape[1]), dtype=a.dtype) if out is None else out
+    m, n = c.shape
+    k = a.shape[0] if trans_a else a.shape[1]
     handle, workspace = _handle(cupy.cuda.Device().id)
     cublas.set_stream(handle, cupy.cuda.get_current_stream().ptr)
     cublas.set_workspace(handle, workspace.data.ptr, WORKSPACE_BYTES)  # cublasSetStream resets it to cuBLAS's pool
-    op_b, op_a, n, m, k, ldb, lda, ldc = column_major_call(a.shape, a_t, b.shape, b_t)
-    one, zero = _ONE_ZERO[np.dtype(a.dtype)]
-    gemm = cublas.sgemm if a.dtype == np.float32 else cublas.dgemm
-    gemm(handle, op_b, op_a, n, m, k, one.ctypes.data, bm.data.ptr, ldb, am.data.ptr, lda, zero.ctypes.data,
+    op_b, op_a, rows, cols, depth, ldb, lda, ldc = column_major_call((m, k), trans_a, (k, n), trans_b)
+    one, zero = _ONE_ZERO[np.dtype(c.dtype)]
+    call = cublas.sgemm if c.dtype == np.float32 else cublas.dgemm
+    call(handle, op_b, op_a, rows, cols, depth, one.ctypes.data, b.data.ptr, ldb, a.data.ptr, lda, zero.ctypes.data,
          c.data.ptr, ldc)
     return c

@@ -162,8 +162,12 @@ def plan(m: int, n: int, k: int, tile: Tile = TILE, target_blocks: int = 1) -> t
     ``MIN_SLICES`` slices, and one more kernel adds the parts. A product with tiles enough is not split."""
     blocks = math.ceil(m / tile.bm) * math.ceil(n / tile.bn)
     slices = max(1, math.ceil(k / tile.bk))
-    want = max(1, min(math.ceil(slices / MIN_SLICES), math.ceil(target_blocks / blocks)))
-    k_chunk = math.ceil(slices / want) * tile.bk
+    return _split(k, min(math.ceil(slices / MIN_SLICES), math.ceil(target_blocks / blocks)), tile)
+
+
+def _split(k: int, splits: int, tile: Tile) -> tuple[int, int]:
+    """(splits, k_chunk) for at most ``splits`` blocks over k in whole slices, each with some of k."""
+    k_chunk = math.ceil(max(1, math.ceil(k / tile.bk)) / max(1, splits)) * tile.bk
     return max(1, math.ceil(k / k_chunk)), k_chunk
 
 
@@ -194,8 +198,7 @@ def gemm(a, b, c, *, trans_a=False, trans_b=False, bias=None, act="identity", al
     backward = saved is not None
     if backward and tuple(saved.shape) != (m, n):
         raise ValueError(f"saved must be shaped like c {m}x{n}, got {tuple(saved.shape)}")
-    k_chunk = math.ceil(math.ceil(ka / tile.bk) / splits) * tile.bk if splits > 1 else max(ka, 1)
-    splits = math.ceil(ka / k_chunk) if splits > 1 else 1
+    splits, k_chunk = _split(ka, splits, tile)
     if splits > 1 and (workspace is None or tuple(workspace.shape) != (splits, m, n)):
         raise ValueError(f"splits={splits} needs a workspace shaped ({splits}, {m}, {n})")
     double = c.dtype.itemsize == 8

@@ -124,17 +124,18 @@ def test_cublas_products_through_nvmath_record_into_a_graph(dtype):
     x = cupy.asarray(rng.normal(size=(64, 784)), dtype=dtype)
     w = cupy.asarray(rng.normal(size=(784, 500)), dtype=dtype)
     dz = cupy.asarray(rng.normal(size=(64, 500)), dtype=dtype)
-    operands = ((x, w), (x.T, dz), (dz, w.T))  # forward, weight gradient, input gradient
-    expected = [cupy.matmul(a, b) for a, b in operands]
+    # forward x @ W, weight gradient x.T @ dz, input gradient dz @ W.T: (a, b, trans_a, trans_b)
+    products = ((x, w, False, False), (x, dz, True, False), (dz, w, False, True))
+    expected = [cupy.matmul(a.T if ta else a, b.T if tb else b) for a, b, ta, tb in products]
     outs = [cupy.empty(e.shape, dtype=dtype) for e in expected]
     stream = cupy.cuda.Stream(non_blocking=True)
     with stream:
-        for (a, b), out in zip(operands, outs):
-            cublas.matmul(a, b, out=out)  # eagerly first: the handle is made outside the recording
+        for (a, b, ta, tb), out in zip(products, outs):
+            cublas.gemm(a, b, out, trans_a=ta, trans_b=tb)  # eagerly first: the handle is made outside the recording
             out.fill(np.nan)
         stream.begin_capture()
-        for (a, b), out in zip(operands, outs):
-            cublas.matmul(a, b, out=out)
+        for (a, b, ta, tb), out in zip(products, outs):
+            cublas.gemm(a, b, out, trans_a=ta, trans_b=tb)
         graph = stream.end_capture()
         assert bool(cupy.isnan(outs[0]).all())  # recorded, not run
         graph.launch(stream)

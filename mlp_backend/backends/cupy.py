@@ -135,23 +135,22 @@ class CupyBackend(Backend):
     def _own_matmul(self, a, b, out=None):
         """``a @ b`` that a recording can hold, on CuPy's current stream: by cuBLAS through nvmath-python where
         ``MLP_GRAPH_PRODUCTS=cublas``, else by kernels/gemm.py; a transposed operand is read in place."""
-        if self._graph_products == "cublas":
-            from ..kernels import cublas
-
-            return cublas.matmul(a, b, out=out)
+        from ..kernels import cublas
         from ..kernels import cuda as kernels
         from ..kernels import gemm
 
-        def plain(x):  # (C-contiguous array, read transposed?)
+        def stored(x):  # (C-contiguous array, read transposed?)
             if x.flags.c_contiguous:
                 return x, False
             if x.T.flags.c_contiguous:
                 return x.T, True
             return self._cupy.ascontiguousarray(x), False
 
-        (a0, trans_a), (b0, trans_b) = plain(a), plain(b)
+        (a0, trans_a), (b0, trans_b) = stored(a), stored(b)
         (m, k), n = a.shape, b.shape[1]
         c = self._cupy.empty((m, n), dtype=a.dtype) if out is None else out
+        if self._graph_products == "cublas":
+            return cublas.gemm(a0, b0, c, trans_a=trans_a, trans_b=trans_b)
         splits, _ = gemm.plan(m, n, k, target_blocks=gemm.target_blocks())  # a small batch's long k, shared
         parts = self._cupy.empty((splits, m, n), dtype=a.dtype) if splits > 1 else None  # held past the launch
         gemm.gemm(kernels._dev(a0), kernels._dev(b0), kernels._dev(c), trans_a=trans_a, trans_b=trans_b,
