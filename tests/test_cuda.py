@@ -148,6 +148,33 @@ def test_cublas_products_through_nvmath_record_into_a_graph(dtype):
 @pytest.mark.gpu
 @pytest.mark.skipif("cupy" not in AVAILABLE, reason="needs CuPy and a CUDA GPU")
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "gelu"])
+def test_a_recorded_dense_forward_fuses_bias_and_activation_into_its_product(dtype, activation):
+    """kernels/gemm.py's forward epilogue gives the bits of its plain product followed by the elementwise pass, and
+    the layer's output matches the eager one (cuBLAS) to rounding."""
+    import cupy
+
+    import mlp_backend as mlp
+
+    be = mlp.get_backend("cupy", dtype=dtype)
+    model = mlp.build_mlp([784, 500, 10], activation, backend=be)
+    layer, rng = model.layers[0], np.random.default_rng(0)
+    layer.params["b"][...] = cupy.asarray(rng.normal(size=500), dtype=dtype)  # not the zeros it starts at
+    x = cupy.asarray(rng.normal(size=(64, 784)), dtype=dtype)
+    eager = layer.forward(x)
+    with be.graph_products():
+        fused = layer.forward(x)
+        z = be.compute("matmul", x, layer.params["W"])
+        z = model.ops.bias_act(be.xp, z, layer.params["b"], "identity")
+        apart = model.ops.bias_act(be.xp, z, None, activation, layer.alpha)
+    assert bool((fused == apart).all())
+    tol = 1e-12 if dtype == "float64" else 1e-4
+    np.testing.assert_allclose(fused.get(), eager.get(), rtol=tol, atol=tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("cupy" not in AVAILABLE, reason="needs CuPy and a CUDA GPU")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_cupy_kernels_match_the_reference_on_the_gpu(dtype):
     import array_api_compat.cupy as xp
 

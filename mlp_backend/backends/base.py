@@ -145,6 +145,13 @@ class Backend:
         """Rows ``idx`` of ``a`` (the batch gather), written into ``out`` when given."""
         return self.compute("take", a, idx, axis=0, out=out)
 
+    def matmul_bias_act(self, ops, x, w, b, act: str, alpha: float = 0.0, out=None):
+        """``act(x @ w + b)`` (``b`` may be None), into ``out`` when given: a Dense layer's forward. Here the product,
+        then one fused elementwise pass over it in place; a backend whose products take an epilogue does both in
+        one kernel (CuPy while recording a step)."""
+        z = self.compute("matmul", x, w, out=out)
+        return ops.bias_act(self.xp, z, b, act, alpha)
+
     def graph_support(self) -> str | None:
         """Why a training step cannot be recorded and replayed here (None: it can; see ``capture``)."""
         return None if self.records_graphs else f"{self.name} arrays have no graphs to record (CuPy's CUDA graphs do)"

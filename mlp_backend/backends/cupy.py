@@ -86,6 +86,11 @@ class CupyBackend(Backend):
         fn = getattr(self._cupy, name)
         return fn(*args, **kwargs) if out is None else fn(*args, out=out, **kwargs)
 
+    def matmul_bias_act(self, ops, x, w, b, act, alpha=0.0, out=None):
+        if self._own_products and self._graph_products == "gemm":  # the bias and activation in the product's epilogue
+            return self._own_matmul(x, w, out=out, bias=b, act=act, alpha=alpha)
+        return super().matmul_bias_act(ops, x, w, b, act, alpha, out)
+
     def graph_support(self):
         from ..kernels import fused_module
 
@@ -132,9 +137,10 @@ class CupyBackend(Backend):
         replay.blocks = kept  # alive as long as the replay is
         return replay
 
-    def _own_matmul(self, a, b, out=None):
+    def _own_matmul(self, a, b, out=None, bias=None, act="identity", alpha=0.0):
         """``a @ b`` that a recording can hold, on CuPy's current stream: by cuBLAS through nvmath-python where
-        ``MLP_GRAPH_PRODUCTS=cublas``, else by kernels/gemm.py; a transposed operand is read in place."""
+        ``MLP_GRAPH_PRODUCTS=cublas``, else by kernels/gemm.py, with ``act(. + bias)`` in its epilogue; a transposed
+        operand is read in place."""
         from ..kernels import cublas
         from ..kernels import cuda as kernels
         from ..kernels import gemm
@@ -150,10 +156,13 @@ class CupyBackend(Backend):
         (m, k), n = a.shape, b.shape[1]
         c = self._cupy.empty((m, n), dtype=a.dtype) if out is None else out
         if self._graph_products == "cublas":
+            if bias is not None or act != "identity":
+                raise ValueError("cuBLAS products take no epilogue here: call matmul_bias_act")
             return cublas.gemm(a0, b0, c, trans_a=trans_a, trans_b=trans_b)
         splits, _ = gemm.plan(m, n, k, target_blocks=gemm.target_blocks())  # a small batch's long k, shared
         parts = self._cupy.empty((splits, m, n), dtype=a.dtype) if splits > 1 else None  # held past the launch
         gemm.gemm(kernels._dev(a0), kernels._dev(b0), kernels._dev(c), trans_a=trans_a, trans_b=trans_b,
+                  bias=None if bias is None else kernels._dev(bias), act=act, alpha=alpha,
                   stream=kernels._stream(), splits=splits, workspace=None if parts is None else kernels._dev(parts))
         return c
 

@@ -77,13 +77,12 @@ class Dense(Layer):
             x = xp.reshape(x, (x.shape[0], math.prod(x.shape[1:])))
         if x.shape[1] != self.in_features:
             raise ValueError(f"Dense expects {self.in_features} input features, got {x.shape[1]}")
-        z = self.be.compute("matmul", x, self.params["W"], out=self.scratch("z", (x.shape[0], self.out_features)))
         self._x = x
-        b = self.params.get("b")
-        if TABLE[self.activation].saves == "output":  # the backward needs y only: one fused pass, in place
-            self._saved = y = self.ops.bias_act(xp, z, b, self.activation, self.alpha)
+        W, b, z = self.params["W"], self.params.get("b"), self.scratch("z", (x.shape[0], self.out_features))
+        if TABLE[self.activation].saves == "output":  # the backward needs y only: bias and activation fused
+            self._saved = y = self.be.matmul_bias_act(self.ops, x, W, b, self.activation, self.alpha, out=z)
         else:  # it needs z = x W + b: keep a copy before the activation overwrites it
-            z = self.ops.bias_act(xp, z, b, "identity")
+            z = self.be.matmul_bias_act(self.ops, x, W, b, "identity", out=z)
             self._saved = self.be.copy(z, out=self.scratch("saved", z.shape))
             y = self.ops.bias_act(xp, z, None, self.activation, self.alpha)
         return y
