@@ -30,6 +30,9 @@ OPS = (
     "bias_act",
     "act_backward",
     "optimizer_update",
+    "gather_batch",
+    "count_correct",
+    "record_step",
 )
 MODES = ("auto", "numba", "reference")
 FUSED_MODULES: dict[str, str] = {}  # library -> its module here, as each backend class registers it

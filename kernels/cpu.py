@@ -36,6 +36,7 @@ from .elementwise import bce_element  # noqa: E402
 from .jit import act_derivative, act_forward, rule_element  # noqa: E402
 from .optimizers import CODES as RULE_CODES  # noqa: E402
 from .optimizers import NAMES, RULES, SKIP  # noqa: E402
+from .reference import GRADIENT_NOT_FINITE, LOSS_NOT_FINITE  # noqa: E402
 from .scalar_math import fast_exp, fast_expm1, fast_log1p, fast_tanh  # noqa: E402
 
 # No nnan/ninf: -inf logits and NaN divergence must propagate exactly as in the reference.
@@ -438,3 +439,123 @@ def optimizer_update(xp, rule, p, g, s0, s1, hp):
             and _fusable(p, hp) and hp.shape == (len(RULES[rule].record),)):
         return NotImplemented
     _pick(_UPDATE[rule], p.size)(p, g, g if s0 is None else s0, g if s1 is None else s1, hp)
+
+
+# -- a training step's bookkeeping -------------------------------------------------------------
+@njit(**_JIT)
+def _gather_batch(X, y, order, counter, first, batch_size, idx, xb, yb):
+    start = counter[0] * batch_size + first
+    if start < 0 or start + idx.shape[0] > order.shape[0]:
+        return False
+    for i in range(idx.shape[0]):
+        r = order[start + i]
+        if r < 0 or r >= X.shape[0]:
+            return False
+        idx[i] = r
+        xb[i, :] = X[r, :]
+        yb[i, :] = y[r, :]
+    return True
+
+
+def _rows(a):
+    """``a`` as a 2-D view, one row per sample."""
+    return a.reshape(a.shape[0], -1)
+
+
+def gather_batch(xp, X, y, order, counter, batch_size: int, first: int, n: int, idx=None, xb=None, yb=None):
+    arrays = (X, y, order, counter, idx, xb, yb)
+    if not (all(type(a) is np.ndarray and a.flags.c_contiguous for a in arrays) and X.dtype in (_F32, _F64)
+            and y.dtype.kind in "iuf" and xb.dtype == X.dtype and yb.dtype == y.dtype
+            and order.dtype == counter.dtype == idx.dtype == np.int64 and order.ndim == 1 and counter.shape == (1,)
+            and idx.shape == (n,) and xb.shape == (n, *X.shape[1:]) and yb.shape == (n, *y.shape[1:])
+            and X.ndim >= 1 and X.shape[0] == y.shape[0] and n > 0):
+        return NotImplemented
+    if not _gather_batch(_rows(X), _rows(y), order, counter, first, batch_size, idx, _rows(xb), _rows(yb)):
+        raise IndexError(f"the step's samples (step {int(counter[0])}) are outside the epoch's order or the data")
+    return idx, xb, yb
+
+
+@njit(**_JIT)
+def _argmax(row):
+    """NumPy's argmax of a row: the first largest value, or the first NaN."""
+    best, top = 0, row[0]
+    if top != top:
+        return 0
+    for j in range(1, row.shape[0]):
+        v = row[j]
+        if v != v:
+            return j
+        if v > top:
+            best, top = j, v
+    return best
+
+
+@njit(**_JIT)
+def _count_correct(logits, targets, one_hot, counter, correct):
+    c = counter[0]
+    if c < 0 or c >= correct.shape[0]:
+        return False
+    hits = 0
+    for i in range(logits.shape[0]):
+        label = _argmax(targets[i]) if one_hot else targets[i, 0]
+        if _argmax(logits[i]) == label:
+            hits += 1
+    correct[c] = hits
+    return True
+
+
+def count_correct(xp, logits, targets, counter, correct):
+    if not (_fusable(logits) and logits.ndim == 2 and logits.shape[1] > 0 and type(targets) is np.ndarray
+            and targets.flags.c_contiguous and targets.shape[0] == logits.shape[0] and targets.ndim in (1, 2)
+            and (targets.dtype.kind in "iu" if targets.ndim == 1 else targets.dtype in (_F32, _F64))
+            and type(counter) is np.ndarray and counter.dtype == np.int64 and counter.shape == (1,)
+            and type(correct) is np.ndarray and correct.dtype == np.int64 and correct.ndim == 1):
+        return NotImplemented
+    if not _count_correct(logits, targets.reshape(targets.shape[0], -1), targets.ndim == 2, counter, correct):
+        raise IndexError(f"the step counter ({int(counter[0])}) is outside the epoch's {correct.shape[0]} steps")
+
+
+@njit(**_JIT)
+def _record_step(value, counter, losses, record, records, flags, bad, grad_sum, copy_record, check, check_grads):
+    c = counter[0]
+    if c < 0 or c >= losses.shape[0]:
+        return False
+    v = value[0]
+    losses[c] = v
+    if check:
+        flag = 0
+        if not math.isfinite(v):
+            flag = LOSS_NOT_FINITE
+        elif check_grads and not math.isfinite(grad_sum[0]):
+            flag = GRADIENT_NOT_FINITE
+        flags[c] = flag
+        if flag != 0:
+            bad[0] = max(bad[0], 1.0)
+    if copy_record:
+        for j in range(record.shape[0]):
+            record[j] = records[c, j]
+        if check:
+            record[SKIP] = bad[0]
+    counter[0] = c + 1
+    return True
+
+
+_NO_FLAGS = np.zeros(1, np.int8)  # a stand-in the kernel never touches
+
+
+def record_step(xp, value, counter, losses, record=None, records=None, flags=None, bad=None, grad_sum=None):
+    if isinstance(value, np.generic):  # a loss with a penalty added is a NumPy scalar
+        value = np.asarray(value)
+    check, copy = flags is not None, records is not None
+    if not (_fusable(losses, value, *_given(record, records, bad, grad_sum)) and losses.ndim == 1 and value.ndim == 0
+            and type(counter) is np.ndarray and counter.dtype == np.int64 and counter.shape == (1,)
+            and (not check or (type(flags) is np.ndarray and flags.dtype == np.int8 and flags.shape == losses.shape
+                               and bad is not None and bad.ndim == 0))
+            and (not copy or (record is not None and records.ndim == 2 and record.shape == records.shape[1:]))
+            and (grad_sum is None or grad_sum.ndim == 0)):
+        return NotImplemented
+    one = value.reshape(1)  # it stands in for what is not given: the kernel only reads it
+    if not _record_step(one, counter, losses, record if copy else one, records if copy else one.reshape(1, 1),
+                        flags if check else _NO_FLAGS, bad.reshape(1) if check else one,
+                        one if grad_sum is None else grad_sum.reshape(1), copy, check, grad_sum is not None):
+        raise IndexError(f"the step counter ({int(counter[0])}) is outside the epoch's {losses.shape[0]} steps")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import float64
+from numba import float64, int64
 
 from .activations import CODES
 from .elementwise import bce_element
@@ -19,6 +19,7 @@ from .jit import act_derivative, act_forward, rule_element
 from .numba_cuda import cuda, overload
 from .optimizers import CODES as RULE_CODES
 from .optimizers import NAMES, RULES, SKIP
+from .reference import GRADIENT_NOT_FINITE, LOSS_NOT_FINITE
 from .scalar_math import fast_exp, fast_expm1, fast_log1p, fast_tanh
 
 
@@ -214,6 +215,119 @@ def launch_update(rule, p, g, s0, s1, hp, stream=0, threads=THREADS):
                                                              hp)
 
 
+# -- a training step's bookkeeping ----------------------------------------------------------------
+COUNT_THREADS = 256  # count_correct: one block, a power of two for its tree reduction
+
+
+@cuda.jit(device=True)
+def _argmax(x, i):
+    """NumPy's argmax of row ``i``: the first largest value, or the first NaN."""
+    best, top = 0, x[i, 0]
+    if top != top:
+        return 0
+    for j in range(1, x.shape[1]):
+        v = x[i, j]
+        if v != v:
+            return j
+        if v > top:
+            best, top = j, v
+    return best
+
+
+@cuda.jit
+def _count_correct_kernel(logits, targets, one_hot, counter, correct):
+    tid = cuda.threadIdx.x
+    hits = cuda.shared.array(COUNT_THREADS, int64)
+    count = 0
+    for i in range(tid, logits.shape[0], cuda.blockDim.x):
+        label = _argmax(targets, i) if one_hot else targets[i, 0]
+        if _argmax(logits, i) == label:
+            count += 1
+    hits[tid] = count
+    cuda.syncthreads()
+    step = cuda.blockDim.x // 2
+    while step > 0:
+        if tid < step:
+            hits[tid] += hits[tid + step]
+        cuda.syncthreads()
+        step //= 2
+    c = counter[0]
+    if tid == 0 and 0 <= c < correct.shape[0]:
+        correct[c] = hits[0]
+
+
+def launch_count_correct(logits, targets, one_hot, counter, correct, stream=0, threads=COUNT_THREADS):
+    """``reference.count_correct`` on CUDA arrays, ``targets`` 2-D (labels as one column); ``threads`` a power of
+    two up to ``COUNT_THREADS``."""
+    _count_correct_kernel[1, threads, stream](logits, targets, one_hot, counter, correct)
+
+
+@cuda.jit
+def _gather_batch_kernel(X, y, order, counter, first, batch_size, idx, xb, yb):
+    """Block row b copies samples b, b + gridDim.y, ...; its threads stride over the sample's X and y values."""
+    start = counter[0] * batch_size + first
+    fx, width = X.shape[1], X.shape[1] + y.shape[1]
+    for i in range(cuda.blockIdx.y, idx.shape[0], cuda.gridDim.y):
+        if start + i >= order.shape[0]:  # nothing to raise to on the device: the rows stay unwritten
+            return
+        r = order[start + i]
+        if r < 0 or r >= X.shape[0]:
+            continue
+        j0 = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        if j0 == 0:
+            idx[i] = r
+        for j in range(j0, width, cuda.blockDim.x * cuda.gridDim.x):
+            if j < fx:
+                xb[i, j] = X[r, j]
+            else:
+                yb[i, j - fx] = y[r, j - fx]
+
+
+def launch_gather_batch(X, y, order, counter, first, batch_size, idx, xb, yb, stream=0, threads=THREADS):
+    """``reference.gather_batch`` on CUDA arrays, ``X``, ``y``, ``xb`` and ``yb`` 2-D (one row per sample)."""
+    width = X.shape[1] + y.shape[1]
+    grid = (min(4, _blocks(width, threads)), min(idx.shape[0], 65535))
+    _gather_batch_kernel[grid, threads, stream](X, y, order, counter, first, batch_size, idx, xb, yb)
+
+
+@cuda.jit
+def _record_step_kernel(value, counter, losses, record, records, flags, bad, grad_sum, copy_record, check,
+                        check_grads):
+    if cuda.grid(1) != 0:
+        return
+    c = counter[0]
+    if c < 0 or c >= losses.shape[0]:  # nothing to raise to on the device: the step's results stay unwritten
+        return
+    v = value[0]
+    losses[c] = v
+    if check:
+        flag = 0
+        if math.isinf(v) or math.isnan(v):
+            flag = LOSS_NOT_FINITE
+        elif check_grads and (math.isinf(grad_sum[0]) or math.isnan(grad_sum[0])):
+            flag = GRADIENT_NOT_FINITE
+        flags[c] = flag
+        if flag != 0 and bad[0] < 1:
+            bad[0] = 1
+    if copy_record:
+        for j in range(record.shape[0]):
+            record[j] = records[c, j]
+        if check:
+            record[SKIP] = bad[0]
+    counter[0] = c + 1
+
+
+def launch_record_step(value, counter, losses, record, records, flags, bad, grad_sum, stream=0):
+    """``reference.record_step`` on CUDA arrays; ``value``, ``bad`` and ``grad_sum`` one-element arrays, and
+    ``record``, ``records``, ``flags``, ``bad``, ``grad_sum`` None where not used: ``value``, which the kernel only
+    reads, stands in for them."""
+    copy_record, check = records is not None, flags is not None
+    _record_step_kernel[1, 1, stream](
+        value, counter, losses, record if copy_record else value, records if copy_record else value.reshape(1, 1),
+        flags if check else value, bad if check else value, value if grad_sum is None else grad_sum,
+        copy_record, check, grad_sum is not None)
+
+
 # -- the registry-facing functions (CuPy arrays) -------------------------------------------------
 _STREAMS = {}
 _VIEWS: dict = {}  # (address, shape, strides, dtype) -> numba's view of that memory
@@ -308,3 +422,47 @@ def optimizer_update(xp, rule, p, g, s0, s1, hp):
         return NotImplemented
     launch_update(rule, _dev(p), _dev(g), None if s0 is None else _dev(s0), None if s1 is None else _dev(s1), _dev(hp),
                   _stream())
+
+
+def record_step(xp, value, counter, losses, record=None, records=None, flags=None, bad=None, grad_sum=None):
+    check, copy = flags is not None, records is not None
+    if not (_fusable(losses, value, *_given(record, records, bad, grad_sum)) and losses.ndim == 1 and value.ndim == 0
+            and counter.dtype == np.int64 and counter.shape == (1,)
+            and (not check or (flags.dtype == np.int8 and flags.shape == losses.shape and bad is not None
+                               and bad.ndim == 0))
+            and (not copy or (record is not None and records.ndim == 2 and record.shape == records.shape[1:]))
+            and (grad_sum is None or grad_sum.ndim == 0)):
+        return NotImplemented
+
+    def one(x):
+        return None if x is None else _dev(xp.reshape(x, (1,)))
+    launch_record_step(one(value), _dev(counter), _dev(losses), None if record is None else _dev(record),
+                       None if records is None else _dev(records), None if flags is None else _dev(flags), one(bad),
+                       one(grad_sum), _stream())
+
+
+def gather_batch(xp, X, y, order, counter, batch_size: int, first: int, n: int, idx=None, xb=None, yb=None):
+    arrays = (X, y, order, counter, idx, xb, yb)
+    if not (all(type(a).__module__.split(".")[0] == "cupy" and a.flags.c_contiguous for a in arrays)
+            and X.dtype.type in (np.float32, np.float64) and y.dtype.kind in "iuf" and xb.dtype == X.dtype
+            and yb.dtype == y.dtype and order.dtype == counter.dtype == idx.dtype == np.int64 and order.ndim == 1
+            and counter.shape == (1,) and idx.shape == (n,) and xb.shape == (n, *X.shape[1:])
+            and yb.shape == (n, *y.shape[1:]) and X.shape[0] == y.shape[0] and n > 0):
+        return NotImplemented
+
+    def rows(a):
+        return _dev(xp.reshape(a, (a.shape[0], -1)))
+    launch_gather_batch(rows(X), rows(y), _dev(order), _dev(counter), first, batch_size, _dev(idx), rows(xb), rows(yb),
+                        _stream())
+    return idx, xb, yb
+
+
+def count_correct(xp, logits, targets, counter, correct):
+    if not (_fusable(logits) and logits.ndim == 2 and logits.shape[1] > 0
+            and type(targets) is type(logits) and targets.flags.c_contiguous and targets.shape[0] == logits.shape[0]
+            and targets.ndim in (1, 2) and (targets.dtype.kind in "iu" if targets.ndim == 1 else
+                                            targets.dtype.type in (np.float32, np.float64))
+            and counter.dtype == np.int64 and counter.shape == (1,) and correct.dtype == np.int64 and correct.ndim == 1):
+        return NotImplemented
+    launch_count_correct(_dev(logits), _dev(xp.reshape(targets, (targets.shape[0], -1))), targets.ndim == 2,
+                         _dev(counter), _dev(correct), _stream())

@@ -127,6 +127,60 @@ def optimizer_update(xp, rule, p, g, s0, s1, hp):
             target[...] = xp.where(skip, target, value)
 
 
+# -- a training step's bookkeeping ------------------------------------------------------------
+LOSS_NOT_FINITE, GRADIENT_NOT_FINITE = 1, 2  # a step's flag
+
+
+def gather_batch(xp, X, y, order, counter, batch_size: int, first: int, n: int, idx=None, xb=None, yb=None):
+    """A step's ``n`` samples, chosen on the device: their indices ``order[counter[0] * batch_size + first + i]``
+    for ``i < n`` (the epoch's sample order, from the step the one-element ``counter`` holds), and those rows of
+    ``X`` and ``y``. Returns ``(idx, xb, yb)``, written into those arrays where given (else new)."""
+    at = xp.arange(first, first + n, dtype=xp.int64, device=order.device) + counter * batch_size
+    rows = xp.take(order, at)
+    result = []
+    for out, value in ((idx, rows), (xb, xp.take(X, rows, axis=0)), (yb, xp.take(y, rows, axis=0))):
+        if out is not None:
+            out[...] = value
+        result.append(value if out is None else out)
+    return tuple(result)
+
+
+def count_correct(xp, logits, targets, counter, correct):
+    """The batch's correct predictions into ``correct[counter[0]]``: its rows whose largest logit (the first, or
+    the first NaN) is at the label, ``targets`` itself (integers) or the largest target of the row (one-hot or soft
+    targets)."""
+    labels = targets if targets.ndim == 1 else xp.argmax(targets, axis=1)
+    hits = xp.sum(xp.astype(xp.argmax(logits, axis=1) == labels, correct.dtype))
+    correct[...] = xp.where(xp.arange(correct.shape[0], device=correct.device) == counter[0], hits, correct)
+
+
+def record_step(xp, value, counter, losses, record=None, records=None, flags=None, bad=None, grad_sum=None):
+    """What a training step writes between its backward pass and its update, on the device: with ``c`` the step
+    the one-element ``counter`` holds (never read on the host),
+
+    - ``losses[c] = value`` (the batch's loss, a 0-d array);
+    - with ``flags``: the step's flag into ``flags[c]``, ``LOSS_NOT_FINITE`` where ``value`` is not finite, else
+      ``GRADIENT_NOT_FINITE`` where ``grad_sum`` (the gradients' sum, when given) is not, else 0; and the 0-d
+      ``bad`` made 1 from the first flagged step on (``max(bad, flag != 0)``);
+    - with ``records``: ``record[...] = records[c]``, the update's scalars, its skip slot ``bad`` with ``flags``;
+    - ``counter += 1``.
+    """
+    at = xp.arange(losses.shape[0], device=losses.device) == counter[0]
+    losses[...] = xp.where(at, xp.astype(value, losses.dtype), losses)
+    if flags is not None:
+        loss_ok = xp.isfinite(value)
+        flag = LOSS_NOT_FINITE * xp.astype(~loss_ok, flags.dtype)
+        if grad_sum is not None:
+            flag = flag + GRADIENT_NOT_FINITE * xp.astype(loss_ok & ~xp.isfinite(grad_sum), flags.dtype)
+        flags[...] = xp.where(at, flag, flags)
+        bad[...] = xp.maximum(bad, xp.astype(flag != 0, bad.dtype))
+    if records is not None:
+        record[...] = xp.take(records, counter, axis=0)[0, ...]
+        if flags is not None:
+            record[H.SKIP] = xp.astype(bad, record.dtype)
+    counter[...] = counter + 1
+
+
 def global_norm(xp, g):
     """Euclidean norm of a flat gradient buffer, as a 0-d array."""
     return xp.sqrt(xp.sum(g * g))

@@ -16,6 +16,10 @@ device what a plain training loop reads on the host after every step:
   after it are not made: parameters and optimizer state stay those before the bad step, without the
   host having looked.
 
+That bookkeeping is three fused ops of the kernel table, each one kernel on a GPU (one call on the CPU) where it
+was a dozen small ones: ``gather_batch`` (the positions and the batch's rows), ``count_correct`` and
+``record_step`` (the loss, the flag, the update's record, the counter).
+
 Because every full batch is the same call, :class:`StepGraph` can record one on a CUDA device and replay the
 recording for every later full batch: no Python, no launches one by one (``fit(graph=...)``).
 
@@ -45,7 +49,7 @@ import numpy as np
 from .distributed import SingleProcess
 from .backend import Workspace, to_numpy
 
-LOSS_NOT_FINITE, GRADIENT_NOT_FINITE = 1, 2  # values of the per-step flag
+from .kernels.reference import LOSS_NOT_FINITE  # the per-step flag's values
 
 
 @dataclass
@@ -73,7 +77,6 @@ class StepProgram:
         self.bad = be.zeros(())  # sticky: 1 from the first non-finite step on
         self.counter = xp.zeros((1,), dtype=xp.int64, device=be.device)  # the step of the epoch that runs next
         self.batch_size = batch_size  # of the global batch: where step k's samples start in the order
-        self._offsets = {}  # (first, stop) within the batch -> those positions, a device array
         self.order = self.records = None  # this epoch's, refilled in place (begin_epoch)
         self.workspace = Workspace(be)
         self._loss_takes_out = "out" in inspect.signature(loss.value_and_grad).parameters
@@ -112,7 +115,7 @@ class StepProgram:
         quiet = np.errstate(all="ignore") if self.check_finite else contextlib.nullcontext()
         try:
             with quiet:
-                return self._run(X, y, self._positions(part or (0, self.batch_size)), share, sample_weight)
+                return self._run(X, y, part or (0, self.batch_size), share, sample_weight)
         finally:
             for layer in layers:
                 layer.workspace = None
@@ -120,43 +123,33 @@ class StepProgram:
     def _buffer(self, name, shape, dtype=None):
         return self.workspace.get(self, name, shape, dtype)
 
-    def _positions(self, part):
-        """This step's sample indices, gathered from the order on the device: ``counter * batch_size`` plus the
-        part's offsets (an array made once per part)."""
-        be, xp = self.model.be, self.model.be.xp
-        n = part[1] - part[0]
-        offsets = self._offsets.get(part)
-        if offsets is None:  # made on the device, once per part
-            offsets = self._offsets[part] = xp.arange(part[0], part[1], dtype=xp.int64, device=be.device)
-        start = be.compute("multiply", self.counter, self.batch_size, out=self._buffer("start", (1,), xp.int64))
-        at = be.compute("add", offsets, start, out=self._buffer(f"at{n}", (n,), xp.int64))
-        return be.take_rows(self.order, at, out=self._buffer(f"idx{n}", (n,), xp.int64))
-
-    def _run(self, X, y, idx, share, sample_weight):
+    def _run(self, X, y, part, share, sample_weight):
         model, be, xp, ops = self.model, self.model.be, self.model.be.xp, self.model.ops
-        n, step = idx.shape[0], self.counter
-        xb = be.take_rows(X, idx, out=self._buffer("x", (n, *X.shape[1:]), X.dtype))
-        yb = be.take_rows(y, idx, out=self._buffer("y", (n, *y.shape[1:]), y.dtype))
+        step, (first, stop) = self.counter, part
+        n = stop - first
+        # the samples at counter * batch_size + first, ... of the epoch's order, gathered on the device
+        idx, xb, yb = ops.gather_batch(xp, X, y, self.order, step, self.batch_size, first, n,
+                                       idx=self._buffer(f"idx{n}", (n,), xp.int64),
+                                       xb=self._buffer("x", (n, *X.shape[1:]), X.dtype),
+                                       yb=self._buffer("y", (n, *y.shape[1:]), y.dtype))
         wb = None if sample_weight is None else be.take_rows(sample_weight, idx)
         value = self._forward_backward(xb, yb, wb, step)
         value = self.comm.reduce_step(value, model.flat_grads, share)
-        be.put_at(self.losses, step, value)
-        record = None if self.records is None else be.take_rows(
-            self.records, step, out=self._buffer("record", (1, self.records.shape[1])))[0, ...]
-        if self.check_finite:
-            loss_bad = ~xp.isfinite(value)
-            flag = LOSS_NOT_FINITE * xp.astype(loss_bad, xp.int8)
-            if self.check_finite == "all":
-                # A non-finite element makes the sum non-finite: one pass instead of an isfinite mask.
-                grad_bad = ~xp.isfinite(xp.sum(model.flat_grads)) & ~loss_bad
-                flag = flag + GRADIENT_NOT_FINITE * xp.astype(grad_bad, xp.int8)
-            be.put_at(self.flags, step, flag)
-            self.bad[...] = xp.maximum(self.bad, xp.astype(flag != 0, self.bad.dtype))
-            self.comm.agree(self.bad)  # every replica skips together
-            self.optimizer.step(model.flat_params, model.flat_grads, ops, skip=self.bad, record=record)
-        else:
-            self.optimizer.step(model.flat_params, model.flat_grads, ops, record=record)
-        be.compute("add", self.counter, 1, out=self.counter)
+        check = self.check_finite
+        record = None
+        if self.records is not None:  # the update's scalars: the workspace's array (a new one where it has none)
+            record = self._buffer("record", self.records.shape[1:])
+            record = be.zeros(self.records.shape[1:]) if record is None else record
+        # A non-finite element makes the sum non-finite: one pass instead of an isfinite mask.
+        grad_sum = xp.sum(model.flat_grads) if check == "all" else None
+        # the loss into its slot, the step's flag, the update's record (skipped from the first flag on), counter + 1
+        ops.record_step(xp, value, self.counter, self.losses, record, self.records, flags=self.flags if check else None,
+                        bad=self.bad if check else None, grad_sum=grad_sum)
+        skip = None
+        if check and not isinstance(self.comm, SingleProcess):
+            self.comm.agree(self.bad)  # every replica skips together: the update reads the agreed flag
+            skip = self.bad
+        self.optimizer.step(model.flat_params, model.flat_grads, ops, skip=skip, record=record)
 
     def host_step(self):
         """What a step changes on the host rather than the device, done without the step: the optimizer's count
@@ -181,11 +174,7 @@ class StepProgram:
             value = xp.sum(self.loss.per_sample(xp, out, yb) * norm)
             grad = grad * xp.reshape(norm * n, (-1,) + (1,) * (grad.ndim - 1))
         if self.classify and step is not None:
-            int_buffer = (n,), xp.int64
-            labels = yb if yb.ndim == 1 else be.compute("argmax", yb, axis=1, out=self._buffer("labels", *int_buffer))
-            predicted = be.compute("argmax", out, axis=1, out=self._buffer("predicted", *int_buffer))
-            hits = be.compute("equal", predicted, labels, out=self._buffer("hits", (n,), xp.bool))
-            be.put_at(self.correct, step, be.compute("count_nonzero", hits))
+            ops.count_correct(xp, out, yb, step, self.correct)
         model.backward(grad)
         if self.penalty is not None:
             for i, (w, g) in enumerate(zip(self.weights, self.w_grads)):

@@ -1,7 +1,7 @@
 """Compile the Numba CPU kernels into the on-disk cache: ``python -m mlp_backend.warmup [--all]``.
 
 ``setup.sh`` runs it so that a user's first training epoch is not a silent compile. Each group of kernels (the
-losses, each activation's two passes, each optimizer rule) is called through the kernel registry in float32 and
+losses with the step's bookkeeping, each activation's two passes, each optimizer rule) is called through the kernel registry in float32 and
 float64, on one process per core, with a line as each group is ready: ``[k/n] float32 relu (12 s)``. By default
 the serial kernels, which every batch below the parallel cut-over uses (the default job's all); ``--all`` also
 the parallel ones, which otherwise compile (once, cached) the first time an array of a million elements or more
@@ -41,6 +41,13 @@ def compile_group(group: str, dtype: str, parallel: bool = False) -> str:
         if group == "losses":
             cpu.softmax_cross_entropy(xp, z, rng.integers(0, cols, rows))
             cpu.sigmoid_binary_cross_entropy(xp, z, (z > 0).astype(dtype))
+            order = np.arange(rows, dtype=np.int64)  # labels too
+            cpu.gather_batch(xp, z, order, order, np.zeros(1, np.int64), rows, 0, rows,
+                             np.zeros(rows, np.int64), np.empty_like(z), np.zeros(rows, np.int64))
+            cpu.count_correct(xp, z, order, np.zeros(1, np.int64), np.zeros(1, np.int64))
+            cpu.count_correct(xp, z, z, np.zeros(1, np.int64), np.zeros(1, np.int64))
+            cpu.record_step(xp, z[0, 0].reshape(()), np.zeros(1, np.int64), np.zeros(rows, dtype), b.copy(),
+                            z.copy(), flags=np.zeros(rows, np.int8), bad=np.zeros((), dtype))
         elif group.startswith("optimizer "):
             rule = group.split()[1]
             p, g = z.reshape(-1).copy(), z.reshape(-1)

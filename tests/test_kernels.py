@@ -334,3 +334,96 @@ def test_numba_cuda_loads_with_numpys_old_row_stack_alias_and_numpy_is_left_as_f
     numba_cuda._load()
     assert seen == {"numba.cuda.np.arrayobj": True}
     assert not hasattr(np, "row_stack")
+
+
+# value, gradients' sum for four steps from step 1: a good step, a finite loss with a non-finite gradient, a
+# non-finite loss, a good step again
+STEPS = ((1.5, 0.0), (2.0, np.inf), (np.nan, 1.0), (0.5, 0.0))
+EXPECTED_FLAGS = {"loss": [0, 0, 0, 1, 0], "all": [0, 0, 2, 1, 0]}
+
+
+def run_record_step(record_step, dtype, check):
+    """Four steps' bookkeeping from step 1 of 5: the arrays it wrote, and each step's record."""
+    records = np.arange(30, dtype=dtype).reshape(5, 6)
+    records[:, hyper.SKIP] = 0
+    counter, losses, flags = np.array([1]), np.zeros(5, dtype), np.zeros(5, np.int8)
+    bad, record, seen = np.zeros((), dtype), np.zeros(6, dtype), []
+    for value, grad_sum in STEPS:
+        record_step(xp, np.asarray(value, dtype), counter, losses, record, records, flags=flags if check else None,
+                    bad=bad if check else None, grad_sum=np.asarray(grad_sum, dtype) if check == "all" else None)
+        seen.append(record.copy())
+    return counter, losses, flags, bad, np.array(seen)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("check", [None, "loss", "all"])
+def test_record_step_writes_the_steps_loss_flag_and_record_and_advances_the_counter(dtype, check):
+    fused = run_record_step(cpu_module.record_step, dtype, check)
+    counter, losses, flags, bad, records = fused
+    assert counter.tolist() == [5]
+    np.testing.assert_array_equal(losses, np.array([0, 1.5, 2.0, np.nan, 0.5], dtype))
+    if check:
+        assert flags.tolist() == EXPECTED_FLAGS[check] and bad == 1
+        first_bad = EXPECTED_FLAGS[check].index(1 if check == "loss" else 2) - 1  # of the four steps
+        assert records[:, hyper.SKIP].tolist() == [0] * first_bad + [1] * (4 - first_bad)  # sticky
+    else:
+        assert not flags.any() and not records[:, hyper.SKIP].any()
+    rows = np.arange(30, dtype=dtype).reshape(5, 6)[1:]
+    others = [i for i in range(6) if i != hyper.SKIP]
+    np.testing.assert_array_equal(records[:, others], rows[:, others])
+    for got, want in zip(fused, run_record_step(reference.record_step, dtype, check)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_record_step_past_the_epochs_steps_is_an_error():
+    losses = np.zeros(3, np.float32)
+    with pytest.raises(IndexError, match="step counter \\(3\\) is outside the epoch's 3 steps"):
+        cpu_module.record_step(xp, np.asarray(1.0, np.float32), np.array([3]), losses)
+    assert not losses.any()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("targets", ["labels", "one_hot"])
+def test_gather_batch_takes_the_counters_samples_from_the_order(dtype, targets):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3, 2)).astype(dtype)  # images keep their shape
+    labels = rng.integers(0, 4, 40)
+    y = labels if targets == "labels" else np.eye(4, dtype=dtype)[labels]
+    order, counter = rng.permutation(40), np.array([2])
+    outs = [np.zeros(5, np.int64), np.zeros((5, 3, 2), dtype), np.zeros((5, *y.shape[1:]), y.dtype)]
+    idx, xb, yb = cpu_module.gather_batch(xp, X, y, order, counter, 8, 3, 5, *outs)  # step 2 of batches of 8, from 3
+    assert all(a is b for a, b in zip((idx, xb, yb), outs))
+    np.testing.assert_array_equal(idx, order[19:24])
+    np.testing.assert_array_equal(xb, X[order[19:24]])
+    np.testing.assert_array_equal(yb, y[order[19:24]])
+    assert counter.tolist() == [2]  # the step advances it, not the gather
+    for got, want in zip((idx, xb, yb), reference.gather_batch(xp, X, y, order, counter, 8, 3, 5)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_gather_batch_beyond_the_order_or_the_data_is_an_error():
+    X, y = np.zeros((10, 2), np.float32), np.zeros(10, np.int64)
+    outs = np.zeros(4, np.int64), np.zeros((4, 2), np.float32), np.zeros(4, np.int64)
+    with pytest.raises(IndexError, match="outside the epoch's order or the data"):
+        cpu_module.gather_batch(xp, X, y, np.arange(10), np.array([2]), 4, 0, 4, *outs)  # positions 8..11 of 10
+    with pytest.raises(IndexError, match="outside the epoch's order or the data"):
+        cpu_module.gather_batch(xp, X, y, np.array([0, 1, 2, 10]), np.array([0]), 4, 0, 4, *outs)  # row 10 of 10
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("targets", ["labels", "one_hot", "soft"])
+def test_count_correct_counts_as_numpys_argmax(dtype, targets):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(50, 4)).astype(dtype)
+    logits[0] = [1, 3, 3, 0]            # a tie: the first largest
+    logits[1] = [0, np.nan, 5, np.nan]  # a NaN: the first NaN
+    labels = rng.integers(0, 4, 50)
+    labels[:2] = [1, 1]
+    y = {"labels": labels, "one_hot": np.eye(4, dtype=dtype)[labels],
+         "soft": (0.1 + 0.6 * np.eye(4)[labels]).astype(dtype)}[targets]
+    correct, counter = np.zeros(3, np.int64), np.array([1])
+    cpu_module.count_correct(xp, logits, y, counter, correct)
+    assert correct.tolist() == [0, int(np.sum(np.argmax(logits, axis=1) == labels)), 0] and correct[1] >= 2
+    again = np.zeros(3, np.int64)
+    reference.count_correct(xp, logits, y, counter, again)
+    np.testing.assert_array_equal(correct, again)

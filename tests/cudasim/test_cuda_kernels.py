@@ -119,3 +119,55 @@ def test_dropout_masks_come_from_the_device_state_alone(dtype):
     assert set(np.unique(masks[0])) == {dtype(0), dtype(1 / 0.7)}
     for mask in (*masks, other):
         assert abs(np.mean(mask > 0) - 0.7) < 0.03
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("check", [None, "loss", "all"])
+def test_record_step_matches_the_reference(dtype, check):
+    """One thread writes the step's loss, flag, sticky flag and update record, and advances the counter."""
+    results = []
+    for fused in (True, False):
+        records = np.arange(30, dtype=dtype).reshape(5, 6)
+        records[:, hyper.SKIP] = 0
+        counter, losses, flags = np.array([1]), np.zeros(5, dtype), np.zeros(5, np.int8)
+        bad, record, seen = np.zeros(1, dtype), np.zeros(6, dtype), []
+        for value, grad_sum in ((1.5, 0.0), (2.0, np.inf), (np.nan, 1.0), (0.5, 0.0)):
+            value, grad_sum = np.array([value], dtype), np.array([grad_sum], dtype) if check == "all" else None
+            if fused:
+                K.launch_record_step(value, counter, losses, record, records, flags if check else None,
+                                     bad if check else None, grad_sum)
+            else:
+                reference.record_step(xp, value.reshape(()), counter, losses, record, records, flags if check else None,
+                                      bad.reshape(()) if check else None, None if grad_sum is None else grad_sum[0])
+            seen.append(record.copy())
+        results.append((counter, losses, flags, bad, np.array(seen)))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    counter, _, flags, bad, seen = results[0]
+    assert counter.tolist() == [5] and (bad.tolist() == [1] if check else not flags.any())
+    assert seen[:, hyper.SKIP].tolist() == {None: [0, 0, 0, 0], "loss": [0, 0, 1, 1], "all": [0, 1, 1, 1]}[check]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gather_batch_matches_the_reference(dtype):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 6)).astype(dtype), rng.integers(0, 4, 40)
+    order, counter = rng.permutation(40), np.array([2])
+    idx, xb, yb = np.zeros(5, np.int64), np.zeros((5, 6), dtype), np.zeros((5, 1), np.int64)
+    K.launch_gather_batch(X, y.reshape(-1, 1), order, counter, 3, 8, idx, xb, yb, threads=4)  # two blocks a row
+    want = reference.gather_batch(xp, X, y, order, counter, 8, 3, 5)
+    for got, expected in zip((idx, xb, yb[:, 0]), want):
+        np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(idx, order[19:24])
+
+
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_count_correct_matches_the_reference(one_hot):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(21, 4))
+    logits[0], logits[1] = [1, 3, 3, 0], [0, np.nan, 5, np.nan]
+    labels = rng.integers(0, 4, 21)
+    y = np.eye(4)[labels] if one_hot else labels
+    correct, want = np.zeros(3, np.int64), np.zeros(3, np.int64)
+    K.launch_count_correct(logits, y.reshape(21, -1), one_hot, np.array([2]), correct, threads=8)
+    reference.count_correct(xp, logits, y, np.array([2]), want)
+    assert correct.tolist() == want.tolist() and correct[2] > 0
