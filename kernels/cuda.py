@@ -462,7 +462,8 @@ def count_correct(xp, logits, targets, counter, correct):
             and type(targets) is type(logits) and targets.flags.c_contiguous and targets.shape[0] == logits.shape[0]
             and targets.ndim in (1, 2) and (targets.dtype.kind in "iu" if targets.ndim == 1 else
                                             targets.dtype.type in (np.float32, np.float64))
-            and counter.dtype == np.int64 and counter.shape == (1,) and correct.dtype == np.int64 and correct.ndim == 1):
+            and counter.dtype == np.int64 and counter.shape == (1,) and correct.dtype == np.int64
+            and correct.ndim == 1):
         return NotImplemented
     launch_count_correct(_dev(logits), _dev(xp.reshape(targets, (targets.shape[0], -1))), targets.ndim == 2,
                          _dev(counter), _dev(correct), _stream())

@@ -210,6 +210,47 @@ def test_cupy_kernels_match_the_reference_on_the_gpu(dtype):
 
 @pytest.mark.gpu
 @pytest.mark.skipif("cupy" not in AVAILABLE, reason="needs CuPy and a CUDA GPU")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_steps_bookkeeping_kernels_match_the_reference_on_the_gpu(dtype):
+    import array_api_compat.cupy as xp
+
+    from mlp_backend.kernels import cuda as K
+    from mlp_backend.kernels import reference
+
+    rng = np.random.default_rng(0)
+    X = xp.asarray(rng.normal(size=(300, 784)), dtype=getattr(xp, dtype))
+    labels = rng.integers(0, 10, 300)
+    order = xp.asarray(rng.permutation(300))
+    logits = rng.normal(size=(64, 10))
+    logits[0, 3] = np.nan
+    logits = xp.asarray(logits, dtype=getattr(xp, dtype))
+    for y in (xp.asarray(labels), xp.asarray(np.eye(10)[labels], dtype=getattr(xp, dtype))):
+        results = []
+        for ops in (K, reference):
+            counter, correct = xp.asarray([2]), xp.zeros(5, dtype=xp.int64)
+            outs = (xp.zeros(64, dtype=xp.int64), xp.zeros((64, 784), dtype=X.dtype),
+                    xp.zeros((64, *y.shape[1:]), dtype=y.dtype))
+            idx, xb, yb = ops.gather_batch(xp, X, y, order, counter, 64, 0, 64, *outs)
+            ops.count_correct(xp, logits, yb, counter, correct)
+            results.append([a.get() for a in (idx, xb, yb, correct)])
+        for a, b in zip(*results):
+            np.testing.assert_array_equal(a, b)
+        assert results[0][3][2] > 0
+    results = []
+    for ops in (K, reference):
+        counter, losses, flags = xp.asarray([0]), xp.zeros(3, dtype=X.dtype), xp.zeros(3, dtype=xp.int8)
+        bad, record, records = xp.zeros((), dtype=X.dtype), xp.zeros(6, dtype=X.dtype), xp.ones((3, 6), dtype=X.dtype)
+        for value, grad_sum in ((1.0, 0.0), (2.0, np.inf), (3.0, 0.0)):
+            ops.record_step(xp, xp.asarray(value, dtype=X.dtype), counter, losses, record, records, flags=flags,
+                            bad=bad, grad_sum=xp.asarray(grad_sum, dtype=X.dtype))
+        results.append([a.get() for a in (counter, losses, flags, bad, record)])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    assert results[0][2].tolist() == [0, 2, 0] and results[0][0].tolist() == [3]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("cupy" not in AVAILABLE, reason="needs CuPy and a CUDA GPU")
 def test_cupy_training_with_dropout_resumes_bit_identically(tmp_path):
     """Dropout masks come from seeds the (checkpointed) host generator draws: resuming changes nothing."""
     import mlp_backend as mlp
