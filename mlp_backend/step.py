@@ -48,8 +48,7 @@ import numpy as np
 
 from .distributed import SingleProcess
 from .backend import Workspace, to_numpy
-
-from .kernels.reference import LOSS_NOT_FINITE  # the per-step flag's values
+from .kernels.reference import LOSS_NOT_FINITE  # a value of the per-step flag
 
 
 @dataclass
