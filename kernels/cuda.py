@@ -177,8 +177,41 @@ def _act_backward_kernel(code):
     return cuda.jit(kernel)
 
 
+BIAS_COLS, BIAS_LANES = 32, 32  # act_backward with the bias gradient: a block's columns and row lanes
+
+
+def _act_backward_bias_kernel(code):
+    """The derivative and, from the same pass, the column sums (a Dense layer's bias gradient): each block takes 32
+    columns (a warp reads 32 neighbours of a row), its row lanes stride down them, and a tree over the lanes adds
+    their sums in a fixed order (the same bits every run)."""
+    def kernel(dy, saved, alpha, out, bias_grad):
+        m, n = dy.shape
+        lanes = cuda.blockDim.x // BIAS_COLS
+        tx, ty = cuda.threadIdx.x % BIAS_COLS, cuda.threadIdx.x // BIAS_COLS
+        j = cuda.blockIdx.x * BIAS_COLS + tx
+        sums = cuda.shared.array((BIAS_LANES, BIAS_COLS), float64)
+        total = 0.0
+        if j < n:
+            for i in range(ty, m, lanes):
+                v = act_derivative(dy[i, j], saved[i, j], code, alpha)
+                out[i, j] = v
+                total += v
+        sums[ty, tx] = total
+        cuda.syncthreads()
+        step = lanes // 2
+        while step > 0:
+            if ty < step:
+                sums[ty, tx] += sums[ty + step, tx]
+            cuda.syncthreads()
+            step //= 2
+        if ty == 0 and j < n:
+            bias_grad[j] = sums[0, tx]
+    return cuda.jit(kernel)
+
+
 _BIAS_ACT = {name: _bias_act_kernel(code) for name, code in CODES.items()}
 _ACT_BACKWARD = {name: _act_backward_kernel(code) for name, code in CODES.items()}
+_ACT_BACKWARD_BIAS = {name: _act_backward_bias_kernel(code) for name, code in CODES.items()}
 
 
 def launch_bias_act(z2, b, has_bias, act, alpha, stream=0, threads=THREADS):
@@ -187,6 +220,12 @@ def launch_bias_act(z2, b, has_bias, act, alpha, stream=0, threads=THREADS):
 
 def launch_act_backward(dy, saved, act, alpha, out, stream=0, threads=THREADS):
     _ACT_BACKWARD[act][_blocks(dy.size, threads), threads, stream](dy, saved, alpha, out)
+
+
+def launch_act_backward_bias(dy, saved, act, alpha, out, bias_grad, stream=0, lanes=BIAS_LANES):
+    """2-D ``dy``, ``saved`` and ``out``; ``lanes`` a power of two up to ``BIAS_LANES``."""
+    blocks = (dy.shape[1] + BIAS_COLS - 1) // BIAS_COLS
+    _ACT_BACKWARD_BIAS[act][blocks, BIAS_COLS * lanes, stream](dy, saved, alpha, out, bias_grad)
 
 
 # -- optimizers: one kernel per rule of the optimizer table, the step's scalars read from the record ``hp`` on
@@ -405,9 +444,14 @@ def act_backward(xp, dy, saved, act, alpha=0.0, out=None, bias_grad=None):
             and (out is None or out.shape == dy.shape)):
         return NotImplemented
     result = xp.empty_like(dy) if out is None else out
-    launch_act_backward(_dev(xp.reshape(dy, (-1,))), _dev(xp.reshape(saved, (-1,))), act, dy.dtype.type(alpha),
+    alpha = dy.dtype.type(alpha)
+    if (bias_grad is not None and dy.ndim == 2 and dy.shape[1] and _fusable(dy, bias_grad)
+            and bias_grad.shape == (dy.shape[1],)):  # the bias gradient from the same pass
+        launch_act_backward_bias(_dev(dy), _dev(saved), act, alpha, _dev(result), _dev(bias_grad), _stream())
+        return result
+    launch_act_backward(_dev(xp.reshape(dy, (-1,))), _dev(xp.reshape(saved, (-1,))), act, alpha,
                         _dev(xp.reshape(result, (-1,))), _stream())
-    if bias_grad is not None:  # on the GPU the column sums stay a separate reduction (CuPy's)
+    if bias_grad is not None:  # a layout the kernel above does not take: CuPy's reduction
         bias_grad[...] = xp.sum(result, axis=0)
     return result
 

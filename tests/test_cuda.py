@@ -62,6 +62,7 @@ def test_cuda_kernels_compile_to_ptx_for_compute_capability_9(monkeypatch):
     for name in K.CODES:  # every activation of the table, both ways
         signatures[K._BIAS_ACT[name]] = f"void({a2}, {a1}, boolean, {f32})"
         signatures[K._ACT_BACKWARD[name]] = f"void({a1}, {a1}, {f32}, {a1})"
+        signatures[K._ACT_BACKWARD_BIAS[name]] = f"void({a2}, {a2}, {f32}, {a2}, {a1})"
     from mlp_backend.kernels import gemm
 
     a3 = "float32[:, :, ::1]"
@@ -192,6 +193,12 @@ def test_cupy_kernels_match_the_reference_on_the_gpu(dtype):
     tol = 1e-10 if dtype == "float64" else 1e-5
     np.testing.assert_allclose(float(loss), float(rloss), rtol=tol)
     np.testing.assert_allclose(grad.get(), rgrad.get(), rtol=tol, atol=tol * 1e-2)
+    for act in ("relu", "gelu"):  # the derivative and the bias gradient in one pass
+        bias, rbias = xp.zeros(1000, dtype=z.dtype), xp.zeros(1000, dtype=z.dtype)
+        dz = K.act_backward(xp, grad, z, act, bias_grad=bias)
+        rdz = reference.act_backward(xp, grad, z, act, bias_grad=rbias)
+        np.testing.assert_allclose(dz.get(), rdz.get(), rtol=tol, atol=tol * 1e-2)
+        np.testing.assert_allclose(bias.get(), rbias.get(), rtol=tol * 10, atol=tol * 1e-1)
     p = xp.asarray(rng.normal(size=100_001), dtype=getattr(xp, dtype))
     g = xp.asarray(rng.normal(size=100_001), dtype=getattr(xp, dtype))
     states = [[xp.zeros_like(p), xp.zeros_like(p)] for _ in range(2)]

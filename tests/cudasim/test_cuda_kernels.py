@@ -63,6 +63,23 @@ def test_bias_act_and_backward(dtype, act):
     close(out, reference.act_backward(xp, dy, saved, act, 0.2), dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", reference.ACTIVATIONS)
+def test_act_backward_writes_the_bias_gradient_from_the_same_pass(dtype, act):
+    """Two column blocks (the second partly past the edge), five rows for two row lanes, in place too."""
+    rng = np.random.default_rng(5)
+    z = (rng.normal(size=(5, 40)) * 3).astype(dtype)
+    saved = reference.bias_act(xp, z.copy(), None, act, 0.2) if TABLE[act].saves == "output" else z
+    dy = rng.normal(size=z.shape).astype(dtype)
+    want_bias = np.zeros(40, dtype)
+    want = reference.act_backward(xp, dy, saved, act, 0.2, bias_grad=want_bias)
+    for in_place in (False, True):
+        out, bias = (dy.copy() if in_place else np.empty_like(dy)), np.full(40, np.nan, dtype)
+        K.launch_act_backward_bias(out if in_place else dy, saved, act, dtype(0.2), out, bias, lanes=2)
+        close(out, want, dtype)
+        close(bias, want_bias, dtype)
+
+
 OPTIMIZERS = {
     "sgd": lambda: mlp.SGD(0.1, weight_decay=0.01, clip_value=0.8),
     "momentum": lambda: mlp.Momentum(0.1, 0.9, weight_decay=0.01, clip_value=0.8),
