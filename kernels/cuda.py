@@ -100,6 +100,32 @@ def launch_softmax_cross_entropy(z, labels, smoothing, grad, row_loss, stream=0,
     _xent_kernel[n, threads, stream](z, labels, float(smoothing), 1.0 / n, grad, row_loss)
 
 
+@cuda.jit
+def _mean_kernel(x, out):
+    """``out[0] = mean(x)``: one block, its threads' sums added by a tree in a fixed order."""
+    tid, nt = cuda.threadIdx.x, cuda.blockDim.x
+    sums = cuda.shared.array(MAX_ROW_THREADS, float64)
+    total = 0.0
+    for i in range(tid, x.shape[0], nt):
+        total += x[i]
+    sums[tid] = total
+    cuda.syncthreads()
+    step = nt // 2
+    while step > 0:
+        if tid < step:
+            sums[tid] += sums[tid + step]
+        cuda.syncthreads()
+        step //= 2
+    if tid == 0:
+        out[0] = sums[0] / x.shape[0]
+
+
+def launch_mean(x, out, stream=0, threads=MAX_ROW_THREADS):
+    """The batch's loss from its rows' (``x``), into the one-element ``out``; ``threads`` a power of two up to
+    ``MAX_ROW_THREADS``."""
+    _mean_kernel[1, threads, stream](x, out)
+
+
 # -- binary cross-entropy ----------------------------------------------------------------------
 @cuda.jit
 def _bce_kernel(z, t, inv, grad, elem_loss):
@@ -416,9 +442,10 @@ def softmax_cross_entropy(xp, logits, labels, label_smoothing=0.0, out=None):
             and (out is None or out.shape == logits.shape)):
         return NotImplemented
     grad = xp.empty_like(logits) if out is None else out
-    row_loss = xp.empty(logits.shape[0], dtype=xp.float64)
+    row_loss, loss = xp.empty(logits.shape[0], dtype=xp.float64), xp.empty((), dtype=logits.dtype)
     launch_softmax_cross_entropy(_dev(logits), _dev(labels), label_smoothing, _dev(grad), _dev(row_loss), _stream())
-    return xp.astype(xp.mean(row_loss), logits.dtype), grad
+    launch_mean(_dev(row_loss), _dev(xp.reshape(loss, (1,))), _stream())  # in the logits' dtype: no cast after
+    return loss, grad
 
 
 def sigmoid_binary_cross_entropy(xp, logits, targets, out=None):

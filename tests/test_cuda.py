@@ -53,6 +53,7 @@ def test_cuda_kernels_compile_to_ptx_for_compute_capability_9(monkeypatch):
         K._bce_kernel: f"void({a1}, {a1}, float64, {a1}, {a1})",
         K._dropout_mask_kernel: f"void({a1}, uint64[::1], float64, {f32})",
         K._count_mask_kernel: "void(uint64[::1])",
+        K._mean_kernel: f"void(float64[::1], {a1})",
         K._gather_batch_kernel: f"void({a2}, int64[:, ::1], {i64}, {i64}, int64, int64, {i64}, {a2}, int64[:, ::1])",
         K._count_correct_kernel: f"void({a2}, int64[:, ::1], boolean, {i64}, {i64})",
         K._record_step_kernel: f"void({a1}, {i64}, {a1}, {a1}, {a2}, int8[::1], {a1}, {a1}, boolean, boolean, boolean)",
