@@ -443,35 +443,30 @@ def optimizer_update(xp, rule, p, g, s0, s1, hp):
 
 # -- a training step's bookkeeping -------------------------------------------------------------
 @njit(**_JIT)
-def _gather_batch(X, y, order, counter, first, batch_size, idx, xb, yb):
+def _positions(order, counter, first, batch_size, rows, idx):
     start = counter[0] * batch_size + first
     if start < 0 or start + idx.shape[0] > order.shape[0]:
         return False
     for i in range(idx.shape[0]):
         r = order[start + i]
-        if r < 0 or r >= X.shape[0]:
+        if r < 0 or r >= rows:
             return False
         idx[i] = r
-        xb[i, :] = X[r, :]
-        yb[i, :] = y[r, :]
     return True
-
-
-def _rows(a):
-    """``a`` as a 2-D view, one row per sample."""
-    return a.reshape(a.shape[0], -1)
 
 
 def gather_batch(xp, X, y, order, counter, batch_size: int, first: int, n: int, idx=None, xb=None, yb=None):
     arrays = (X, y, order, counter, idx, xb, yb)
-    if not (all(type(a) is np.ndarray and a.flags.c_contiguous for a in arrays) and X.dtype in (_F32, _F64)
-            and y.dtype.kind in "iuf" and xb.dtype == X.dtype and yb.dtype == y.dtype
-            and order.dtype == counter.dtype == idx.dtype == np.int64 and order.ndim == 1 and counter.shape == (1,)
-            and idx.shape == (n,) and xb.shape == (n, *X.shape[1:]) and yb.shape == (n, *y.shape[1:])
-            and X.ndim >= 1 and X.shape[0] == y.shape[0] and n > 0):
+    if not (all(type(a) is np.ndarray for a in arrays) and order.flags.c_contiguous and X.dtype in (_F32, _F64)
+            and xb.dtype == X.dtype and yb.dtype == y.dtype and order.dtype == counter.dtype == idx.dtype == np.int64
+            and order.ndim == 1 and counter.shape == (1,) and idx.shape == (n,) and xb.shape == (n, *X.shape[1:])
+            and yb.shape == (n, *y.shape[1:]) and X.ndim >= 1 and X.shape[0] == y.shape[0]):
         return NotImplemented
-    if not _gather_batch(_rows(X), _rows(y), order, counter, first, batch_size, idx, _rows(xb), _rows(yb)):
+    if not _positions(order, counter, first, batch_size, X.shape[0], idx):
         raise IndexError(f"the step's samples (step {int(counter[0])}) are outside the epoch's order or the data")
+    # NumPy's take copies the rows faster than a compiled loop (memcpy per row); the indices are checked above
+    np.take(X, idx, axis=0, out=xb, mode="clip")
+    np.take(y, idx, axis=0, out=yb, mode="clip")
     return idx, xb, yb
 
 
