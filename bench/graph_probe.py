@@ -103,6 +103,12 @@ def main():
           lambda: gemm.gemm(K._dev(x), K._dev(w), K._dev(z), bias=K._dev(b), act="relu", stream=K._stream()),
           lambda: z, r)
 
+    # what a recorded kernel costs at the least: a recorded step of k kernels takes at least k times this
+    state = cupy.zeros(2, np.uint64)
+    floor = replayed_us(lambda: [K._count_mask_kernel[1, 1, K._stream()](K._dev(state)) for _ in range(30)], r)
+    print(f"30 one-thread numba.cuda kernels as one graph: {floor:.1f} µs a replay, {floor / 30:.2f} µs a kernel",
+          flush=True)
+
     # kernels/gemm.py on the step's products (graph mode's), each timed as a replayed graph (the GPU's time alone,
     # no Python launch), whole and with k split as gemm.plan splits it, beside cuBLAS eagerly (CuPy's call included)
     sync = cupy.cuda.get_current_stream().synchronize
