@@ -32,11 +32,10 @@ from numba.extending import overload  # noqa: E402
 from numba.np.unsafe.ndarray import to_fixed_tuple  # noqa: E402
 
 from .activations import CODES  # noqa: E402
-from .elementwise import bce_element  # noqa: E402
+from .elementwise import argmax_row, bce_element, record_step_scalars  # noqa: E402
 from .jit import act_derivative, act_forward, rule_element  # noqa: E402
 from .optimizers import CODES as RULE_CODES  # noqa: E402
 from .optimizers import NAMES, RULES, SKIP  # noqa: E402
-from .reference import GRADIENT_NOT_FINITE, LOSS_NOT_FINITE  # noqa: E402
 from .scalar_math import fast_exp, fast_expm1, fast_log1p, fast_tanh  # noqa: E402
 
 # No nnan/ninf: -inf logits and NaN divergence must propagate exactly as in the reference.
@@ -470,33 +469,25 @@ def gather_batch(xp, X, y, order, counter, batch_size: int, first: int, n: int, 
     return idx, xb, yb
 
 
-@njit(**_JIT)
-def _argmax(row):
-    """NumPy's argmax of a row: the first largest value, or the first NaN."""
-    best, top = 0, row[0]
-    if top != top:
-        return 0
-    for j in range(1, row.shape[0]):
-        v = row[j]
-        if v != v:
-            return j
-        if v > top:
-            best, top = j, v
-    return best
+_argmax_row = njit(**_JIT)(argmax_row)
+_record_step = njit(**_JIT)(record_step_scalars)
 
 
-@njit(**_JIT)
 def _count_correct(logits, targets, one_hot, counter, correct):
     c = counter[0]
     if c < 0 or c >= correct.shape[0]:
         return False
     hits = 0
     for i in range(logits.shape[0]):
-        label = _argmax(targets[i]) if one_hot else targets[i, 0]
-        if _argmax(logits[i]) == label:
+        label = _argmax_row(targets, i) if one_hot else targets[i, 0]
+        if _argmax_row(logits, i) == label:
             hits += 1
     correct[c] = hits
     return True
+
+
+# renamed with the element maths' digest, as the loops above: it links elementwise.py's argmax_row
+_count_correct = njit(**_JIT)(_renamed(_count_correct, "count_correct"))
 
 
 def count_correct(xp, logits, targets, counter, correct):
@@ -508,31 +499,6 @@ def count_correct(xp, logits, targets, counter, correct):
         return NotImplemented
     if not _count_correct(logits, targets.reshape(targets.shape[0], -1), targets.ndim == 2, counter, correct):
         raise IndexError(f"the step counter ({int(counter[0])}) is outside the epoch's {correct.shape[0]} steps")
-
-
-@njit(**_JIT)
-def _record_step(value, counter, losses, record, records, flags, bad, grad_sum, copy_record, check, check_grads):
-    c = counter[0]
-    if c < 0 or c >= losses.shape[0]:
-        return False
-    v = value[0]
-    losses[c] = v
-    if check:
-        flag = 0
-        if not math.isfinite(v):
-            flag = LOSS_NOT_FINITE
-        elif check_grads and not math.isfinite(grad_sum[0]):
-            flag = GRADIENT_NOT_FINITE
-        flags[c] = flag
-        if flag != 0:
-            bad[0] = max(bad[0], 1.0)
-    if copy_record:
-        for j in range(record.shape[0]):
-            record[j] = records[c, j]
-        if check:
-            record[SKIP] = bad[0]
-    counter[0] = c + 1
-    return True
 
 
 _NO_FLAGS = np.zeros(1, np.int8)  # a stand-in the kernel never touches

@@ -14,12 +14,11 @@ import numpy as np
 from numba import float64, int64
 
 from .activations import CODES
-from .elementwise import bce_element
+from .elementwise import argmax_row, bce_element, record_step_scalars
 from .jit import act_derivative, act_forward, rule_element
 from .numba_cuda import cuda, overload
 from .optimizers import CODES as RULE_CODES
 from .optimizers import NAMES, RULES, SKIP
-from .reference import GRADIENT_NOT_FINITE, LOSS_NOT_FINITE
 from .scalar_math import fast_exp, fast_expm1, fast_log1p, fast_tanh
 
 
@@ -44,6 +43,20 @@ def _blocks(size, threads):
     return max(1, min(MAX_BLOCKS, (size + threads - 1) // threads))
 
 
+@cuda.jit(device=True)
+def _tree_sum(sums, tid, nt):
+    """``sums[0] = sum(sums[:nt])``, ``nt`` a power of two: each thread of the block has written its own ``sums[tid]``
+    (the tree adds them in a fixed order: the same bits every run). Every thread of the block must call it."""
+    cuda.syncthreads()
+    step = nt // 2
+    while step > 0:
+        if tid < step:
+            sums[tid] += sums[tid + step]
+        cuda.syncthreads()
+        step //= 2
+    return sums[0]
+
+
 # -- softmax cross-entropy: one block per row ---------------------------------------------------
 @cuda.jit
 def _xent_kernel(z, labels, smoothing, inv_n, grad, row_loss):
@@ -59,8 +72,7 @@ def _xent_kernel(z, labels, smoothing, inv_n, grad, row_loss):
         total += zj
     red_max[tid], red_sum[tid] = m, total
     cuda.syncthreads()
-    # Tree reductions written inline: calling a device function needs a driver to compile to PTX.
-    step = nt // 2
+    step = nt // 2  # the maximum and the sum in one tree
     while step > 0:
         if tid < step:
             a, b = red_max[tid], red_max[tid + step]
@@ -76,14 +88,7 @@ def _xent_kernel(z, labels, smoothing, inv_n, grad, row_loss):
         s += math.exp(z[i, j] - m)
     cuda.syncthreads()
     red_sum[tid] = s
-    cuda.syncthreads()
-    step = nt // 2
-    while step > 0:
-        if tid < step:
-            red_sum[tid] += red_sum[tid + step]
-        cuda.syncthreads()
-        step //= 2
-    s = red_sum[0]
+    s = _tree_sum(red_sum, tid, nt)
     off = smoothing / c
     for j in range(tid, c, nt):
         hot = (1.0 - smoothing) if j == y else 0.0
@@ -109,15 +114,9 @@ def _mean_kernel(x, out):
     for i in range(tid, x.shape[0], nt):
         total += x[i]
     sums[tid] = total
-    cuda.syncthreads()
-    step = nt // 2
-    while step > 0:
-        if tid < step:
-            sums[tid] += sums[tid + step]
-        cuda.syncthreads()
-        step //= 2
+    total = _tree_sum(sums, tid, nt)
     if tid == 0:
-        out[0] = sums[0] / x.shape[0]
+        out[0] = total / x.shape[0]
 
 
 def launch_mean(x, out, stream=0, threads=MAX_ROW_THREADS):
@@ -284,19 +283,8 @@ def launch_update(rule, p, g, s0, s1, hp, stream=0, threads=THREADS):
 COUNT_THREADS = 256  # count_correct: one block, a power of two for its tree reduction
 
 
-@cuda.jit(device=True)
-def _argmax(x, i):
-    """NumPy's argmax of row ``i``: the first largest value, or the first NaN."""
-    best, top = 0, x[i, 0]
-    if top != top:
-        return 0
-    for j in range(1, x.shape[1]):
-        v = x[i, j]
-        if v != v:
-            return j
-        if v > top:
-            best, top = j, v
-    return best
+_argmax_row = cuda.jit(device=True)(argmax_row)
+_record_step_scalars = cuda.jit(device=True)(record_step_scalars)
 
 
 @cuda.jit
@@ -305,20 +293,14 @@ def _count_correct_kernel(logits, targets, one_hot, counter, correct):
     hits = cuda.shared.array(COUNT_THREADS, int64)
     count = 0
     for i in range(tid, logits.shape[0], cuda.blockDim.x):
-        label = _argmax(targets, i) if one_hot else targets[i, 0]
-        if _argmax(logits, i) == label:
+        label = _argmax_row(targets, i) if one_hot else targets[i, 0]
+        if _argmax_row(logits, i) == label:
             count += 1
     hits[tid] = count
-    cuda.syncthreads()
-    step = cuda.blockDim.x // 2
-    while step > 0:
-        if tid < step:
-            hits[tid] += hits[tid + step]
-        cuda.syncthreads()
-        step //= 2
+    count = _tree_sum(hits, tid, cuda.blockDim.x)
     c = counter[0]
     if tid == 0 and 0 <= c < correct.shape[0]:
-        correct[c] = hits[0]
+        correct[c] = count
 
 
 def launch_count_correct(logits, targets, one_hot, counter, correct, stream=0, threads=COUNT_THREADS):
@@ -358,28 +340,9 @@ def launch_gather_batch(X, y, order, counter, first, batch_size, idx, xb, yb, st
 @cuda.jit
 def _record_step_kernel(value, counter, losses, record, records, flags, bad, grad_sum, copy_record, check,
                         check_grads):
-    if cuda.grid(1) != 0:
-        return
-    c = counter[0]
-    if c < 0 or c >= losses.shape[0]:  # nothing to raise to on the device: the step's results stay unwritten
-        return
-    v = value[0]
-    losses[c] = v
-    if check:
-        flag = 0
-        if math.isinf(v) or math.isnan(v):
-            flag = LOSS_NOT_FINITE
-        elif check_grads and (math.isinf(grad_sum[0]) or math.isnan(grad_sum[0])):
-            flag = GRADIENT_NOT_FINITE
-        flags[c] = flag
-        if flag != 0 and bad[0] < 1:
-            bad[0] = 1
-    if copy_record:
-        for j in range(record.shape[0]):
-            record[j] = records[c, j]
-        if check:
-            record[SKIP] = bad[0]
-    counter[0] = c + 1
+    if cuda.grid(1) == 0:  # outside the epoch's steps it writes nothing: there is nothing to raise to on the device
+        _record_step_scalars(value, counter, losses, record, records, flags, bad, grad_sum, copy_record, check,
+                            check_grads)
 
 
 def launch_record_step(value, counter, losses, record, records, flags, bad, grad_sum, stream=0):

@@ -10,6 +10,7 @@ import math
 
 from .activations import ACTIVATIONS, TABLE  # noqa: F401  (ACTIVATIONS re-exported for callers)
 from . import hyper as H
+from .elementwise import GRADIENT_NOT_FINITE, LOSS_NOT_FINITE
 from . import optimizers
 from .activations import get as get_activation
 
@@ -128,7 +129,6 @@ def optimizer_update(xp, rule, p, g, s0, s1, hp):
 
 
 # -- a training step's bookkeeping ------------------------------------------------------------
-LOSS_NOT_FINITE, GRADIENT_NOT_FINITE = 1, 2  # a step's flag
 
 
 def gather_batch(xp, X, y, order, counter, batch_size: int, first: int, n: int, idx=None, xb=None, yb=None):
