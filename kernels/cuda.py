@@ -342,7 +342,7 @@ def _record_step_kernel(value, counter, losses, record, records, flags, bad, gra
                         check_grads):
     if cuda.grid(1) == 0:  # outside the epoch's steps it writes nothing: there is nothing to raise to on the device
         _record_step_scalars(value, counter, losses, record, records, flags, bad, grad_sum, copy_record, check,
-                            check_grads)
+                             check_grads)
 
 
 def launch_record_step(value, counter, losses, record, records, flags, bad, grad_sum, stream=0):
