@@ -72,7 +72,11 @@ def test_cuda_kernels_compile_to_ptx_for_compute_capability_9(monkeypatch):
         for split in (False, True):
             signatures[gemm._kernel(K.CODES[act], backward, False, gemm.TILE, split)] = gemm_sig
         signatures[gemm._reduce_kernel(K.CODES[act], backward)] = f"void({a3}, {a2}, {a1}, {a2}, boolean, {f32})"
-    for kernel, sig in signatures.items():
+    flags = "boolean, boolean, boolean"
+    others = [(K._count_correct_kernel, f"void({a2}, {a2}, boolean, {i64}, {i64})"),  # one-hot targets
+              # no checks and no record: the loss stands in for the arrays not given
+              (K._record_step_kernel, f"void({a1}, {i64}, {a1}, {a1}, {a2}, {a1}, {a1}, {a1}, {flags})")]
+    for kernel, sig in [*signatures.items(), *others]:
         ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
         assert ".target sm_90" in ptx, kernel.py_func.__name__
 
