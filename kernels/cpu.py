@@ -493,7 +493,7 @@ _count_correct = njit(**_JIT)(_renamed(_count_correct, "count_correct"))
 def count_correct(xp, logits, targets, counter, correct):
     if not (_fusable(logits) and logits.ndim == 2 and logits.shape[1] > 0 and type(targets) is np.ndarray
             and targets.flags.c_contiguous and targets.shape[0] == logits.shape[0] and targets.ndim in (1, 2)
-            and (targets.dtype.kind in "iu" if targets.ndim == 1 else targets.dtype in (_F32, _F64))
+            and (targets.dtype.kind in "iu" if targets.ndim == 1 else targets.dtype in (_F32, _F64) and targets.size)
             and type(counter) is np.ndarray and counter.dtype == np.int64 and counter.shape == (1,)
             and type(correct) is np.ndarray and correct.dtype == np.int64 and correct.ndim == 1):
         return NotImplemented
@@ -512,7 +512,8 @@ def record_step(xp, value, counter, losses, record=None, records=None, flags=Non
             and type(counter) is np.ndarray and counter.dtype == np.int64 and counter.shape == (1,)
             and (not check or (type(flags) is np.ndarray and flags.dtype == np.int8 and flags.shape == losses.shape
                                and bad is not None and bad.ndim == 0))
-            and (not copy or (record is not None and records.ndim == 2 and record.shape == records.shape[1:]))
+            and (not copy or (record is not None and records.ndim == 2 and record.shape == records.shape[1:]
+                              and record.shape[0] > SKIP and records.shape[0] >= losses.shape[0]))  # unchecked there
             and (grad_sum is None or grad_sum.ndim == 0)):
         return NotImplemented
     one = value.reshape(1)  # it stands in for what is not given: the kernel only reads it

@@ -464,7 +464,8 @@ def record_step(xp, value, counter, losses, record=None, records=None, flags=Non
             and counter.dtype == np.int64 and counter.shape == (1,)
             and (not check or (flags.dtype == np.int8 and flags.shape == losses.shape and bad is not None
                                and bad.ndim == 0))
-            and (not copy or (record is not None and records.ndim == 2 and record.shape == records.shape[1:]))
+            and (not copy or (record is not None and records.ndim == 2 and record.shape == records.shape[1:]
+                              and record.shape[0] > SKIP and records.shape[0] >= losses.shape[0]))  # unchecked there
             and (grad_sum is None or grad_sum.ndim == 0)):
         return NotImplemented
 
@@ -495,7 +496,7 @@ def count_correct(xp, logits, targets, counter, correct):
     if not (_fusable(logits) and logits.ndim == 2 and logits.shape[1] > 0
             and type(targets) is type(logits) and targets.flags.c_contiguous and targets.shape[0] == logits.shape[0]
             and targets.ndim in (1, 2) and (targets.dtype.kind in "iu" if targets.ndim == 1 else
-                                            targets.dtype.type in (np.float32, np.float64))
+                                            targets.dtype.type in (np.float32, np.float64) and targets.size)
             and counter.dtype == np.int64 and counter.shape == (1,) and correct.dtype == np.int64
             and correct.ndim == 1):
         return NotImplemented

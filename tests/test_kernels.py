@@ -427,3 +427,14 @@ def test_count_correct_counts_as_numpys_argmax(dtype, targets):
     again = np.zeros(3, np.int64)
     reference.count_correct(xp, logits, y, counter, again)
     np.testing.assert_array_equal(correct, again)
+
+
+def test_record_step_with_a_record_too_short_for_its_skip_slot_is_the_references_error():
+    """The kernel writes the skip slot unchecked: a shorter record goes to the reference, which raises."""
+    records = np.zeros((3, hyper.SKIP), np.float64)  # one slot short
+    op = kernels.resolve("record_step", "numpy", "numba")
+    with pytest.raises(IndexError):
+        op(xp, np.asarray(1.0), np.array([0]), np.zeros(3), np.zeros(hyper.SKIP), records, flags=np.zeros(3, np.int8),
+           bad=np.zeros(()))
+    assert cpu_module.record_step(xp, np.asarray(1.0), np.array([0]), np.zeros(3), np.zeros(hyper.SKIP), records,
+                                  flags=np.zeros(3, np.int8), bad=np.zeros(())) is NotImplemented
