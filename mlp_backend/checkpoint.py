@@ -126,6 +126,8 @@ def _install(source: str, path: Path, keep_previous: bool = True):
     rename), and fsync the directory."""
     if keep_previous and path.exists():
         prev_tmp = str(source) + ".prev"
+        if os.path.lexists(prev_tmp):  # left by a process killed between the link and the rename below
+            os.unlink(prev_tmp)
         os.link(path, prev_tmp)
         os.replace(prev_tmp, str(path) + ".prev")
     os.replace(source, path)

@@ -201,3 +201,18 @@ def test_every_metadata_defect_is_one_checkpoint_error_naming_the_field(tmp_path
     save_file(tensors, path, metadata={**meta, "sha256": _digest(tensors, meta)})
     with pytest.raises(CheckpointError, match=message):
         mlp.load_checkpoint(path)
+
+
+def test_a_promotion_killed_between_its_link_and_rename_does_not_block_the_next(tmp_path):
+    """A pending checkpoint becomes the checkpoint, the old one its .prev, even where a process killed mid-promotion
+    left its temporary hard link behind."""
+    from mlp_backend import checkpoint
+
+    path = tmp_path / "checkpoint.safetensors"
+    path.write_bytes(b"old")
+    checkpoint.pending_path(path).write_bytes(b"new")
+    stale = tmp_path / "checkpoint.safetensors.pending.prev"
+    stale.write_bytes(b"older")
+    checkpoint.promote(path)
+    assert path.read_bytes() == b"new" and (tmp_path / "checkpoint.safetensors.prev").read_bytes() == b"old"
+    assert not stale.exists() and not checkpoint.pending_path(path).exists()
