@@ -123,8 +123,10 @@ def main():
             expected = cupy.matmul(left, right)
             blas = _timed(lambda: cupy.matmul(left, right), r, sync)
             splits, _ = gemm.plan(m, cols, k, tile, gemm.target_blocks())
-            line = f"gemm tile {tile.bm}x{tile.bn}/{tile.tm}x{tile.tn} {name} {m}x{k}x{cols}:"
-            for ways in sorted({1, splits}):
+            line = f"gemm tile {tile.bm}x{tile.bn}/{tile.tm}x{tile.tn} {name} {m}x{k}x{cols} (plan: k in {splits}):"
+            # the plan's split beside others, for tuning gemm.MIN_SLICES (a split's k in whole bk-deep slices)
+            tried = {1, splits} | ({2, 4, 8, 16, 32} if tile == gemm.TILE else set())
+            for ways in sorted({gemm._split(k, w, tile)[0] for w in tried}):
                 c = cupy.full((m, cols), np.nan, np.float32)
                 parts = cupy.empty((ways, m, cols), np.float32)
                 product = functools.partial(gemm.gemm, K._dev(a), K._dev(bmat), K._dev(c), trans_a=bool(how),

@@ -182,7 +182,7 @@ def _bands(size):
 
 # -- support checks ----------------------------------------------------------------------------
 def _fusable(*arrays) -> bool:
-    """True when every array is a C-contiguous NumPy array of the first one's float dtype."""
+    """True when every array given (None: not given) is a C-contiguous NumPy array of the first one's float dtype."""
     first = arrays[0]
     if type(first) is not np.ndarray:
         return False
@@ -190,7 +190,7 @@ def _fusable(*arrays) -> bool:
     if dtype != _F32 and dtype != _F64:
         return False
     for a in arrays:  # a plain loop: this runs on every call, so it is kept cheap
-        if type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous:
+        if a is not None and (type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous):
             return False
     return True
 
@@ -279,7 +279,7 @@ _XENT = _twins(_xent)
 
 
 def softmax_cross_entropy(xp, logits, labels, label_smoothing=0.0, out=None):
-    if not (_fusable(logits, *_given(out)) and logits.ndim == 2
+    if not (_fusable(logits, out) and logits.ndim == 2
             and _labels_ok(labels, logits.shape[0]) and (out is None or out.shape == logits.shape)):
         return NotImplemented
     grad = np.empty_like(logits) if out is None else out
@@ -301,7 +301,7 @@ def _bce(z, t, grad, inv):
 
 
 def sigmoid_binary_cross_entropy(xp, logits, targets, out=None):
-    if not (_fusable(logits, targets, *_given(out))
+    if not (_fusable(logits, targets, out)
             and targets.shape == logits.shape and (out is None or out.shape == logits.shape)):
         return NotImplemented
     grad = np.empty_like(logits) if out is None else out
@@ -380,7 +380,7 @@ _ACT_BACKWARD_BIAS = _per_activation(act_backward_bias_kernel)
 
 
 def bias_act(xp, z, b, act, alpha=0.0):
-    if not (act in CODES and _fusable(z, *_given(b)) and z.flags.writeable and z.size
+    if not (act in CODES and _fusable(z, b) and z.flags.writeable and z.size
             and (b is None or (z.ndim == 2 and b.shape == (z.shape[1],)))):
         return NotImplemented
     z2 = z if b is not None else z.reshape(-1, z.shape[-1]) if z.ndim > 1 else z.reshape(1, -1)
@@ -389,7 +389,7 @@ def bias_act(xp, z, b, act, alpha=0.0):
 
 
 def act_backward(xp, dy, saved, act, alpha=0.0, out=None, bias_grad=None):
-    if not (act in CODES and _fusable(dy, saved, *_given(out, bias_grad)) and dy.shape == saved.shape
+    if not (act in CODES and _fusable(dy, saved, out, bias_grad) and dy.shape == saved.shape
             and (out is None or (out.shape == dy.shape and out.flags.writeable))
             and (bias_grad is None or (dy.ndim == 2 and bias_grad.shape == (dy.shape[1],)
                                        and bias_grad.flags.writeable))):
@@ -508,7 +508,7 @@ def record_step(xp, value, counter, losses, record=None, records=None, flags=Non
     if isinstance(value, np.generic):  # a loss with a penalty added is a NumPy scalar
         value = np.asarray(value)
     check, copy = flags is not None, records is not None
-    if not (_fusable(losses, value, *_given(record, records, bad, grad_sum)) and losses.ndim == 1 and value.ndim == 0
+    if not (_fusable(losses, value, record, records, bad, grad_sum) and losses.ndim == 1 and value.ndim == 0
             and type(counter) is np.ndarray and counter.dtype == np.int64 and counter.shape == (1,)
             and (not check or (type(flags) is np.ndarray and flags.dtype == np.int8 and flags.shape == losses.shape
                                and bad is not None and bad.ndim == 0))
