@@ -55,7 +55,7 @@ step() {  # name, time limit (s), then the command; its output to $LOGS/name.log
     tail -n 25 "$LOGS/$name.log"
     [ "$LOGS" = "$OUT" ] || tar -czf "$OUT/logs.tar.gz" -C "$LOGS" .
 }
-step graph_probe 90 "$PY" bench/graph_probe.py --batch-size 64  # which parts of a step CuPy can capture as a graph
+step graph_probe 150 "$PY" bench/graph_probe.py --batch-size 64  # which parts of a step CuPy can capture as a graph
 step bench 330 "${MLP[@]}" bench "${DATA[@]}" --batch-sizes 64,256,4096 --epochs 2 --impl cupy-graph \
     --impl cupy-fused --impl cupy-reference --impl pytorch-cuda --impl pytorch-cuda-graph --impl jax-scan \
     --json "$OUT/bench.json"

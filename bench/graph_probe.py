@@ -8,6 +8,7 @@ allocated under capture).
     python bench/graph_probe.py [--batch-size 64] [--repeats 200]
 """
 import argparse
+import dataclasses
 import functools
 import time
 import traceback
@@ -115,7 +116,9 @@ def main():
     shapes = [("x @ W", (n, 784), (784, 500), False), ("x.T @ dz", (784, n), (n, 500), True),
               ("x @ W", (n, 500), (500, 250), False), ("dz @ W.T", (n, 250), (250, 500), None),
               ("x @ W", (n, 250), (250, 100), False)]
-    for tile in (gemm.TILE, gemm.Tile(bm=32, bn=32, bk=16, tm=2, tn=2)):
+    # the default tile, the same without prefetching the next slice, and a smaller one
+    other = dataclasses.replace(gemm.TILE, prefetch=not gemm.TILE.prefetch)
+    for tile in (gemm.TILE, other, gemm.Tile(bm=32, bn=32, bk=16, tm=2, tn=2)):
         for name, (m, k), (k2, cols), how in shapes:
             a = cupy.asarray(rng.normal(size=(k, m) if how else (m, k)).astype(np.float32))
             bmat = cupy.asarray(rng.normal(size=(cols, k2) if how is None else (k2, cols)).astype(np.float32))
@@ -123,9 +126,10 @@ def main():
             expected = cupy.matmul(left, right)
             blas = _timed(lambda: cupy.matmul(left, right), r, sync)
             splits, _ = gemm.plan(m, cols, k, tile, gemm.target_blocks())
-            line = f"gemm tile {tile.bm}x{tile.bn}/{tile.tm}x{tile.tn} {name} {m}x{k}x{cols} (plan: k in {splits}):"
+            line = (f"gemm tile {tile.bm}x{tile.bn}/{tile.tm}x{tile.tn}{' prefetch' if tile.prefetch else ''} {name} "
+                    f"{m}x{k}x{cols} (plan: k in {splits}):")
             # the plan's split beside others, for tuning gemm.MIN_SLICES (a split's k in whole bk-deep slices)
-            tried = {1, splits} | ({2, 4, 8, 16, 32} if tile == gemm.TILE else set())
+            tried = {1, splits} | ({2, 4, 8, 16, 32} if tile.bm == gemm.TILE.bm else set())
             for ways in sorted({gemm._split(k, w, tile)[0] for w in tried}):
                 c = cupy.full((m, cols), np.nan, np.float32)
                 parts = cupy.empty((ways, m, cols), np.float32)
@@ -162,6 +166,10 @@ def main():
         with model.be.graph_products():
             step()
     probe("the whole training step, kernels/gemm.py products (graph mode)", own_products_step, None, r)
+    default, gemm.TILE = gemm.TILE, other  # the tile graph mode's products take
+    probe(f"the whole training step, kernels/gemm.py products {'' if other.prefetch else 'not '}prefetching the "
+          "next slice (graph mode)", own_products_step, None, r)
+    gemm.TILE = default
     if cublas.available():
         model.be._graph_products = "cublas"  # as MLP_GRAPH_PRODUCTS=cublas sets it
         probe("the whole training step, cuBLAS products through nvmath-python (graph mode)", own_products_step,

@@ -40,27 +40,64 @@ class Tile:
     bk: int = 16  # depth of the shared-memory slices
     tm: int = 4   # rows of C per thread
     tn: int = 4   # columns of C per thread
+    # Load the next slice from global memory into registers while the block computes on the current one, so
+    # that a block's few slices (a split product's) do not each wait on their loads. The same sums in the same
+    # order: the same bits either way.
+    prefetch: bool = False
+
+    def __post_init__(self):
+        if (self.bm * self.bk) % self.threads or (self.bn * self.bk) % self.threads:
+            raise ValueError(f"a {self.bm}x{self.bn} tile's {self.bk}-deep slices do not divide between "
+                             f"{self.threads} threads")
 
     @property
     def threads(self) -> int:
         return (self.bm // self.tm) * (self.bn // self.tn)
 
 
-TILE = Tile()  # 256 threads, 16 outputs each (32x32 tiles measured no faster on an H200: bench/RESULTS.md)
+# 256 threads, 16 outputs each (32x32 tiles measured no faster on an H200: bench/RESULTS.md); prefetching not yet
+# timed on a GPU: bench/graph_probe.py times each product and the whole recorded step both ways
+TILE = Tile(prefetch=True)
+
+
+@cuda.jit(device=True)
+def _place(e, k_major, width, depth):
+    """Element ``e`` of a slice's staging as (kk, r): consecutive threads take consecutive addresses of src."""
+    if k_major:  # src stored (K, rows): contiguous along the rows
+        return e // width, e % width
+    return e % depth, e // depth  # contiguous along k
 
 
 @cuda.jit(device=True)
 def _stage(tile, src, k_major, base, k0, limit, k_total, width, depth, tid, threads):
     """``tile[kk, r] = op(src)[base + r, k0 + kk]``, zero outside; ``k_major``: src is stored (K, rows)."""
     for e in range(tid, width * depth, threads):
-        if k_major:  # contiguous along the rows
-            kk, r = e // width, e % width
-            inside = k0 + kk < k_total and base + r < limit
+        kk, r = _place(e, k_major, width, depth)
+        inside = k0 + kk < k_total and base + r < limit
+        if k_major:
             tile[kk, r] = src[k0 + kk, base + r] if inside else 0
-        else:        # contiguous along k
-            r, kk = e // depth, e % depth
-            inside = k0 + kk < k_total and base + r < limit
+        else:
             tile[kk, r] = src[base + r, k0 + kk] if inside else 0
+
+
+@cuda.jit(device=True)
+def _fetch(regs, src, k_major, base, k0, limit, k_total, width, depth, tid, threads):
+    """This thread's share of ``_stage``'s elements into registers: ``regs[i]`` is element tid + i * threads."""
+    for i in range(regs.shape[0]):
+        kk, r = _place(tid + i * threads, k_major, width, depth)
+        inside = k0 + kk < k_total and base + r < limit
+        if k_major:
+            regs[i] = src[k0 + kk, base + r] if inside else 0
+        else:
+            regs[i] = src[base + r, k0 + kk] if inside else 0
+
+
+@cuda.jit(device=True)
+def _put(tile, regs, k_major, width, depth, tid, threads):
+    """``_fetch``'s registers into the shared slice."""
+    for i in range(regs.shape[0]):
+        kk, r = _place(tid + i * threads, k_major, width, depth)
+        tile[kk, r] = regs[i]
 
 
 @functools.lru_cache(maxsize=None)
@@ -84,6 +121,7 @@ def _kernel(code: int, backward: bool, double: bool, tile: Tile, split: bool = F
     k is one block's, and the epilogue writes it."""
     bm, bn, bk, tm, tn = tile.bm, tile.bn, tile.bk, tile.tm, tile.tn
     threads, cols_of_threads = tile.threads, bn // tn
+    prefetch, per_a, per_b = tile.prefetch, bm * bk // threads, bn * bk // threads
     dtype = float64 if double else float32
     epilogue = _epilogue(code, backward)
 
@@ -104,11 +142,24 @@ def _kernel(code: int, backward: bool, double: bool, tile: Tile, split: bool = F
         for i in range(tm):
             for j in range(tn):
                 acc[i, j] = 0
+        if prefetch:  # the first slice into registers
+            ra = cuda.local.array(per_a, dtype)
+            rb = cuda.local.array(per_b, dtype)
+            _fetch(ra, a, trans_a, row0, k_begin, m, k_end, bm, bk, tid, threads)
+            _fetch(rb, b, not trans_b, col0, k_begin, n, k_end, bn, bk, tid, threads)
         for k0 in range(k_begin, k_end, bk):
             # Stage the slices; each thread loads along the operand's contiguous axis (coalesced reads).
-            _stage(sa, a, trans_a, row0, k0, m, k_end, bm, bk, tid, threads)
-            _stage(sb, b, not trans_b, col0, k0, n, k_end, bn, bk, tid, threads)
-            cuda.syncthreads()
+            if prefetch:
+                _put(sa, ra, trans_a, bm, bk, tid, threads)
+                _put(sb, rb, not trans_b, bn, bk, tid, threads)
+                cuda.syncthreads()
+                if k0 + bk < k_end:  # the next slice's loads, in flight while this one is used
+                    _fetch(ra, a, trans_a, row0, k0 + bk, m, k_end, bm, bk, tid, threads)
+                    _fetch(rb, b, not trans_b, col0, k0 + bk, n, k_end, bn, bk, tid, threads)
+            else:
+                _stage(sa, a, trans_a, row0, k0, m, k_end, bm, bk, tid, threads)
+                _stage(sb, b, not trans_b, col0, k0, n, k_end, bn, bk, tid, threads)
+                cuda.syncthreads()
             for kk in range(bk):
                 for i in range(tm):
                     fa[i] = sa[kk, ty * tm + i]
@@ -155,11 +206,12 @@ MIN_SLICES = 4       # bk-deep slices a block of a split product sums at least
 REDUCE_THREADS = 256
 
 
-def plan(m: int, n: int, k: int, tile: Tile = TILE, target_blocks: int = 1) -> tuple[int, int]:
+def plan(m: int, n: int, k: int, tile: Tile | None = None, target_blocks: int = 1) -> tuple[int, int]:
     """(splits, k_chunk): how a product's k is divided between blocks. A small batch's product has few tiles of
     C (64 x 784 x 500: 8) and a long k, which its few blocks would walk one slice after another, each waiting on
     its loads; split, ``target_blocks`` blocks (twice the GPU's multiprocessors) share it, each summing at least
     ``MIN_SLICES`` slices, and one more kernel adds the parts. A product with tiles enough is not split."""
+    tile = tile or TILE
     blocks = math.ceil(m / tile.bm) * math.ceil(n / tile.bn)
     slices = max(1, math.ceil(k / tile.bk))
     return _split(k, min(math.ceil(slices / MIN_SLICES), math.ceil(target_blocks / blocks)), tile)
@@ -179,13 +231,15 @@ def target_blocks() -> int:
 
 
 def gemm(a, b, c, *, trans_a=False, trans_b=False, bias=None, act="identity", alpha=0.0, saved=None,
-         stream=0, tile: Tile = TILE, splits: int = 1, workspace=None):
+         stream=0, tile: Tile | None = None, splits: int = 1, workspace=None):
     """``c[...] = epilogue(op(a) @ op(b))`` on the device; ``saved`` selects the backward epilogue.
 
     ``a``, ``b``, ``c``, ``bias`` and ``saved`` are CUDA arrays of one float dtype (NumPy arrays under the
     simulator); ``c`` must not alias ``a`` or ``b``. ``splits`` > 1 (from ``plan``) divides k between that many
-    blocks per tile of C, whose parts go to ``workspace``, a (splits, m, n) array of c's dtype.
+    blocks per tile of C, whose parts go to ``workspace``, a (splits, m, n) array of c's dtype. ``tile``: the
+    module's ``TILE`` when not given.
     """
+    tile = tile or TILE
     m, n = c.shape
     ka = a.shape[0] if trans_a else a.shape[1]
     kb = b.shape[1] if trans_b else b.shape[0]

@@ -70,7 +70,9 @@ def test_cuda_kernels_compile_to_ptx_for_compute_capability_9(monkeypatch):
     gemm_sig = f"void({a2}, {a2}, {a3}, {a1}, {a2}, boolean, {f32}, boolean, boolean, int64)"
     for act, backward in (("identity", False), ("relu", False), ("gelu", False), ("relu", True), ("gelu", True)):
         for split in (False, True):
-            signatures[gemm._kernel(K.CODES[act], backward, False, gemm.TILE, split)] = gemm_sig
+            for prefetch in (False, True):
+                tile = gemm.Tile(prefetch=prefetch)
+                signatures[gemm._kernel(K.CODES[act], backward, False, tile, split)] = gemm_sig
         signatures[gemm._reduce_kernel(K.CODES[act], backward)] = f"void({a3}, {a2}, {a1}, {a2}, boolean, {f32})"
     flags = "boolean, boolean, boolean"
     others = [(K._count_correct_kernel, f"void({a2}, {a2}, boolean, {i64}, {i64})"),  # one-hot targets

@@ -108,3 +108,31 @@ def test_shape_errors_are_clear():
     a, b = np.zeros((3, 8), np.float32), np.zeros((8, 2), np.float32)
     with pytest.raises(ValueError, match=r"splits=2 needs a workspace shaped \(2, 3, 2\)"):
         gemm(a, b, np.zeros((3, 2), np.float32), tile=SMALL, splits=2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_prefetching_the_next_slice_gives_the_same_bits(dtype, trans_a, trans_b):
+    """Registers carry the next slice while the block computes: the same sums in the same order, whole and split,
+    with an edge tile and a last slice that is partial (k = 23 over slices of 4)."""
+    rng = np.random.default_rng(5)
+    m, n, k = 10, 9, 23
+    a, b, expected = operands(rng, m, n, k, trans_a, trans_b, dtype)
+    bias = rng.normal(size=n).astype(dtype)
+    prefetching = Tile(bm=8, bn=8, bk=4, tm=2, tn=2, prefetch=True)
+    for splits in (1, 3):
+        results = []
+        for tile in (SMALL, prefetching):
+            c = np.full((m, n), np.nan, dtype)
+            parts = np.full((splits, m, n), np.nan, dtype) if splits > 1 else None
+            gemm(a, b, c, trans_a=trans_a, trans_b=trans_b, bias=bias, act="relu", tile=tile, splits=splits,
+                 workspace=parts)
+            results.append(c)
+        np.testing.assert_array_equal(results[1], results[0])
+        np.testing.assert_allclose(results[1], np.maximum(expected + bias, 0), **tol(dtype))
+
+
+def test_a_tile_whose_slices_do_not_divide_between_its_threads_is_refused():
+    with pytest.raises(ValueError, match="do not divide between 16 threads"):
+        Tile(bm=8, bn=8, bk=3, tm=2, tn=2)
