@@ -62,7 +62,18 @@ def resolve(op: str, library: str, mode: str | None = None):
         return getattr(reference, op)
     module = fused_module(library, required=mode == "numba")
     fused = getattr(module, op, None) if module is not None else None
-    return getattr(reference, op) if fused is None else _with_fallback(fused, getattr(reference, op))
+    if fused is None:
+        return getattr(reference, op)
+    return _with_fallback(fused, getattr(reference, op), getattr(module, f"bind_{op}", None))
+
+
+def bind(op, *args, **kwargs):
+    """``op(*args, **kwargs)`` as a call without arguments that does the same on these very arrays, with the op's
+    checks and its choice of kernel made now: for a training step that makes the same call every time. The
+    fused module's ``bind_<op>`` makes it; None where the module has none or the arrays are not its to run
+    (then call the op itself every time: its checks and the reference's fallback run each time)."""
+    binder = getattr(op, "bind", None)
+    return None if binder is None else binder(*args, **kwargs)
 
 
 _UNAVAILABLE: dict[str, str] = {}  # library -> why its fused module did not load (warned once)
@@ -116,14 +127,14 @@ def describe(library: str, mode: str | None = None) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _with_fallback(fused, ref):
-    """``fused``, or ``ref`` where ``fused`` answers NotImplemented."""
+def _with_fallback(fused, ref, binder=None):
+    """``fused``, or ``ref`` where ``fused`` answers NotImplemented; ``binder``: its ``bind_<op>`` (see ``bind``)."""
     @functools.wraps(ref)
     def op(*args, **kwargs):
         result = fused(*args, **kwargs)
         return ref(*args, **kwargs) if result is NotImplemented else result
 
-    op.fused = fused
+    op.fused, op.bind = fused, binder
     return op
 
 

@@ -379,29 +379,63 @@ _ACT_BACKWARD = _per_activation(act_backward_kernel)
 _ACT_BACKWARD_BIAS = _per_activation(act_backward_bias_kernel)
 
 
-def bias_act(xp, z, b, act, alpha=0.0):
+def _bias_act_call(z, b, act, alpha):
+    """(kernel, its arguments) for ``bias_act``, or None where these arrays are not this module's."""
     if not (act in CODES and _fusable(z, b) and z.flags.writeable and z.size
             and (b is None or (z.ndim == 2 and b.shape == (z.shape[1],)))):
-        return NotImplemented
+        return None
     z2 = z if b is not None else z.reshape(-1, z.shape[-1]) if z.ndim > 1 else z.reshape(1, -1)
-    _pick(_BIAS_ACT[act], z.size)(z2, _zeros(z2.shape[1], z.dtype) if b is None else b, _scalar(z.dtype, alpha))
+    return _pick(_BIAS_ACT[act], z.size), (z2, _zeros(z2.shape[1], z.dtype) if b is None else b,
+                                           _scalar(z.dtype, alpha))
+
+
+def bias_act(xp, z, b, act, alpha=0.0):
+    call = _bias_act_call(z, b, act, alpha)
+    if call is None:
+        return NotImplemented
+    kernel, args = call
+    kernel(*args)
     return z
 
 
-def act_backward(xp, dy, saved, act, alpha=0.0, out=None, bias_grad=None):
+def bind_bias_act(xp, z, b, act, alpha=0.0):
+    call = _bias_act_call(z, b, act, alpha)
+    return None if call is None else functools.partial(call[0], *call[1])
+
+
+def _act_backward_call(dy, saved, act, alpha, out, bias_grad):
+    """(kernel, its arguments) for ``act_backward`` writing into ``out`` (given), or None where these arrays are
+    not this module's."""
     if not (act in CODES and _fusable(dy, saved, out, bias_grad) and dy.shape == saved.shape
-            and (out is None or (out.shape == dy.shape and out.flags.writeable))
+            and out.shape == dy.shape and out.flags.writeable
             and (bias_grad is None or (dy.ndim == 2 and bias_grad.shape == (dy.shape[1],)
                                        and bias_grad.flags.writeable))):
+        return None
+    a, in_place, bands = _scalar(dy.dtype, alpha), out is dy, _bands(dy.size)
+    if bias_grad is not None:
+        return _pick(_ACT_BACKWARD_BIAS[act], dy.size), (dy, saved, a, out, in_place, bias_grad, bands)
+    return _pick(_ACT_BACKWARD[act], dy.size), (dy.reshape(-1), saved.reshape(-1), a, out.reshape(-1), in_place,
+                                                 bands)
+
+
+def act_backward(xp, dy, saved, act, alpha=0.0, out=None, bias_grad=None):
+    if type(dy) is not np.ndarray:
         return NotImplemented
     result = np.empty_like(dy) if out is None else out
-    a, in_place, bands = _scalar(dy.dtype, alpha), result is dy, _bands(dy.size)
-    if bias_grad is not None:
-        _pick(_ACT_BACKWARD_BIAS[act], dy.size)(dy, saved, a, result, in_place, bias_grad, bands)
-    else:
-        _pick(_ACT_BACKWARD[act], dy.size)(dy.reshape(-1), saved.reshape(-1), a, result.reshape(-1), in_place,
-                                           bands)
+    call = _act_backward_call(dy, saved, act, alpha, result, bias_grad)
+    if call is None:
+        return NotImplemented
+    kernel, args = call
+    kernel(*args)
     return result
+
+
+def bind_act_backward(xp, dy, saved, act, alpha=0.0, out=None, bias_grad=None):
+    # Not where the bias gradient's bands (one per thread, summed in order) follow the thread count, which may
+    # change between epochs: bound, a call would keep the count of the step that bound it.
+    call = None if out is None or dy.size >= PARALLEL_MIN_ELEMENTS else _act_backward_call(
+        dy, saved, act, alpha, out, bias_grad)
+    return None if call is None else functools.partial(call[0], *call[1])
 
 
 # -- optimizer updates -------------------------------------------------------------------------

@@ -278,6 +278,94 @@ def test_the_step_reuses_its_arrays_and_lends_them_to_no_one_else():
     assert program.order is order and program.records is records and order.tolist() == list(range(4 * 64))
 
 
+def _fit_planned_or_not(monkeypatch, planned, activation="relu", dtype="float32", callbacks=(), epochs=3):
+    """A fit whose Dense layers run their planned calls (the default) or every call whole (no plans kept)."""
+    from mlp_backend.backend import Workspace
+
+    monkeypatch.setattr(Workspace, "PLANS_PER_CALL", Workspace.PLANS_PER_CALL if planned else 0)
+    X, y = blobs(250)  # 200 training samples: 6 full batches of 32 and a last, partial one of 8
+    model = mlp.build_mlp([8, 16, 12, 3], activation, dropout=0.1, dtype=dtype, seed=1)
+    history = model.fit(X.astype(dtype), y, optimizer=mlp.Adam(1e-2), epochs=epochs, batch_size=32,
+                        callbacks=list(callbacks), seed=0)
+    return history, to_numpy(model.flat_params)
+
+
+@pytest.mark.parametrize("activation, dtype", [("relu", "float32"), ("gelu", "float64"), ("elu", "float32")])
+def test_planned_calls_give_the_bits_of_every_call_made_whole(monkeypatch, activation, dtype):
+    """From its second step a Dense layer makes just the kernel and BLAS calls it resolved at its first (the
+    forward and backward of a full batch, and of the last, partial one): the same numbers to the last bit, GELU
+    (which keeps its input) and dropout between the layers included."""
+    planned, params = _fit_planned_or_not(monkeypatch, True, activation, dtype)
+    whole, whole_params = _fit_planned_or_not(monkeypatch, False, activation, dtype)
+    assert planned.loss == whole.loss and planned.train_accuracy == whole.train_accuracy
+    np.testing.assert_array_equal(params, whole_params)
+
+
+def test_a_dense_layer_plans_its_calls_once_per_batch_shape(monkeypatch):
+    """The ops' own checks run while a layer plans (a full batch's step and the partial one's), not at every step."""
+    from mlp_backend import kernels
+
+    counts = {"bias_act": 0, "act_backward": 0}
+
+    def counting(op, name):
+        def call(*args, **kwargs):
+            counts[name] += 1
+            return op(*args, **kwargs)
+        call.bind = op.bind  # the op's binder: the layer still plans
+        return call
+
+    real = kernels.kernel_set
+
+    def kernel_set(*args, **kwargs):
+        ops = real(*args, **kwargs)
+        for name in counts:
+            setattr(ops, name, counting(getattr(ops, name), name))
+        return ops
+
+    monkeypatch.setattr(kernels, "kernel_set", kernel_set)
+    _fit_planned_or_not(monkeypatch, True)  # 3 epochs of 6 full batches and a partial one
+    # 3 Dense layers, each op called whole where the layer plans: a full batch's first step, the partial one's
+    assert counts == {"bias_act": 3 * 2, "act_backward": 3 * 2}
+    _fit_planned_or_not(monkeypatch, False)
+    assert counts == {"bias_act": 3 * 2 + 3 * 21, "act_backward": 3 * 2 + 3 * 21}
+
+
+def test_a_layer_changed_during_fit_leaves_its_plans(monkeypatch):
+    """A plan holds for the very objects it was made with: a callback that swaps a layer's activation mid-fit
+    gets the changed layer's numbers, as without plans."""
+    class Swap(mlp.Callback):
+        def on_epoch_end(self, state, logs):
+            if state.epoch == 0:
+                state.model.layers[0].activation = "tanh"
+
+    planned, params = _fit_planned_or_not(monkeypatch, True, callbacks=[Swap()])
+    whole, whole_params = _fit_planned_or_not(monkeypatch, False, callbacks=[Swap()])
+    assert planned.loss == whole.loss
+    np.testing.assert_array_equal(params, whole_params)
+
+
+def test_ops_bind_only_what_their_kernels_run():
+    from mlp_backend import kernels
+    from mlp_backend.kernels import cpu
+
+    ops, ref = kernels.kernel_set("numpy", "auto"), kernels.kernel_set("numpy", "reference")
+    dy, saved, out = (np.ones((4, 3), np.float32) for _ in range(3))
+    bias_grad = np.zeros(3, np.float32)
+    call = kernels.bind(ops.act_backward, np, dy, saved, "relu", out=out, bias_grad=bias_grad)
+    dy[0, 0], out[...] = 2.0, 0.0
+    assert call() is None and out[0, 0] == 2.0 and bias_grad.tolist() == [5.0, 4.0, 4.0]
+    assert kernels.bind(ref.act_backward, np, dy, saved, "relu", out=out) is None  # the reference binds nothing
+    assert kernels.bind(ops.act_backward, np, dy, saved, "relu") is None  # no array to write into
+    assert kernels.bind(ops.act_backward, np, dy.astype(np.float16), saved, "relu", out=out) is None
+    big = np.ones((cpu.PARALLEL_MIN_ELEMENTS // 4, 4), np.float32)  # its bands follow the thread count
+    assert kernels.bind(ops.act_backward, np, big, big, "relu", out=big.copy(), bias_grad=np.zeros(4, np.float32)) \
+        is None
+    z = np.zeros((2, 3), np.float32)
+    kernels.bind(ops.bias_act, np, z, np.array([1.0, -1.0, 2.0], np.float32), "relu")()
+    assert z.tolist() == [[1.0, 0.0, 2.0]] * 2
+    assert kernels.bind(ops.bias_act, np, z[:, :2], None, "relu") is None  # not contiguous: the reference's
+
+
 @pytest.mark.skipif("torch" not in AVAILABLE, reason="torch not installed")
 def test_torch_cpu_tensors_train_through_numpy_views_to_the_same_bits():
     """torch CPU tensors take the same static buffers, dropout masks and products as NumPy arrays."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import operator
 
 import array_api_compat
 import numpy as np
@@ -152,6 +153,22 @@ class Backend:
         z = self.compute("matmul", x, w, out=out)
         return ops.bias_act(self.xp, z, b, act, alpha)
 
+    # -- calls bound to their arrays -------------------------------------------------------------
+    # A training step makes the same calls on the same arrays at every step (its workspace's). Where a backend
+    # binds them, a layer resolves its calls once and then makes just those (``Layer.planned``): no checks, no
+    # choice of kernel, no Python in between. A bound call writes into the arrays it was given, as the call
+    # it stands for does.
+    def bind(self, name: str, *args, out=None):
+        """``compute(name, *args, out=out)`` as a call without arguments (None: this backend binds nothing)."""
+        return None
+
+    def bind_matmul_bias_act(self, ops, x, w, b, act: str, alpha: float = 0.0, out=None):
+        """``matmul_bias_act`` into ``out`` as bound calls, or None."""
+        from ..kernels import bind
+
+        calls = (self.bind("matmul", x, w, out=out), bind(ops.bias_act, self.xp, out, b, act, alpha))
+        return None if out is None or None in calls else calls
+
     def graph_support(self) -> str | None:
         """Why a training step cannot be recorded and replayed here (None: it can; see ``capture``)."""
         return None if self.records_graphs else f"{self.name} arrays have no graphs to record (CuPy's CUDA graphs do)"
@@ -231,11 +248,33 @@ class Workspace:
     makes them, later runs write into them (``Backend.compute(..., out=)``). That is what replaying a step as
     a CUDA graph needs, and on the CPU it spares the allocator. Only libraries that write into existing
     arrays (``Backend.writes_into``) get arrays; elsewhere ``get`` answers None and the caller allocates.
+
+    It also keeps what a layer planned (``keep_plan``): the calls its step made, bound to these arrays
+    (``Backend.bind``, ``kernels.bind``), which it then makes alone while its inputs are the same objects
+    (``planned``).
     """
+
+    PLANS_PER_CALL = 4  # a full batch's and the last, partial batch's, and a few more; then no more plans
 
     def __init__(self, be: Backend):
         self.be = be
         self._arrays: dict = {}
+        self._plans: dict = {}
+
+    def planned(self, owner, name: str, key: tuple):
+        """What ``owner`` kept for its call ``name`` (``keep_plan``) with the very objects of ``key``, else None."""
+        for kept, plan in self._plans.get((id(owner), name), ()):
+            if len(kept) == len(key) and all(map(operator.is_, kept, key)):
+                return plan
+        return None
+
+    def keep_plan(self, owner, name: str, key: tuple, plan):
+        """Keep ``plan`` for ``owner``'s call ``name`` with the objects of ``key``: its bound calls and the arrays
+        they write. A call whose objects change from step to step (a layer fed new arrays each time) stops being
+        planned after a few."""
+        plans = self._plans.setdefault((id(owner), name), [])
+        if len(plans) < self.PLANS_PER_CALL:
+            plans.append((key, plan))
 
     def get(self, owner, name: str, shape, dtype=None):
         if not self.be.writes_into:

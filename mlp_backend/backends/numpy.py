@@ -2,6 +2,7 @@
 arrays in memory the OS may back with huge pages."""
 from __future__ import annotations
 
+import functools
 import math
 import mmap
 
@@ -45,6 +46,10 @@ class NumpyBackend(Backend):
     def compute(self, name, *args, out=None, **kwargs):
         fn = getattr(np, name)  # NumPy itself: the same results without the wrapper's cost, no temporary
         return fn(*args, **kwargs) if out is None else fn(*args, out=out, **kwargs)
+
+    def bind(self, name, *args, out=None):
+        fn = getattr(np, name)
+        return functools.partial(fn, *args) if out is None else functools.partial(fn, *args, out=out)
 
     def take_rows(self, a, idx, out=None):
         if out is None:

@@ -5,6 +5,7 @@ import math
 from typing import Callable
 
 from ..initializers import get_initializer
+from ..kernels import bind
 from ..kernels.activations import TABLE
 from .activations import check_activation
 from .base import Layer
@@ -71,29 +72,64 @@ class Dense(Layer):
             self.params["b"][...] = self._b_init(self.be, (fan_out,), fan_in, fan_out)
 
     def forward(self, x, training=False):
-        xp = self.be.xp
+        W, b, ws = self.params["W"], self.params.get("b"), self.workspace
+        key = (x, W, b, self.ops, self.activation, self.alpha)
+        plan = None if ws is None else ws.planned(self, "forward", key)
+        if plan is not None:  # the calls of the last step with these very arrays (Workspace.planned)
+            calls, self._x, self._saved, y = plan
+            for call in calls:
+                call()
+            self._in_shape = x.shape
+            return y
+        xp, be, ops = self.be.xp, self.be, self.ops
         self._in_shape = x.shape
         if x.ndim != 2:
             x = xp.reshape(x, (x.shape[0], math.prod(x.shape[1:])))
         if x.shape[1] != self.in_features:
             raise ValueError(f"Dense expects {self.in_features} input features, got {x.shape[1]}")
         self._x = x
-        W, b, z = self.params["W"], self.params.get("b"), self.scratch("z", (x.shape[0], self.out_features))
+        z = self.scratch("z", (x.shape[0], self.out_features))
         if TABLE[self.activation].saves == "output":  # the backward needs y only: bias and activation fused
-            self._saved = y = self.be.matmul_bias_act(self.ops, x, W, b, self.activation, self.alpha, out=z)
+            self._saved = y = be.matmul_bias_act(ops, x, W, b, self.activation, self.alpha, out=z)
+            calls = None if ws is None else be.bind_matmul_bias_act(ops, x, W, b, self.activation, self.alpha, out=z)
         else:  # it needs z = x W + b: keep a copy before the activation overwrites it
-            z = self.be.matmul_bias_act(self.ops, x, W, b, "identity", out=z)
-            self._saved = self.be.copy(z, out=self.scratch("saved", z.shape))
-            y = self.ops.bias_act(xp, z, None, self.activation, self.alpha)
+            z = be.matmul_bias_act(ops, x, W, b, "identity", out=z)
+            self._saved = be.copy(z, out=self.scratch("saved", z.shape))
+            y = ops.bias_act(xp, z, None, self.activation, self.alpha)
+            calls = None if ws is None else be.bind_matmul_bias_act(ops, x, W, b, "identity", out=z)
+            calls = calls and (*calls, be.bind("copyto", self._saved, z),
+                               bind(ops.bias_act, xp, z, None, self.activation, self.alpha))
+        if calls and None not in calls and y is z:  # every call bound, and each writes where it did here
+            ws.keep_plan(self, "forward", key, (calls, self._x, self._saved, y))
         return y
 
     def backward(self, dy, need_input_grad=True):
-        xp, be = self.be.xp, self.be
+        W, gW, gb, ws = self.params["W"], self.grads["W"], self.grads.get("b"), self.workspace
+        key = (dy, self._x, self._saved, W, gW, gb, self.ops, self.activation, self.alpha, need_input_grad)
+        plan = None if ws is None else ws.planned(self, "backward", key)
+        if plan is not None:
+            calls, dx = plan
+            for call in calls:
+                call()
+            return dx
+        xp, be, ops = self.be.xp, self.be, self.ops
         # one fused pass: dz and, from the same pass, the bias gradient
-        dz = self.ops.act_backward(xp, dy, self._saved, self.activation, self.alpha, out=self.scratch("dz", dy.shape),
-                                   bias_grad=self.grads.get("b"))
-        be.compute("matmul", self._x.T, dz, out=self.grads["W"])
-        if not need_input_grad:
-            return None
-        dx = be.compute("matmul", dz, self.params["W"].T, out=self.scratch("dx", self._x.shape))
-        return dx if len(self._in_shape) == 2 else xp.reshape(dx, self._in_shape)
+        out = self.scratch("dz", dy.shape)
+        dz = ops.act_backward(xp, dy, self._saved, self.activation, self.alpha, out=out, bias_grad=gb)
+        x_t = self._x.T
+        be.compute("matmul", x_t, dz, out=gW)
+        calls = None
+        if ws is not None and dz is out:
+            calls = [bind(ops.act_backward, xp, dy, self._saved, self.activation, self.alpha, out=out, bias_grad=gb),
+                     be.bind("matmul", x_t, dz, out=gW)]
+        dx = None
+        if need_input_grad:
+            w_t, into = W.T, self.scratch("dx", self._x.shape)
+            dx = be.compute("matmul", dz, w_t, out=into)
+            if calls is not None:
+                calls.append(be.bind("matmul", dz, w_t, out=into) if dx is into else None)
+            if len(self._in_shape) != 2:
+                dx = xp.reshape(dx, self._in_shape)
+        if calls is not None and None not in calls:  # every call bound, each writing where it did here
+            ws.keep_plan(self, "backward", key, (tuple(calls), dx))
+        return dx
