@@ -155,7 +155,7 @@ class Backend:
 
     # -- calls bound to their arrays -------------------------------------------------------------
     # A training step makes the same calls on the same arrays at every step (its workspace's). Where a backend
-    # binds them, a layer resolves its calls once and then makes just those (``Layer.planned``): no checks, no
+    # binds them, a layer resolves its calls once and then makes just those (``Workspace.planned``): no checks, no
     # choice of kernel, no Python in between. A bound call writes into the arrays it was given, as the call
     # it stands for does.
     def bind(self, name: str, *args, out=None):
