@@ -33,6 +33,7 @@ OPS = (
     "gather_batch",
     "count_correct",
     "record_step",
+    "l2_penalty",
 )
 MODES = ("auto", "numba", "reference")
 FUSED_MODULES: dict[str, str] = {}  # library -> its module here, as each backend class registers it

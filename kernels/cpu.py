@@ -438,6 +438,29 @@ def bind_act_backward(xp, dy, saved, act, alpha=0.0, out=None, bias_grad=None):
     return None if call is None else functools.partial(call[0], *call[1])
 
 
+# -- penalties ---------------------------------------------------------------------------------
+# The reference's roundings, each product rounded before the sum: compiled without fast-math, so that nothing
+# is contracted into a fused multiply-add (the same bits as NumPy's separate passes).
+def _l2_penalty(w, g, lam, squares):
+    for i in prange(w.size):
+        x = w[i]
+        g[i] = g[i] + x * lam
+        squares[i] = x * x
+
+
+_L2_PENALTY = tuple(njit(cache=True, error_model="numpy", parallel=parallel)(_renamed(_l2_penalty, name))
+                    for parallel, name in ((False, "l2_penalty_serial"), (True, "l2_penalty_parallel")))
+
+
+def l2_penalty(xp, w, g, lam, scratch=None):
+    if not (_fusable(w, g, scratch) and g.shape == w.shape and g.flags.writeable
+            and (scratch is None or (scratch.shape == w.shape and scratch.flags.writeable))):
+        return NotImplemented
+    squares = np.empty_like(w) if scratch is None else scratch
+    _pick(_L2_PENALTY, w.size)(w.reshape(-1), g.reshape(-1), _scalar(w.dtype, lam), squares.reshape(-1))
+    return squares
+
+
 # -- optimizer updates -------------------------------------------------------------------------
 # One loop per rule of the optimizer table, its code a compile-time constant (as for the activations). The
 # step's scalars arrive as the record ``hp`` in the parameters' dtype (float32 updates stay in float32 SIMD

@@ -115,6 +115,18 @@ def act_backward(xp, dy, saved, act: str, alpha: float = 0.0, out=None, bias_gra
     return out
 
 
+# -- penalties ---------------------------------------------------------------------------------
+def l2_penalty(xp, w, g, lam: float, scratch=None):
+    """An L2 penalty's work on one weight matrix in a training step: ``g += w * lam`` in place, and ``w * w``
+    returned (written into ``scratch`` when given) for the penalty's value, ``0.5 * lam * sum(w * w)``."""
+    g += w * lam
+    squares = w * w
+    if scratch is None:
+        return squares
+    scratch[...] = squares
+    return scratch
+
+
 # -- optimizer updates over flat buffers -----------------------------------------------------
 def optimizer_update(xp, rule, p, g, s0, s1, hp):
     """One update of ``p`` and its state arrays ``s0``, ``s1`` (None where the rule has fewer) by the

@@ -162,7 +162,8 @@ class L2:
     """``0.5 * lam * sum(W**2)`` over every weight matrix (biases and norm parameters are not penalised).
 
     Its ``value(be, w, scratch)`` and ``grad(be, w, out)`` take the model's Backend and one weight matrix
-    (``scratch``/``out``: an array shaped like ``w`` to compute in, so that a step allocates nothing).
+    (``scratch``/``out``: an array shaped like ``w`` to compute in, so that a step allocates nothing);
+    ``step(be, ops, w, g, scratch)`` adds the gradient into ``g`` and returns the value, as a training step does.
 
     Parameters
     ----------
@@ -181,6 +182,11 @@ class L2:
     def grad(self, be, w, out=None):
         return be.compute("multiply", w, self.lam, out=out)
 
+    def step(self, be, ops, w, g, scratch=None):
+        """A training step's work on one weight matrix: its gradient added into ``g``, its value returned (one
+        pass over ``w`` and ``g`` where the kernels fuse it: ``ops.l2_penalty``)."""
+        return 0.5 * self.lam * be.xp.sum(ops.l2_penalty(be.xp, w, g, self.lam, scratch))
+
 
 class L1(L2):
     """``lam * sum(|W|)`` over every weight matrix.
@@ -196,3 +202,7 @@ class L1(L2):
 
     def grad(self, be, w, out=None):
         return be.compute("multiply", be.compute("sign", w, out=out), self.lam, out=out)
+
+    def step(self, be, ops, w, g, scratch=None):
+        g += self.grad(be, w, out=scratch)
+        return self.value(be, w, scratch=scratch)

@@ -176,10 +176,8 @@ class StepProgram:
             ops.count_correct(xp, out, yb, step, self.correct)
         model.backward(grad)
         if self.penalty is not None:
-            for i, (w, g) in enumerate(zip(self.weights, self.w_grads)):
-                g += self.penalty.grad(be, w, out=self._buffer(f"penalty{i}", w.shape))
-            value = value + sum(self.penalty.value(be, w, scratch=self._buffer(f"penalty{i}", w.shape))
-                                for i, w in enumerate(self.weights))
+            value = value + sum(self.penalty.step(be, ops, w, g, self._buffer(f"penalty{i}", w.shape))
+                                for i, (w, g) in enumerate(zip(self.weights, self.w_grads)))
         return value
 
     def read(self, start: int, stop: int) -> StepResults:

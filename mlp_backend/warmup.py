@@ -46,6 +46,7 @@ def compile_group(group: str, dtype: str, parallel: bool = False) -> str:
                              np.zeros(rows, np.int64), np.empty_like(z), np.zeros(rows, np.int64))
             cpu.count_correct(xp, z, order, np.zeros(1, np.int64), np.zeros(1, np.int64))
             cpu.count_correct(xp, z, z, np.zeros(1, np.int64), np.zeros(1, np.int64))
+            cpu.l2_penalty(xp, z, z.copy(), 1e-4, np.empty_like(z))
             records = np.zeros((rows, len(hyper.FIELDS["adam"])), dtype)  # an update's record: the skip slot too
             cpu.record_step(xp, z[0, 0].reshape(()), np.zeros(1, np.int64), np.zeros(rows, dtype), records[0].copy(),
                             records, flags=np.zeros(rows, np.int8), bad=np.zeros((), dtype))

@@ -83,6 +83,10 @@ def test_torch_cpu_tensors_go_through_the_numba_kernels_in_place():
     rdb = np.empty(4, np.float32)
     close(dz.numpy(), reference.act_backward(xp, dy.numpy(), yv.numpy(), "sigmoid", bias_grad=rdb), np.float32)
     close(db.numpy(), rdb, np.float32)  # written through the tensor's NumPy view
+    w, tg, squares = torch.tensor(rng.normal(size=(5, 3)), dtype=torch.float32), torch.ones(5, 3), torch.empty(5, 3)
+    assert torch_cpu.l2_penalty(txp, w, tg, 0.5, squares) is squares  # the caller's tensor, written in place
+    close(tg.numpy(), 1 + 0.5 * w.numpy(), np.float32)
+    close(squares.numpy(), w.numpy() ** 2, np.float32)
     needs_grad = torch.zeros(3, requires_grad=True)  # no NumPy view: declined, and the reference handles it
     assert torch_cpu.bias_act(txp, needs_grad * 1.0, None, "relu") is NotImplemented
     out = kernels.resolve("bias_act", "torch", "auto")(txp, needs_grad * 1.0, None, "relu")
@@ -272,6 +276,28 @@ def test_a_set_skip_slot_writes_nothing(make, grad_scale, mode):
     opt.apply(kernels.kernel_set("numpy", mode), xp, p, np.full(100, np.nan), hp)
     for a, b in zip([p, *opt.state.values()], before):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(7, 3), (1100, 1000)])  # serial, and past the parallel cut-over
+@pytest.mark.parametrize("given", [True, False])
+def test_l2_penalty_in_one_pass_has_the_separate_passes_bits(dtype, shape, given):
+    """``g += w * lam`` and ``w * w`` in one compiled pass, each product rounded before its sum (no fused
+    multiply-add): the bits of the reference's NumPy passes, which are the penalty's grad and value before."""
+    rng = np.random.default_rng(11)
+    w, g = rng.normal(size=shape).astype(dtype), rng.normal(size=shape).astype(dtype)
+    lam = 1e-4 / 3
+    fused_g, reference_g = g.copy(), g.copy()
+    scratch = np.full(shape, np.nan, dtype) if given else None
+    squares = cpu_module.l2_penalty(xp, w, fused_g, lam, scratch)
+    assert squares is not NotImplemented and (squares is scratch if given else squares.shape == shape)
+    expected = reference.l2_penalty(xp, w, reference_g, lam, None)
+    np.testing.assert_array_equal(fused_g, reference_g)
+    np.testing.assert_array_equal(squares, expected)
+    np.testing.assert_array_equal(fused_g, g + np.multiply(w, lam))  # as L2.grad's product, then the sum
+    value = mlp.L2(lam).step(mlp.backend.get_backend("numpy", dtype=np.dtype(dtype).name), cpu, w, g.copy(), None)
+    assert value == 0.5 * lam * np.sum(np.multiply(w, w))  # as L2.value
+    assert cpu_module.l2_penalty(xp, w, g[:, :1], lam) is NotImplemented  # shapes that differ: the reference's
 
 
 def test_parallel_kernels_are_deterministic(monkeypatch):
