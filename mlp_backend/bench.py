@@ -199,6 +199,7 @@ def measure(args) -> dict:
         r["vs_pytorch_cpu"] = r["seconds_per_epoch"] / anchor["seconds_per_epoch"] if anchor else None
         r["pass_seconds"] = passes[(r["batch_size"], r["impl"])]
         r["vs_pytorch_cpu_paired"] = paired_ratio(r["pass_seconds"], passes.get((r["batch_size"], "pytorch-cpu")))
+        r["vs_jax_scan_paired"] = paired_ratio(r["pass_seconds"], passes.get((r["batch_size"], "jax-scan")))
         on_gpu = r["impl"].startswith(("cupy", "pytorch-cuda")) or (r["impl"] == "jax-scan" and jax_on_gpu)
         # both floors are the CPU's (its sgemm peak, NumPy's products): no measure of a GPU row
         r["vs_gemm_floor"] = None if on_gpu else r["seconds_per_epoch"] / floor
@@ -254,14 +255,17 @@ def table(report: dict) -> str:
              "", "| implementation | batch | s/epoch | samples/s | peak MiB | test acc | vs PyTorch CPU "
                  "| paired | vs GEMM floor | vs products alone |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    keys = ["vs_pytorch_cpu", "vs_pytorch_cpu_paired", "vs_gemm_floor", "vs_products"]
+    if any(r.get("vs_jax_scan_paired") is not None for r in report["results"]):  # JAX's epoch scan ran
+        lines[-2], lines[-1] = lines[-2] + " paired vs jax-scan |", lines[-1] + "---:|"
+        keys.append("vs_jax_scan_paired")
     for r in report["results"]:
-        ratio, paired, floor, products = (f"{r[k]:.2f}x" if r.get(k) is not None else "-" for k in
-                                          ("vs_pytorch_cpu", "vs_pytorch_cpu_paired", "vs_gemm_floor", "vs_products"))
+        ratios = " | ".join(f"{r[k]:.2f}x" if r.get(k) is not None else "-" for k in keys)
         lines.append(f"| {r['impl']} | {r['batch_size']} | {r['seconds_per_epoch']:.2f} | "
                      f"{r['samples_per_second']:,.0f} | {r['peak_rss_mib']:.0f} | {r['test_accuracy']:.4f} | "
-                     f"{ratio} | {paired} | {floor} | {products} |")
+                     f"{ratios} |")
     lines += ["", "vs PyTorch CPU: best epoch / PyTorch's best epoch; paired: the median over passes of the "
-                  "ratio within each pass; products alone: the "
+                  "ratio within each pass (to PyTorch CPU's, or to jax-scan's); products alone: the "
                   "step's matrix products at that batch size, timed through NumPy's BLAS; both floors are the CPU's "
                   "(CPU rows only)"]
     return "\n".join(lines)

@@ -221,6 +221,12 @@ def test_bench_table_leaves_the_cpu_floors_out_of_gpu_rows():
            "vs_gemm_floor": None, "vs_products": None}
     assert "| cupy-graph | 64 | 0.55 | 100,000 | 1500 | 0.8600 | - | - | - | - |" in bench.table(
         {"meta": meta, "results": [row]})
+    # where JAX's epoch scan ran, every row's ratio to it in the same pass, in a column of its own
+    jax = {**row, "impl": "jax-scan", "seconds_per_epoch": 0.06, "vs_jax_scan_paired": 1.0}
+    text = bench.table({"meta": meta, "results": [{**row, "vs_jax_scan_paired": 9.25}, jax]})
+    assert "| paired | vs GEMM floor | vs products alone | paired vs jax-scan |" in text
+    assert "| cupy-graph | 64 | 0.55 | 100,000 | 1500 | 0.8600 | - | - | - | - | 9.25x |" in text
+    assert "| jax-scan | 64 | 0.06 |" in text and text.count("---:|") == 10  # one more right-aligned column
 
 
 def test_help_shows_every_option_with_its_default():
