@@ -344,6 +344,20 @@ def test_a_layer_changed_during_fit_leaves_its_plans(monkeypatch):
     np.testing.assert_array_equal(params, whole_params)
 
 
+def test_a_call_fed_new_objects_every_step_stops_being_planned():
+    """Past a few keys nothing more is planned, so a layer fed new arrays at every step (a loss's gradient for
+    one-hot targets) does not pay for a plan it never reuses."""
+    from mlp_backend.backend import Workspace, get_backend
+
+    ws, made, owner, keys = Workspace(get_backend("numpy")), [], object(), []
+    for step in range(Workspace.PLANS_PER_CALL + 3):
+        keys.append((np.zeros(2),))  # a new array each step
+        assert ws.planned(owner, "forward", keys[-1]) is None
+        ws.keep_plan(owner, "forward", keys[-1], lambda: made.append(step) or ("calls",))
+    assert made == list(range(Workspace.PLANS_PER_CALL))
+    assert ws.planned(owner, "forward", keys[0]) == ("calls",) and ws.planned(owner, "backward", keys[0]) is None
+
+
 def test_ops_bind_only_what_their_kernels_run():
     from mlp_backend import kernels
     from mlp_backend.kernels import cpu

@@ -268,13 +268,13 @@ class Workspace:
                 return plan
         return None
 
-    def keep_plan(self, owner, name: str, key: tuple, plan):
-        """Keep ``plan`` for ``owner``'s call ``name`` with the objects of ``key``: its bound calls and the arrays
-        they write. A call whose objects change from step to step (a layer fed new arrays each time) stops being
-        planned after a few."""
+    def keep_plan(self, owner, name: str, key: tuple, make):
+        """Keep what ``make()`` returns (its bound calls and the arrays they write; None: these objects cannot be
+        planned) for ``owner``'s call ``name`` with the objects of ``key``. A call whose objects change from step to
+        step (a layer fed new arrays each time) stops being planned after a few: ``make`` is not called again."""
         plans = self._plans.setdefault((id(owner), name), [])
         if len(plans) < self.PLANS_PER_CALL:
-            plans.append((key, plan))
+            plans.append((key, make()))
 
     def get(self, owner, name: str, shape, dtype=None):
         if not self.be.writes_into:

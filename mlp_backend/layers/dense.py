@@ -75,33 +75,43 @@ class Dense(Layer):
         W, b, ws = self.params["W"], self.params.get("b"), self.workspace
         key = (x, W, b, self.ops, self.activation, self.alpha)
         plan = None if ws is None else ws.planned(self, "forward", key)
-        if plan is not None:  # the calls of the last step with these very arrays (Workspace.planned)
+        if plan is not None:  # the calls of an earlier step with these very arrays (Workspace.planned)
             calls, self._x, self._saved, y = plan
             for call in calls:
                 call()
             self._in_shape = x.shape
             return y
-        xp, be, ops = self.be.xp, self.be, self.ops
+        xp = self.be.xp
         self._in_shape = x.shape
         if x.ndim != 2:
             x = xp.reshape(x, (x.shape[0], math.prod(x.shape[1:])))
         if x.shape[1] != self.in_features:
             raise ValueError(f"Dense expects {self.in_features} input features, got {x.shape[1]}")
         self._x = x
-        z = self.scratch("z", (x.shape[0], self.out_features))
+        out = self.scratch("z", (x.shape[0], self.out_features))
         if TABLE[self.activation].saves == "output":  # the backward needs y only: bias and activation fused
-            self._saved = y = be.matmul_bias_act(ops, x, W, b, self.activation, self.alpha, out=z)
-            calls = None if ws is None else be.bind_matmul_bias_act(ops, x, W, b, self.activation, self.alpha, out=z)
+            self._saved = y = self.be.matmul_bias_act(self.ops, x, W, b, self.activation, self.alpha, out=out)
         else:  # it needs z = x W + b: keep a copy before the activation overwrites it
-            z = be.matmul_bias_act(ops, x, W, b, "identity", out=z)
-            self._saved = be.copy(z, out=self.scratch("saved", z.shape))
-            y = ops.bias_act(xp, z, None, self.activation, self.alpha)
-            calls = None if ws is None else be.bind_matmul_bias_act(ops, x, W, b, "identity", out=z)
-            calls = calls and (*calls, be.bind("copyto", self._saved, z),
-                               bind(ops.bias_act, xp, z, None, self.activation, self.alpha))
-        if calls and None not in calls and y is z:  # every call bound, and each writes where it did here
-            ws.keep_plan(self, "forward", key, (calls, self._x, self._saved, y))
+            z = self.be.matmul_bias_act(self.ops, x, W, b, "identity", out=out)
+            self._saved = self.be.copy(z, out=self.scratch("saved", z.shape))
+            y = self.ops.bias_act(xp, z, None, self.activation, self.alpha)
+        if ws is not None:
+            ws.keep_plan(self, "forward", key, lambda: self._forward_plan(x, W, b, out, y))
         return y
+
+    def _forward_plan(self, x, W, b, out, y):
+        """The forward's calls bound to the arrays it just used, with the arrays they leave; None where a call does
+        not bind or did not write into ``out``."""
+        be, ops, act, alpha = self.be, self.ops, self.activation, self.alpha
+        if y is not out:
+            return None
+        if TABLE[act].saves == "output":
+            calls = be.bind_matmul_bias_act(ops, x, W, b, act, alpha, out=out)
+        else:
+            calls = be.bind_matmul_bias_act(ops, x, W, b, "identity", out=out)
+            calls = calls and (*calls, be.bind("copyto", self._saved, out), bind(ops.bias_act, be.xp, out, None, act,
+                                                                                  alpha))
+        return None if not calls or None in calls else (calls, x, self._saved, y)
 
     def backward(self, dy, need_input_grad=True):
         W, gW, gb, ws = self.params["W"], self.grads["W"], self.grads.get("b"), self.workspace
@@ -112,24 +122,28 @@ class Dense(Layer):
             for call in calls:
                 call()
             return dx
-        xp, be, ops = self.be.xp, self.be, self.ops
+        xp, be = self.be.xp, self.be
         # one fused pass: dz and, from the same pass, the bias gradient
         out = self.scratch("dz", dy.shape)
-        dz = ops.act_backward(xp, dy, self._saved, self.activation, self.alpha, out=out, bias_grad=gb)
-        x_t = self._x.T
-        be.compute("matmul", x_t, dz, out=gW)
-        calls = None
-        if ws is not None and dz is out:
-            calls = [bind(ops.act_backward, xp, dy, self._saved, self.activation, self.alpha, out=out, bias_grad=gb),
-                     be.bind("matmul", x_t, dz, out=gW)]
-        dx = None
+        dz = self.ops.act_backward(xp, dy, self._saved, self.activation, self.alpha, out=out, bias_grad=gb)
+        be.compute("matmul", self._x.T, dz, out=gW)
+        into = dx = None
         if need_input_grad:
-            w_t, into = W.T, self.scratch("dx", self._x.shape)
-            dx = be.compute("matmul", dz, w_t, out=into)
-            if calls is not None:
-                calls.append(be.bind("matmul", dz, w_t, out=into) if dx is into else None)
-            if len(self._in_shape) != 2:
-                dx = xp.reshape(dx, self._in_shape)
-        if calls is not None and None not in calls:  # every call bound, each writing where it did here
-            ws.keep_plan(self, "backward", key, (tuple(calls), dx))
-        return dx
+            into = self.scratch("dx", self._x.shape)
+            dx = be.compute("matmul", dz, W.T, out=into)
+        result = dx if dx is None or len(self._in_shape) == 2 else xp.reshape(dx, self._in_shape)
+        if ws is not None:
+            ws.keep_plan(self, "backward", key, lambda: self._backward_plan(dy, dz, out, dx, into, result))
+        return result
+
+    def _backward_plan(self, dy, dz, out, dx, into, result):
+        """The backward's calls bound to the arrays it just used, with the input gradient they leave; None where a
+        call does not bind or did not write into its scratch array."""
+        be, xp = self.be, self.be.xp
+        if dz is not out or dx is not into:
+            return None
+        calls = (bind(self.ops.act_backward, xp, dy, self._saved, self.activation, self.alpha, out=out,
+                      bias_grad=self.grads.get("b")),
+                 be.bind("matmul", self._x.T, dz, out=self.grads["W"]),
+                 *([] if dx is None else [be.bind("matmul", dz, self.params["W"].T, out=into)]))
+        return None if None in calls else (calls, result)
