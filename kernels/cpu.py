@@ -279,14 +279,26 @@ _XENT = _twins(_xent)
 
 
 def softmax_cross_entropy(xp, logits, labels, label_smoothing=0.0, out=None):
-    if not (_fusable(logits, out) and logits.ndim == 2
-            and _labels_ok(labels, logits.shape[0]) and (out is None or out.shape == logits.shape)):
-        return NotImplemented
-    grad = np.empty_like(logits) if out is None else out
-    loss = _pick(_XENT, logits.size)(logits, labels, float(label_smoothing), grad, _row_scratch(logits.shape[0]))
-    if loss != loss and not _labels_in_range(labels, logits.shape[1]):  # checked in the kernel, reported here
-        raise ValueError(f"labels must be in [0, {logits.shape[1] - 1}]")
-    return np.asarray(loss, dtype=logits.dtype), grad
+    call = bind_softmax_cross_entropy(xp, logits, labels, label_smoothing,
+                                      np.empty_like(logits) if out is None and type(logits) is np.ndarray else out)
+    return NotImplemented if call is None else call()
+
+
+def bind_softmax_cross_entropy(xp, logits, labels, label_smoothing=0.0, out=None):
+    # the loss goes into a 0-d array of its own, the same one at every call
+    if not (out is not None and _fusable(logits, out) and logits.ndim == 2
+            and _labels_ok(labels, logits.shape[0]) and out.shape == logits.shape):
+        return None
+    kernel, smoothing, rows = _pick(_XENT, logits.size), float(label_smoothing), _row_scratch(logits.shape[0])
+    value = np.empty((), logits.dtype)
+
+    def call():
+        loss = kernel(logits, labels, smoothing, out, rows)
+        if loss != loss and not _labels_in_range(labels, logits.shape[1]):  # checked in the kernel, reported here
+            raise ValueError(f"labels must be in [0, {logits.shape[1] - 1}]")
+        value[()] = loss
+        return value, out
+    return call
 
 
 # -- binary cross-entropy with logits ----------------------------------------------------------
@@ -490,11 +502,17 @@ def _flat_ok(p, *others) -> bool:
 
 
 def optimizer_update(xp, rule, p, g, s0, s1, hp):
+    call = bind_optimizer_update(xp, rule, p, g, s0, s1, hp)
+    return NotImplemented if call is None else call()
+
+
+def bind_optimizer_update(xp, rule, p, g, s0, s1, hp):
     states = _given(s0, s1)
     if not (rule in _UPDATE and len(states) == len(RULES[rule].state) and _flat_ok(p, g, *states)
             and _fusable(p, hp) and hp.shape == (len(RULES[rule].record),)):
-        return NotImplemented
-    _pick(_UPDATE[rule], p.size)(p, g, g if s0 is None else s0, g if s1 is None else s1, hp)
+        return None
+    return functools.partial(_pick(_UPDATE[rule], p.size), p, g, g if s0 is None else s0, g if s1 is None else s1,
+                             hp)
 
 
 # -- a training step's bookkeeping -------------------------------------------------------------
@@ -512,18 +530,26 @@ def _positions(order, counter, first, batch_size, rows, idx):
 
 
 def gather_batch(xp, X, y, order, counter, batch_size: int, first: int, n: int, idx=None, xb=None, yb=None):
+    call = bind_gather_batch(xp, X, y, order, counter, batch_size, first, n, idx, xb, yb)
+    return NotImplemented if call is None else call()
+
+
+def bind_gather_batch(xp, X, y, order, counter, batch_size: int, first: int, n: int, idx=None, xb=None, yb=None):
     arrays = (X, y, order, counter, idx, xb, yb)
     if not (all(type(a) is np.ndarray for a in arrays) and order.flags.c_contiguous and X.dtype in (_F32, _F64)
             and xb.dtype == X.dtype and yb.dtype == y.dtype and order.dtype == counter.dtype == idx.dtype == np.int64
             and order.ndim == 1 and counter.shape == (1,) and idx.shape == (n,) and xb.shape == (n, *X.shape[1:])
             and yb.shape == (n, *y.shape[1:]) and X.ndim >= 1 and X.shape[0] == y.shape[0]):
-        return NotImplemented
-    if not _positions(order, counter, first, batch_size, X.shape[0], idx):
-        raise IndexError(f"the step's samples (step {int(counter[0])}) are outside the epoch's order or the data")
-    # NumPy's take copies the rows faster than a compiled loop (memcpy per row); the indices are checked above
-    np.take(X, idx, axis=0, out=xb, mode="clip")
-    np.take(y, idx, axis=0, out=yb, mode="clip")
-    return idx, xb, yb
+        return None
+
+    def call():
+        if not _positions(order, counter, first, batch_size, X.shape[0], idx):
+            raise IndexError(f"the step's samples (step {int(counter[0])}) are outside the epoch's order or the data")
+        # NumPy's take copies the rows faster than a compiled loop (memcpy per row); the indices are checked above
+        np.take(X, idx, axis=0, out=xb, mode="clip")
+        np.take(y, idx, axis=0, out=yb, mode="clip")
+        return idx, xb, yb
+    return call
 
 
 _argmax_row = njit(**_JIT)(argmax_row)
@@ -548,14 +574,23 @@ _count_correct = njit(**_JIT)(_renamed(_count_correct, "count_correct"))
 
 
 def count_correct(xp, logits, targets, counter, correct):
+    call = bind_count_correct(xp, logits, targets, counter, correct)
+    return NotImplemented if call is None else call()
+
+
+def bind_count_correct(xp, logits, targets, counter, correct):
     if not (_fusable(logits) and logits.ndim == 2 and logits.shape[1] > 0 and type(targets) is np.ndarray
             and targets.flags.c_contiguous and targets.shape[0] == logits.shape[0] and targets.ndim in (1, 2)
             and (targets.dtype.kind in "iu" if targets.ndim == 1 else targets.dtype in (_F32, _F64) and targets.size)
             and type(counter) is np.ndarray and counter.dtype == np.int64 and counter.shape == (1,)
             and type(correct) is np.ndarray and correct.dtype == np.int64 and correct.ndim == 1):
-        return NotImplemented
-    if not _count_correct(logits, targets.reshape(targets.shape[0], -1), targets.ndim == 2, counter, correct):
-        raise IndexError(f"the step counter ({int(counter[0])}) is outside the epoch's {correct.shape[0]} steps")
+        return None
+    rows, one_hot = targets.reshape(targets.shape[0], -1), targets.ndim == 2
+
+    def call():
+        if not _count_correct(logits, rows, one_hot, counter, correct):
+            raise IndexError(f"the step counter ({int(counter[0])}) is outside the epoch's {correct.shape[0]} steps")
+    return call
 
 
 _NO_FLAGS = np.zeros(1, np.int8)  # a stand-in the kernel never touches
@@ -564,6 +599,11 @@ _NO_FLAGS = np.zeros(1, np.int8)  # a stand-in the kernel never touches
 def record_step(xp, value, counter, losses, record=None, records=None, flags=None, bad=None, grad_sum=None):
     if isinstance(value, np.generic):  # a loss with a penalty added is a NumPy scalar
         value = np.asarray(value)
+    call = bind_record_step(xp, value, counter, losses, record, records, flags, bad, grad_sum)
+    return NotImplemented if call is None else call()
+
+
+def bind_record_step(xp, value, counter, losses, record=None, records=None, flags=None, bad=None, grad_sum=None):
     check, copy = flags is not None, records is not None
     if not (_fusable(losses, value, record, records, bad, grad_sum) and losses.ndim == 1 and value.ndim == 0
             and type(counter) is np.ndarray and counter.dtype == np.int64 and counter.shape == (1,)
@@ -572,9 +612,13 @@ def record_step(xp, value, counter, losses, record=None, records=None, flags=Non
             and (not copy or (record is not None and records.ndim == 2 and record.shape == records.shape[1:]
                               and record.shape[0] > SKIP and records.shape[0] >= losses.shape[0]))  # unchecked there
             and (grad_sum is None or grad_sum.ndim == 0)):
-        return NotImplemented
+        return None
     one = value.reshape(1)  # it stands in for what is not given: the kernel only reads it
-    if not _record_step(one, counter, losses, record if copy else one, records if copy else one.reshape(1, 1),
-                        flags if check else _NO_FLAGS, bad.reshape(1) if check else one,
-                        one if grad_sum is None else grad_sum.reshape(1), copy, check, grad_sum is not None):
-        raise IndexError(f"the step counter ({int(counter[0])}) is outside the epoch's {losses.shape[0]} steps")
+    args = (one, counter, losses, record if copy else one, records if copy else one.reshape(1, 1),
+            flags if check else _NO_FLAGS, bad.reshape(1) if check else one,
+            one if grad_sum is None else grad_sum.reshape(1), copy, check, grad_sum is not None)
+
+    def call():
+        if not _record_step(*args):
+            raise IndexError(f"the step counter ({int(counter[0])}) is outside the epoch's {losses.shape[0]} steps")
+    return call

@@ -60,7 +60,9 @@ def _run_mlp(impl, batch_size, epochs, seed, data, X, X_test):
 
     backend = {"numpy": "numpy", "mlp": "torch", "cupy": "cupy"}[impl.split("-")[0]]
     kernels = "reference" if impl.endswith("reference") else "auto"
-    graph = impl == "cupy-graph"  # each full batch's step one recorded CUDA graph; the others launch kernel by kernel
+    # CuPy: each full batch's step one recorded CUDA graph, or launched kernel by kernel; elsewhere fit's default
+    # (NumPy replays a full batch's step as its bound kernel calls)
+    graph = impl == "cupy-graph" if backend == "cupy" else "auto"
     model = mlp.build_mlp([data.num_features, *HIDDEN, data.num_classes], "relu", backend=backend, seed=seed,
                           kernels=kernels)
     from .threads import default_setting

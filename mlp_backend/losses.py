@@ -34,6 +34,11 @@ class Loss:
         """Each sample's loss, shape (N,): what sample weights weigh (the mean of it is ``value_and_grad``'s)."""
         raise NotImplementedError
 
+    def all_in_ops(self, target) -> bool:
+        """Whether ``value_and_grad`` computes everything through the ``ops`` it is given, for these targets (what a
+        step replayed as its bound calls needs: ``StepCalls``)."""
+        return False
+
     def probabilities(self, xp, output):
         return output
 
@@ -62,6 +67,9 @@ class SoftmaxCrossEntropy(Loss):
 
     def config(self):
         return {"label_smoothing": self.label_smoothing}
+
+    def all_in_ops(self, target):
+        return target.ndim == 1
 
     def value_and_grad(self, xp, ops, output, target, out=None):
         if target.ndim == 1:

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .distributed import SingleProcess
-from .backend import Workspace, to_numpy
+from .backend import Tape, Workspace, to_numpy
 from .kernels.reference import LOSS_NOT_FINITE  # a value of the per-step flag
 
 
@@ -79,12 +79,14 @@ class StepProgram:
         self.order = self.records = None  # this epoch's, refilled in place (begin_epoch)
         self.workspace = Workspace(be)
         self._loss_takes_out = "out" in inspect.signature(loss.value_and_grad).parameters
+        self.reads = 0  # times the host has set or read the program (begin_epoch, read): when callbacks run
 
     def begin_epoch(self, order, first_step: int):
         """The epoch's sample order and the optimizer's scalar records for its remaining steps, each copied once
         into the program's own array, and the counter set to ``first_step``: the same arrays every epoch, so a
         captured step keeps pointing at them."""
         be, steps = self.model.be, self.losses.shape[0]
+        self.reads += 1
         be.upload(np.array([first_step], dtype=np.int64), out=self.counter)
         order = np.asarray(order, dtype=np.int64)
         if self.order is None or self.order.shape != order.shape:
@@ -110,20 +112,42 @@ class StepProgram:
         layers = self.model.layers
         for layer in layers:  # the layers' arrays come from the workspace for this step only
             layer.workspace = self.workspace
-        # a diverging step is reported once, by fit, not by NumPy's warnings on the way
-        quiet = np.errstate(all="ignore") if self.check_finite else contextlib.nullcontext()
         try:
-            with quiet:
+            with self.quiet():
                 return self._run(X, y, part or (0, self.batch_size), share, sample_weight)
         finally:
             for layer in layers:
                 layer.workspace = None
 
+    def quiet(self):
+        """A diverging step is reported once, by fit, not by NumPy's warnings on the way."""
+        return np.errstate(all="ignore") if self.check_finite else contextlib.nullcontext()
+
     def _buffer(self, name, shape, dtype=None):
         return self.workspace.get(self, name, shape, dtype)
 
+    def _ops(self):
+        """The model's kernel set; while a tape records the step, the same ops written on it (``Tape.ops``)."""
+        tape = self.workspace.tape
+        return self.model.ops if tape is None else tape.ops(self.model.ops)
+
+    def unrecordable(self, y, sample_weight=None) -> str | None:
+        """Why this program's step cannot be replayed as its bound calls (``StepCalls``), else None: all it
+        computes must be its layers' planned calls and ops of the kernel set."""
+        model = self.model
+        layer = next((layer for layer in model.layers if not layer.plans_its_step), None)
+        reasons = (
+            (layer is not None, f"a {type(layer).__name__} layer computes outside bound calls"),
+            (not self.loss.all_in_ops(y), f"{type(self.loss).__name__} computes outside the kernels for these targets"),
+            (sample_weight is not None, "sample weights are applied outside the kernels"),
+            (self.penalty is not None, "a penalty is added outside the kernels"),
+            (self.check_finite == "all", 'check_finite="all" sums the gradient outside the kernels'),
+            (self.optimizer.clip_norm is not None, "clip_norm takes the gradient's norm outside the kernels"),
+            (not isinstance(self.comm, SingleProcess), "a distributed step exchanges gradients between processes"))
+        return next((why for bad, why in reasons if bad), None)
+
     def _run(self, X, y, part, share, sample_weight):
-        model, be, xp, ops = self.model, self.model.be, self.model.be.xp, self.model.ops
+        model, be, xp, ops = self.model, self.model.be, self.model.be.xp, self._ops()
         step, (first, stop) = self.counter, part
         n = stop - first
         # the samples at counter * batch_size + first, ... of the epoch's order, gathered on the device
@@ -163,7 +187,7 @@ class StepProgram:
     def _forward_backward(self, xb, yb, wb=None, step=None):
         """Forward, loss, backward and penalty of one batch; counts its correct predictions into slot ``step`` (the
         counter)."""
-        model, be, xp, ops = self.model, self.model.be, self.model.be.xp, self.model.ops
+        model, be, xp, ops = self.model, self.model.be, self.model.be.xp, self._ops()
         n = xb.shape[0]
         out = model.forward(xb, training=True)
         grad_out = {"out": self._buffer("grad", out.shape)} if self._loss_takes_out else {}
@@ -182,6 +206,7 @@ class StepProgram:
 
     def read(self, start: int, stop: int) -> StepResults:
         """Host copies of steps ``[start, stop)``: the one synchronisation (and, distributed, one reduction)."""
+        self.reads += 1
         flags = np.array(to_numpy(self.flags[start:stop]))
         losses = np.array(to_numpy(self.losses[start:stop]))
         correct = np.array(to_numpy(self.correct[start:stop])) if self.classify else None
@@ -191,6 +216,47 @@ class StepProgram:
         return StepResults(
             losses=losses, correct=correct, first_bad=None if first is None else start + first,
             bad_kind=None if first is None else ("loss" if flags[first] == LOSS_NOT_FINITE else "gradient"))
+
+
+class StepCalls:
+    """A program's full-batch step replayed as the list of its calls, each bound to its arrays (NumPy, ``fit(graph=)``).
+
+    On NumPy a step program makes the same calls on the same arrays at every full batch. Once its layers have
+    planned theirs (after a step), one step runs with a :class:`~mlp_backend.backend.Tape` that collects every call
+    as it is made: the layers' planned calls and the step's own ops (gather, loss, count, record, update), each
+    bound to its arrays with its checks done. Later steps make those calls alone (the same kernels on the same
+    arrays in the same order: the same bits) and the step's host part (``StepProgram.host_step``), without the
+    Python between them. The tape is made again after the host has read or reset the program (``reads``: an
+    epoch's start, progress, a checkpoint), the moments callbacks run and may change the model. A step the tape
+    cannot hold (``Tape.missing``: a call not bound, say a parallel kernel) runs as usual until then.
+    """
+
+    ATTEMPTS = 2  # tapes tried between two reads: the first step's layers have not planned yet
+
+    def __init__(self, program: StepProgram):
+        self.program = program
+        self.calls, self.reads, self.attempts = None, None, 0
+
+    def run(self, X, y, part=None, share=1.0, sample_weight=None):
+        program = self.program
+        if program.reads != self.reads:  # the host has looked: callbacks may have changed the model
+            self.calls, self.reads, self.attempts = None, program.reads, 0
+        if self.calls is not None:
+            with program.quiet():
+                for call in self.calls:
+                    call()
+            program.host_step()
+            return
+        if self.attempts == self.ATTEMPTS:
+            return program.run(X, y, part, share, sample_weight)
+        self.attempts += 1
+        tape = program.workspace.tape = Tape()
+        try:
+            program.run(X, y, part, share, sample_weight)
+        finally:
+            program.workspace.tape = None
+        if tape.missing is None:
+            self.calls = tuple(tape.calls)
 
 
 class StepGraph:

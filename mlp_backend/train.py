@@ -20,7 +20,7 @@ from .backend import to_numpy
 from .losses import L2, get_loss
 from .optim import Adam, get_optimizer
 from .distributed import SingleProcess
-from .step import StepGraph, StepProgram
+from .step import StepCalls, StepGraph, StepProgram
 from .types import ArrayLike, PathLike
 
 if TYPE_CHECKING:
@@ -567,11 +567,14 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
         each epoch's from the CPUs other processes leave free (steady on a busy machine; the float32 products'
         last bits follow the count). Default: as they are (``MLP_THREADS``, else the libraries' own).
     graph : bool or "auto", default "auto"
-        Replay each full batch's step as one recorded CUDA graph (CuPy): ``"auto"`` where the backend records
-        graphs, training runs in one process and batches hold at most 1024 samples (larger ones ran faster step by
-        step on an H200); if recording fails, a warning and the steps run as usual;
-        ``True`` to require it (an error where it cannot), ``False`` to launch each step's kernels one by one.
-        The last, partial batch of an epoch runs as usual.
+        Replay each full batch's step as recorded once. On CuPy, one CUDA graph: ``"auto"`` where training runs
+        in one process and batches hold at most 1024 samples (larger ones ran faster step by step on an H200); if
+        recording fails, a warning and the steps run as usual. On NumPy, the list of the step's kernel calls bound
+        to their arrays, without the Python between them (same bits): ``"auto"`` where the step is all Dense
+        layers' and kernel ops' work (no Dropout or normalisation layer, penalty, sample weights, ``clip_norm``,
+        ``check_finite="all"`` or distributed run; integer labels for cross-entropy); the step runs as usual where
+        a call cannot be bound (a kernel that follows the thread count). ``True`` to require it (an error where it
+        cannot), ``False`` to run each step's Python. The last, partial batch of an epoch runs as usual.
 
     Returns
     -------
@@ -606,7 +609,7 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
              if comm.is_root or not cb.root_only]
     program = StepProgram(model, loss, optimizer, steps=batches.steps, batch_size=batches.size, penalty=penalty,
                           check_finite=check_finite, comm=comm)
-    replayed = _step_graph(graph, program)
+    replayed = _step_graph(graph, program, yd, weights)
     reader = _Reader(program, state, batches, hooks)
     for cb in hooks:
         cb.on_train_begin(state)
@@ -635,17 +638,24 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
 GRAPH_AUTO_MAX_BATCH = 1024
 
 
-def _step_graph(graph, program):
-    """``fit``'s ``graph``: the StepGraph that replays full batches, or None where they run as usual."""
+def _step_graph(graph, program, y, sample_weight):
+    """``fit``'s ``graph``: what replays full batches (a StepCalls on NumPy, a StepGraph on a device that records
+    graphs), or None where they run as usual."""
     if graph not in ("auto", True, False):
         raise ValueError(f"graph must be 'auto', True or False, got {graph!r}")
-    if graph is False or (graph == "auto" and program.batch_size > GRAPH_AUTO_MAX_BATCH):
+    be = program.model.be
+    if graph is False or (graph == "auto" and not be.replays_calls and program.batch_size > GRAPH_AUTO_MAX_BATCH):
         return None
-    why = program.model.be.graph_support()
-    if why is None and not isinstance(program.comm, SingleProcess):
-        why = "a distributed step exchanges gradients between processes, which a device's graph cannot hold"
-    if why is None:
-        return StepGraph(program, fall_back=graph == "auto")
+    if be.replays_calls:  # the calls a step makes, at any batch size
+        why = program.unrecordable(y, sample_weight)
+        if why is None:
+            return StepCalls(program)
+    else:
+        why = be.graph_support()
+        if why is None and not isinstance(program.comm, SingleProcess):
+            why = "a distributed step exchanges gradients between processes, which a device's graph cannot hold"
+        if why is None:
+            return StepGraph(program, fall_back=graph == "auto")
     if graph is True:
         raise ValueError(f"graph=True, but no training step can be recorded here: {why}")
     return None

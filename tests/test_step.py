@@ -419,6 +419,7 @@ class StandInRecorder:
             return replay
 
         monkeypatch.setattr(NumpyBackend, "records_graphs", True)
+        monkeypatch.setattr(NumpyBackend, "replays_calls", False)  # a device's recording, not NumPy's own
         monkeypatch.setattr(NumpyBackend, "capture", capture)
 
 
@@ -459,7 +460,8 @@ def test_graph_mode_resumes_from_a_checkpoint_as_an_uninterrupted_run(monkeypatc
 def test_graph_mode_asked_where_no_step_can_be_recorded_is_an_error_and_auto_falls_back(monkeypatch):
     X, y = blobs()
     model, opt, _ = recipe()
-    with pytest.raises(ValueError, match="no training step can be recorded here: numpy arrays have no graphs"):
+    with pytest.raises(ValueError, match="no training step can be recorded here: a Dropout layer computes outside "
+                                         "bound calls"):
         model.fit(X, y, optimizer=opt, epochs=1, graph=True)
     with pytest.raises(ValueError, match="graph must be 'auto', True or False, got 'sometimes'"):
         model.fit(X, y, optimizer=opt, epochs=1, graph="sometimes")
@@ -498,3 +500,132 @@ def test_graph_mode_stops_at_a_non_finite_step_before_its_update(monkeypatch):
         model.fit(X, y, loss=PoisonAt(5), optimizer=opt, epochs=1, batch_size=20, shuffle=False, graph=True)
     np.testing.assert_array_equal(to_numpy(model.flat_params), to_numpy(good.flat_params))
     assert opt.step_count == 4
+
+
+# -- a step replayed as its bound calls (NumPy, StepCalls) --------------------------------------
+def _count_program_runs(monkeypatch):
+    """A list that gets one entry per step run through the program (not replayed as its calls)."""
+    runs, run = [], StepProgram.run
+    monkeypatch.setattr(StepProgram, "run", lambda self, *a, **k: runs.append(1) or run(self, *a, **k))
+    return runs
+
+
+def _fit_replayed_or_not(graph, activation, dtype, optimizer, smoothing=0.0, callbacks=(), sizes=(8, 16, 12, 3)):
+    X, y = blobs(250)  # 200 training samples: 6 full batches of 32 and a last, partial one of 8
+    model = mlp.build_mlp(list(sizes), activation, dtype=dtype, seed=1)
+    opt = optimizer()
+    history = model.fit(X.astype(dtype), y, loss=SoftmaxCrossEntropy(smoothing), optimizer=opt, epochs=3,
+                        batch_size=32, callbacks=list(callbacks), seed=0, threads=1, graph=graph)
+    return history, model, opt
+
+
+@pytest.mark.parametrize("activation, dtype, optimizer, smoothing", [
+    ("relu", "float32", lambda: mlp.Adam(1e-2, schedule=mlp.StepDecay(0.5, every=7)), 0.0),
+    ("gelu", "float64", lambda: mlp.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=1e-3), 0.1),
+    ("elu", "float64", lambda: mlp.Lion(1e-3, clip_value=0.05), 0.0),
+    ("tanh", "float32", lambda: mlp.RMSProp(1e-2), 0.0)])
+def test_a_step_replayed_as_its_bound_calls_gives_the_bits_of_the_python_step(monkeypatch, activation, dtype,
+                                                                              optimizer, smoothing):
+    """On NumPy a full batch's step is taped once (after the layers have planned theirs) and then replayed as its
+    calls: the same losses, accuracies, parameters and optimizer state to the last bit, for activations that keep
+    their output or their input, four update rules, a schedule, label smoothing and clipping by value."""
+    eager, model, opt = _fit_replayed_or_not(False, activation, dtype, optimizer, smoothing)
+    runs = _count_program_runs(monkeypatch)
+    replayed, model2, opt2 = _fit_replayed_or_not("auto", activation, dtype, optimizer, smoothing)
+    assert replayed.loss == eager.loss and replayed.train_accuracy == eager.train_accuracy
+    np.testing.assert_array_equal(model2.flat_params, model.flat_params)
+    for name, state in opt.state.items():
+        np.testing.assert_array_equal(opt2.state[name], state)
+    assert opt2.step_count == opt.step_count == 3 * 7
+    # through the program: the first step (no plans yet), each epoch's taped step and its partial batch
+    assert len(runs) == 2 + 1 + 2 * 2, len(runs)
+
+
+class _SwapAt(mlp.Callback):
+    """Reads the results at a step of the first epoch and swaps the first layer's activation there."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def reads_at(self, global_step, last_of_epoch):
+        return global_step == self.step
+
+    def on_batch_end(self, state, step, logs):
+        if state.epoch == 0 and step == self.step:
+            state.model.layers[0].activation = "tanh"
+
+
+def test_a_callback_that_changes_the_model_between_steps_is_seen_by_the_replayed_step(monkeypatch):
+    """The tape is made again after every read of the results, where callbacks run: a layer changed there is
+    replayed changed (the eager steps' numbers), from the next step on."""
+    adam = lambda: mlp.Adam(1e-2)  # noqa: E731
+    eager, model, _ = _fit_replayed_or_not(False, "relu", "float64", adam, callbacks=[_SwapAt(4)])
+    runs = _count_program_runs(monkeypatch)
+    replayed, model2, _ = _fit_replayed_or_not(True, "relu", "float64", adam, callbacks=[_SwapAt(4)])
+    assert replayed.loss == eager.loss
+    np.testing.assert_array_equal(model2.flat_params, model.flat_params)
+    # after the read at step 4 the first tape misses the changed layer's plan; the second holds
+    assert len(runs) == 2 + 2 + 1 + 2 * 2, len(runs)
+
+
+def test_a_step_with_a_call_that_does_not_bind_runs_as_usual(monkeypatch):
+    """A kernel that follows the thread count is not bound (``bind_act_backward``): the tape misses it, and the
+    steps run through the program, as without replays, with the same numbers."""
+    from mlp_backend.kernels import cpu
+
+    monkeypatch.setattr(cpu, "PARALLEL_MIN_ELEMENTS", 64)  # every layer's kernels parallel
+    adam = lambda: mlp.Adam(1e-2)  # noqa: E731
+    eager, model, _ = _fit_replayed_or_not(False, "relu", "float64", adam)
+    runs = _count_program_runs(monkeypatch)
+    replayed, model2, _ = _fit_replayed_or_not(True, "relu", "float64", adam)
+    assert replayed.loss == eager.loss
+    np.testing.assert_array_equal(model2.flat_params, model.flat_params)
+    assert len(runs) == 3 * 7
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"dropout": 0.2}, "a Dropout layer computes outside bound calls"),
+    ({"batch_norm": True}, "a BatchNorm1d layer computes outside bound calls"),
+    ({"penalty": mlp.L2(1e-3)}, "a penalty is added outside the kernels"),
+    ({"sample_weight": True}, "sample weights are applied outside the kernels"),
+    ({"check_finite": "all"}, 'check_finite="all" sums the gradient outside the kernels'),
+    ({"clip_norm": 1.0}, "clip_norm takes the gradient's norm outside the kernels"),
+    ({"one_hot": True}, "SoftmaxCrossEntropy computes outside the kernels for these targets"),
+])
+def test_a_step_that_computes_outside_the_kernels_is_not_replayed(monkeypatch, change, why):
+    """What the tape cannot see (a layer that computes with array functions, a penalty, sample weights, a norm,
+    soft targets) keeps the step in Python: "auto" runs it as usual and True says why."""
+    X, y = blobs()
+
+    def fit(graph):
+        model = mlp.build_mlp([8, 16, 3], "relu", dtype="float64", seed=3, dropout=change.get("dropout", 0.0),
+                              batch_norm=change.get("batch_norm", False))
+        target = np.eye(3)[y] if change.get("one_hot") else y
+        weights = np.linspace(0.5, 1.5, len(y)) if change.get("sample_weight") else None
+        return model.fit(X, target, optimizer=mlp.Adam(1e-2, clip_norm=change.get("clip_norm")), epochs=2,
+                         batch_size=32, penalty=change.get("penalty"), sample_weight=weights, graph=graph, seed=0,
+                         check_finite=change.get("check_finite", "loss")).loss
+
+    eager = fit(False)
+    runs = _count_program_runs(monkeypatch)
+    assert fit("auto") == eager and len(runs) == 2 * -(-len(y) // 32)
+    with pytest.raises(ValueError, match=f"graph=True, but no training step can be recorded here: {why}"):
+        fit(True)
+
+
+def test_a_replayed_step_stops_at_a_non_finite_loss_before_its_update(monkeypatch):
+    """A loss that overflows in a replayed step is flagged on the device, that update and every later one skipped,
+    and fit stops at it with the eager steps' message and parameters."""
+    def diverge(graph):
+        X, y = blobs()
+        model = mlp.build_mlp([8, 16, 3], "relu", dtype="float64", seed=3)
+        opt = mlp.SGD(1e20)  # the logits overflow after a few updates
+        with pytest.raises(FloatingPointError, match="loss became non-finite at epoch 1, step 6 ") as stop:
+            model.fit(X * 1e10, y, optimizer=opt, epochs=1, batch_size=10, shuffle=False, graph=graph)
+        return str(stop.value), model.flat_params.copy(), opt.step_count
+
+    eager = diverge(False)
+    runs = _count_program_runs(monkeypatch)
+    message, params, count = diverge(True)
+    assert message == eager[0] and count == eager[2] == 5 and len(runs) == 2
+    np.testing.assert_array_equal(params, eager[1])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
-from .base import DTYPES, Backend, Workspace
+from .base import DTYPES, Backend, Tape, Workspace
 from .cupy import CupyBackend
 from .numpy import NumpyBackend
 from .strict import StrictBackend
@@ -129,6 +129,6 @@ def available_backends() -> list[str]:
     return found
 
 
-__all__ = ["Backend", "Workspace", "DTYPES", "CLASSES", "BACKENDS", "register", "backend_class", "library_name",
+__all__ = ["Backend", "Tape", "Workspace", "DTYPES", "CLASSES", "BACKENDS", "register", "backend_class", "library_name",
            "to_numpy", "get_backend", "available_backends", "NumpyBackend", "StrictBackend", "TorchBackend",
            "CupyBackend"]

@@ -31,6 +31,7 @@ class Backend:
     communicator = "mpi-staged"  # how its arrays travel between ranks by default (mlp_backend.distributed)
     install = ""            # how to install the library, for the error when it is missing
     records_graphs = False  # whether ``capture`` can record a training step for replay (CUDA graphs)
+    replays_calls = False  # whether a training step can be replayed as its calls bound to their arrays (StepCalls)
 
     def __init__(self, device=None, dtype: str = "float32", seed: int | None = 0):
         if dtype not in DTYPES:
@@ -260,13 +261,22 @@ class Workspace:
         self.be = be
         self._arrays: dict = {}
         self._plans: dict = {}
+        self.tape: Tape | None = None  # while set, the planned calls made are also written on it
 
     def planned(self, owner, name: str, key: tuple):
         """What ``owner`` kept for its call ``name`` (``keep_plan``) with the very objects of ``key``, else None."""
-        for kept, plan in self._plans.get((id(owner), name), ()):
-            if len(kept) == len(key) and all(map(operator.is_, kept, key)):
-                return plan
-        return None
+        plan = next((plan for kept, plan in self._plans.get((id(owner), name), ())
+                     if len(kept) == len(key) and all(map(operator.is_, kept, key))), None)
+        if plan is None and self.tape is not None:  # none kept, or these arrays could not be planned
+            self.tape.miss(f"{type(owner).__name__}.{name} has no bound calls for these arrays")
+        return plan
+
+    def run(self, calls):
+        """Make a plan's bound calls (and write them on the tape, if one is set)."""
+        for call in calls:
+            call()
+        if self.tape is not None:
+            self.tape.calls.extend(calls)
 
     def keep_plan(self, owner, name: str, key: tuple, make):
         """Keep what ``make()`` returns (its bound calls and the arrays they write; None: these objects cannot be
@@ -288,3 +298,39 @@ class Workspace:
 
     def __len__(self):
         return len(self._arrays)
+
+
+class Tape:
+    """The calls one training step makes, each bound to its arrays, in order: the step again without the Python
+    around them (``StepCalls``). A layer's planned calls go on it through ``Workspace.run``; the step's own ops
+    through ``ops(kernel_set)``. ``missing`` says what the step computed that is not on it (then it is no step)."""
+
+    def __init__(self):
+        self.calls: list = []
+        self.missing: str | None = None
+
+    def miss(self, what: str):
+        self.missing = self.missing or what
+
+    def ops(self, kernel_set):
+        """``kernel_set`` whose ops, called, are bound to their arguments, written on this tape and then made."""
+        return _TapedOps(kernel_set, self)
+
+
+class _TapedOps:
+    def __init__(self, kernel_set, tape: Tape):
+        self._kernel_set, self._tape = kernel_set, tape
+
+    def __getattr__(self, name):
+        from ..kernels import bind
+
+        op, tape = getattr(self._kernel_set, name), self._tape
+
+        def taped(*args, **kwargs):
+            call = bind(op, *args, **kwargs)
+            if call is None:
+                tape.miss(f"the {name} op has no bound form for these arrays")
+                return op(*args, **kwargs)
+            tape.calls.append(call)
+            return call()
+        return taped

@@ -17,6 +17,7 @@ class NumpyBackend(Backend):
     fused_kernels = "cpu"
     writes_into = True
     assigns_by_index = True
+    replays_calls = True
     communicator = "mpi"  # host memory: MPI reads it in place
 
     @classmethod

@@ -103,7 +103,8 @@ def add_model_args(p):
                    help="threads for matrix products and parallel kernels, fixed for the run (default: "
                         "$MLP_THREADS, else each epoch's from the CPUs other processes leave free)")
     p.add_argument("--graph", action=argparse.BooleanOptionalAction, default=None,
-                   help="replay each full batch's step as one recorded CUDA graph (CuPy); --no-graph launches "
-                        "each kernel on its own (default: on where the backend records graphs)")
+                   help="replay each full batch's step as recorded once (CuPy: one CUDA graph; NumPy: its kernel "
+                        "calls bound to their arrays); --no-graph runs each step's Python and launches (default: "
+                        "on where the step can be recorded)")
 
 

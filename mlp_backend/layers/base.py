@@ -15,6 +15,9 @@ from __future__ import annotations
 class Layer:
     kind = "layer"
     workspace = None  # set by the step program for the length of a step
+    # whether a training step's work in this layer is all calls it planned (``Workspace.run``): a step replayed as
+    # its bound calls (``StepCalls``) needs every layer so
+    plans_its_step = False
 
     def scratch(self, name: str, shape, dtype=None):
         """This layer's reused array ``name`` while a step program runs, else None (allocate as usual)."""

@@ -35,6 +35,7 @@ class Dense(Layer):
     """
 
     kind = "dense"
+    plans_its_step = True
 
     def __init__(self, in_features: int, out_features: int, activation: str | None = None, alpha: float | None = None,
                  init: str | Callable = "auto", bias_init: str | Callable = "zeros", use_bias: bool = True):
@@ -77,8 +78,7 @@ class Dense(Layer):
         plan = None if ws is None else ws.planned(self, "forward", key)
         if plan is not None:  # the calls of an earlier step with these very arrays (Workspace.planned)
             calls, self._x, self._saved, y = plan
-            for call in calls:
-                call()
+            ws.run(calls)
             self._in_shape = x.shape
             return y
         xp = self.be.xp
@@ -119,8 +119,7 @@ class Dense(Layer):
         plan = None if ws is None else ws.planned(self, "backward", key)
         if plan is not None:
             calls, dx = plan
-            for call in calls:
-                call()
+            ws.run(calls)
             return dx
         xp, be = self.be.xp, self.be
         # one fused pass: dz and, from the same pass, the bias gradient
