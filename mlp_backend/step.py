@@ -140,7 +140,6 @@ class StepProgram:
             (layer is not None, f"a {type(layer).__name__} layer computes outside bound calls"),
             (not self.loss.all_in_ops(y), f"{type(self.loss).__name__} computes outside the kernels for these targets"),
             (sample_weight is not None, "sample weights are applied outside the kernels"),
-            (self.penalty is not None, "a penalty is added outside the kernels"),
             (self.check_finite == "all", 'check_finite="all" sums the gradient outside the kernels'),
             (self.optimizer.clip_norm is not None, "clip_norm takes the gradient's norm outside the kernels"),
             (not isinstance(self.comm, SingleProcess), "a distributed step exchanges gradients between processes"))
@@ -200,9 +199,27 @@ class StepProgram:
             ops.count_correct(xp, out, yb, step, self.correct)
         model.backward(grad)
         if self.penalty is not None:
-            value = value + sum(self.penalty.step(be, ops, w, g, self._buffer(f"penalty{i}", w.shape))
-                                for i, (w, g) in enumerate(zip(self.weights, self.w_grads)))
+            value = self._add_penalty(value)
         return value
+
+    def _add_penalty(self, value):
+        """The loss plus the penalty, whose gradient is added into the weights' gradients. While a tape records the
+        step, this is one call on it (its sum is the host's arithmetic), into a 0-d array of its own."""
+        be, ops, penalty = self.model.be, self.model.ops, self.penalty
+        parts = [(w, g, self._buffer(f"penalty{i}", w.shape)) for i, (w, g) in enumerate(zip(self.weights,
+                                                                                             self.w_grads))]
+
+        def penalised():
+            return value + sum(penalty.step(be, ops, w, g, scratch) for w, g, scratch in parts)
+        tape = self.workspace.tape
+        if tape is None:
+            return penalised()
+        total = np.array(penalised())
+
+        def call():
+            total[...] = penalised()
+        tape.calls.append(call)
+        return total
 
     def read(self, start: int, stop: int) -> StepResults:
         """Host copies of steps ``[start, stop)``: the one synchronisation (and, distributed, one reduction)."""

@@ -510,28 +510,29 @@ def _count_program_runs(monkeypatch):
     return runs
 
 
-def _fit_replayed_or_not(graph, activation, dtype, optimizer, smoothing=0.0, callbacks=(), sizes=(8, 16, 12, 3)):
+def _fit_replayed_or_not(graph, activation, dtype, optimizer, smoothing=0.0, penalty=None, callbacks=()):
     X, y = blobs(250)  # 200 training samples: 6 full batches of 32 and a last, partial one of 8
-    model = mlp.build_mlp(list(sizes), activation, dtype=dtype, seed=1)
+    model = mlp.build_mlp([8, 16, 12, 3], activation, dtype=dtype, seed=1)
     opt = optimizer()
     history = model.fit(X.astype(dtype), y, loss=SoftmaxCrossEntropy(smoothing), optimizer=opt, epochs=3,
-                        batch_size=32, callbacks=list(callbacks), seed=0, threads=1, graph=graph)
+                        batch_size=32, penalty=penalty, callbacks=list(callbacks), seed=0, threads=1, graph=graph)
     return history, model, opt
 
 
-@pytest.mark.parametrize("activation, dtype, optimizer, smoothing", [
-    ("relu", "float32", lambda: mlp.Adam(1e-2, schedule=mlp.StepDecay(0.5, every=7)), 0.0),
-    ("gelu", "float64", lambda: mlp.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=1e-3), 0.1),
-    ("elu", "float64", lambda: mlp.Lion(1e-3, clip_value=0.05), 0.0),
-    ("tanh", "float32", lambda: mlp.RMSProp(1e-2), 0.0)])
+@pytest.mark.parametrize("activation, dtype, optimizer, smoothing, penalty", [
+    ("relu", "float32", lambda: mlp.Adam(1e-2, schedule=mlp.StepDecay(0.5, every=7)), 0.0, None),
+    ("gelu", "float64", lambda: mlp.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=1e-3), 0.1, mlp.L2(1e-3)),
+    ("elu", "float64", lambda: mlp.Lion(1e-3, clip_value=0.05), 0.0, mlp.L1(1e-3)),
+    ("tanh", "float32", lambda: mlp.RMSProp(1e-2), 0.0, mlp.L2(1e-2))])
 def test_a_step_replayed_as_its_bound_calls_gives_the_bits_of_the_python_step(monkeypatch, activation, dtype,
-                                                                              optimizer, smoothing):
+                                                                              optimizer, smoothing, penalty):
     """On NumPy a full batch's step is taped once (after the layers have planned theirs) and then replayed as its
     calls: the same losses, accuracies, parameters and optimizer state to the last bit, for activations that keep
-    their output or their input, four update rules, a schedule, label smoothing and clipping by value."""
-    eager, model, opt = _fit_replayed_or_not(False, activation, dtype, optimizer, smoothing)
+    their output or their input, four update rules, a schedule, label smoothing, clipping by value and both
+    penalties."""
+    eager, model, opt = _fit_replayed_or_not(False, activation, dtype, optimizer, smoothing, penalty)
     runs = _count_program_runs(monkeypatch)
-    replayed, model2, opt2 = _fit_replayed_or_not("auto", activation, dtype, optimizer, smoothing)
+    replayed, model2, opt2 = _fit_replayed_or_not("auto", activation, dtype, optimizer, smoothing, penalty)
     assert replayed.loss == eager.loss and replayed.train_accuracy == eager.train_accuracy
     np.testing.assert_array_equal(model2.flat_params, model.flat_params)
     for name, state in opt.state.items():
@@ -586,7 +587,6 @@ def test_a_step_with_a_call_that_does_not_bind_runs_as_usual(monkeypatch):
 @pytest.mark.parametrize("change, why", [
     ({"dropout": 0.2}, "a Dropout layer computes outside bound calls"),
     ({"batch_norm": True}, "a BatchNorm1d layer computes outside bound calls"),
-    ({"penalty": mlp.L2(1e-3)}, "a penalty is added outside the kernels"),
     ({"sample_weight": True}, "sample weights are applied outside the kernels"),
     ({"check_finite": "all"}, 'check_finite="all" sums the gradient outside the kernels'),
     ({"clip_norm": 1.0}, "clip_norm takes the gradient's norm outside the kernels"),
