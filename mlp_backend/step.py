@@ -243,30 +243,30 @@ class StepCalls:
     as it is made: the layers' planned calls and the step's own ops (gather, loss, count, record, update), each
     bound to its arrays with its checks done. Later steps make those calls alone (the same kernels on the same
     arrays in the same order: the same bits) and the step's host part (``StepProgram.host_step``), without the
-    Python between them. The tape is made again after the host has read or reset the program (``reads``: an
-    epoch's start, progress, a checkpoint), the moments callbacks run and may change the model. A step the tape
-    cannot hold (``Tape.missing``: a call not bound, say a parallel kernel) runs as usual until then.
+    Python between them. After the host has read or reset the program (``reads``: an epoch's start, progress, a
+    checkpoint), the moments callbacks run and may change the model, the tape is dropped: the next step runs as
+    usual (and plans what changed), the one after it is taped again. So a fit that reads at every step never pays
+    for a tape. A step the tape cannot hold (``Tape.missing``: a call not bound, say a parallel kernel) runs as
+    usual until the next read.
     """
-
-    ATTEMPTS = 2  # tapes tried between two reads: the first step's layers have not planned yet
 
     def __init__(self, program: StepProgram):
         self.program = program
-        self.calls, self.reads, self.attempts = None, None, 0
+        self.calls, self.reads, self.steps = None, None, 0  # the tape; the reads it follows; steps run since
 
     def run(self, X, y, part=None, share=1.0, sample_weight=None):
         program = self.program
-        if program.reads != self.reads:  # the host has looked: callbacks may have changed the model
-            self.calls, self.reads, self.attempts = None, program.reads, 0
+        if program.reads != self.reads:
+            self.calls, self.reads, self.steps = None, program.reads, 0
         if self.calls is not None:
             with program.quiet():
                 for call in self.calls:
                     call()
             program.host_step()
             return
-        if self.attempts == self.ATTEMPTS:
+        self.steps += 1
+        if self.steps != 2:
             return program.run(X, y, part, share, sample_weight)
-        self.attempts += 1
         tape = program.workspace.tape = Tape()
         try:
             program.run(X, y, part, share, sample_weight)

@@ -7,7 +7,7 @@ import mlp_backend as mlp
 from mlp_backend.backend import to_numpy
 from mlp_backend.data import make_synthetic
 from mlp_backend.losses import SoftmaxCrossEntropy
-from mlp_backend.step import StepProgram
+from mlp_backend.step import StepCalls, StepProgram
 
 from conftest import AVAILABLE, BACKEND_DEVICES
 
@@ -460,8 +460,8 @@ def test_graph_mode_resumes_from_a_checkpoint_as_an_uninterrupted_run(monkeypatc
 def test_graph_mode_asked_where_no_step_can_be_recorded_is_an_error_and_auto_falls_back(monkeypatch):
     X, y = blobs()
     model, opt, _ = recipe()
-    with pytest.raises(ValueError, match="no training step can be recorded here: a Dropout layer computes outside "
-                                         "bound calls"):
+    with pytest.raises(ValueError, match="no training step can be recorded here: clip_norm takes the gradient's "
+                                         "norm outside the kernels"):
         model.fit(X, y, optimizer=opt, epochs=1, graph=True)
     with pytest.raises(ValueError, match="graph must be 'auto', True or False, got 'sometimes'"):
         model.fit(X, y, optimizer=opt, epochs=1, graph="sometimes")
@@ -510,36 +510,39 @@ def _count_program_runs(monkeypatch):
     return runs
 
 
-def _fit_replayed_or_not(graph, activation, dtype, optimizer, smoothing=0.0, penalty=None, callbacks=()):
+def _fit_replayed_or_not(graph, activation, dtype, optimizer, smoothing=0.0, penalty=None, callbacks=(),
+                         dropout=0.0):
     X, y = blobs(250)  # 200 training samples: 6 full batches of 32 and a last, partial one of 8
-    model = mlp.build_mlp([8, 16, 12, 3], activation, dtype=dtype, seed=1)
+    model = mlp.build_mlp([8, 16, 12, 3], activation, dtype=dtype, seed=1, dropout=dropout)
     opt = optimizer()
     history = model.fit(X.astype(dtype), y, loss=SoftmaxCrossEntropy(smoothing), optimizer=opt, epochs=3,
                         batch_size=32, penalty=penalty, callbacks=list(callbacks), seed=0, threads=1, graph=graph)
     return history, model, opt
 
 
-@pytest.mark.parametrize("activation, dtype, optimizer, smoothing, penalty", [
-    ("relu", "float32", lambda: mlp.Adam(1e-2, schedule=mlp.StepDecay(0.5, every=7)), 0.0, None),
-    ("gelu", "float64", lambda: mlp.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=1e-3), 0.1, mlp.L2(1e-3)),
-    ("elu", "float64", lambda: mlp.Lion(1e-3, clip_value=0.05), 0.0, mlp.L1(1e-3)),
-    ("tanh", "float32", lambda: mlp.RMSProp(1e-2), 0.0, mlp.L2(1e-2))])
+@pytest.mark.parametrize("activation, dtype, optimizer, smoothing, penalty, dropout", [
+    ("relu", "float32", lambda: mlp.Adam(1e-2, schedule=mlp.StepDecay(0.5, every=7)), 0.0, None, 0.0),
+    ("gelu", "float64", lambda: mlp.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=1e-3), 0.1, mlp.L2(1e-3), 0.2),
+    ("elu", "float64", lambda: mlp.Lion(1e-3, clip_value=0.05), 0.0, mlp.L1(1e-3), 0.0),
+    ("tanh", "float32", lambda: mlp.RMSProp(1e-2), 0.0, mlp.L2(1e-2), 0.5)])
 def test_a_step_replayed_as_its_bound_calls_gives_the_bits_of_the_python_step(monkeypatch, activation, dtype,
-                                                                              optimizer, smoothing, penalty):
+                                                                              optimizer, smoothing, penalty, dropout):
     """On NumPy a full batch's step is taped once (after the layers have planned theirs) and then replayed as its
     calls: the same losses, accuracies, parameters and optimizer state to the last bit, for activations that keep
-    their output or their input, four update rules, a schedule, label smoothing, clipping by value and both
-    penalties."""
-    eager, model, opt = _fit_replayed_or_not(False, activation, dtype, optimizer, smoothing, penalty)
+    their output or their input, four update rules, a schedule, label smoothing, clipping by value, both penalties
+    and dropout (its masks drawn from the same generator in the same order)."""
+    eager, model, opt = _fit_replayed_or_not(False, activation, dtype, optimizer, smoothing, penalty, dropout=dropout)
     runs = _count_program_runs(monkeypatch)
-    replayed, model2, opt2 = _fit_replayed_or_not("auto", activation, dtype, optimizer, smoothing, penalty)
+    replayed, model2, opt2 = _fit_replayed_or_not("auto", activation, dtype, optimizer, smoothing, penalty,
+                                                  dropout=dropout)
     assert replayed.loss == eager.loss and replayed.train_accuracy == eager.train_accuracy
     np.testing.assert_array_equal(model2.flat_params, model.flat_params)
     for name, state in opt.state.items():
         np.testing.assert_array_equal(opt2.state[name], state)
     assert opt2.step_count == opt.step_count == 3 * 7
-    # through the program: the first step (no plans yet), each epoch's taped step and its partial batch
-    assert len(runs) == 2 + 1 + 2 * 2, len(runs)
+    # through the program: each epoch's first step (after the read that starts it), its taped step and its partial
+    # batch
+    assert len(runs) == 3 * 3, len(runs)
 
 
 class _SwapAt(mlp.Callback):
@@ -565,8 +568,22 @@ def test_a_callback_that_changes_the_model_between_steps_is_seen_by_the_replayed
     replayed, model2, _ = _fit_replayed_or_not(True, "relu", "float64", adam, callbacks=[_SwapAt(4)])
     assert replayed.loss == eager.loss
     np.testing.assert_array_equal(model2.flat_params, model.flat_params)
-    # after the read at step 4 the first tape misses the changed layer's plan; the second holds
-    assert len(runs) == 2 + 2 + 1 + 2 * 2, len(runs)
+    # after the read at step 4: step 5 as usual (the changed layer plans again), step 6 taped
+    assert len(runs) == 2 + 2 + 1 + 2 * 3, len(runs)
+
+
+def test_a_fit_that_reads_at_every_step_runs_each_one_as_usual(monkeypatch):
+    """A callback that has the results read after every step leaves no step to replay: none is taped."""
+    class EveryStep(mlp.Callback):
+        def reads_at(self, global_step, last_of_epoch):
+            return True
+
+    adam = lambda: mlp.Adam(1e-2)  # noqa: E731
+    eager, _, _ = _fit_replayed_or_not(False, "relu", "float64", adam, callbacks=[EveryStep()])
+    runs, tapes, run = _count_program_runs(monkeypatch), [], StepCalls.run
+    monkeypatch.setattr(StepCalls, "run", lambda self, *a, **k: tapes.append(self.calls) or run(self, *a, **k))
+    replayed, _, _ = _fit_replayed_or_not(True, "relu", "float64", adam, callbacks=[EveryStep()])
+    assert replayed.loss == eager.loss and len(runs) == 3 * 7 and tapes == [None] * (3 * 6)
 
 
 def test_a_step_with_a_call_that_does_not_bind_runs_as_usual(monkeypatch):
@@ -585,7 +602,6 @@ def test_a_step_with_a_call_that_does_not_bind_runs_as_usual(monkeypatch):
 
 
 @pytest.mark.parametrize("change, why", [
-    ({"dropout": 0.2}, "a Dropout layer computes outside bound calls"),
     ({"batch_norm": True}, "a BatchNorm1d layer computes outside bound calls"),
     ({"sample_weight": True}, "sample weights are applied outside the kernels"),
     ({"check_finite": "all"}, 'check_finite="all" sums the gradient outside the kernels'),

@@ -86,6 +86,11 @@ class Backend:
         out[...] = mask
         return out
 
+    def bind_keep_mask(self, keep: float, out, draws):
+        """``keep_mask`` into ``out`` (drawing into ``draws``) as bound calls, each call a new mask from the same
+        generator, or None (this backend binds nothing)."""
+        return None
+
     def state(self) -> dict:
         """The host generator's state (JSON-serialisable) for checkpoints and exact resume."""
         return self.rng.bit_generator.state

@@ -44,6 +44,9 @@ class NumpyBackend(Backend):
             return super().keep_mask(shape, keep, dtype, out)
         return mask_into(self.rng, keep, out, draws)
 
+    def bind_keep_mask(self, keep, out, draws):
+        return mask_calls(self.rng, keep, out, draws)
+
     def compute(self, name, *args, out=None, **kwargs):
         fn = getattr(np, name)  # NumPy itself: the same results without the wrapper's cost, no temporary
         return fn(*args, **kwargs) if out is None else fn(*args, out=out, **kwargs)
@@ -102,11 +105,16 @@ def huge_page_zeros(shape, dtype) -> np.ndarray:
 def mask_into(rng, keep, out, draws):
     """A dropout mask drawn into reused arrays NumPy can address: the same bits as ``(u < keep) / keep``,
     nothing allocated."""
-    rng.random(out=_numpy(draws))
-    mask = _numpy(out)
-    np.less(_numpy(draws), keep, out=mask)
-    np.multiply(mask, 1.0 / keep, out=mask)
+    for call in mask_calls(rng, keep, out, draws):
+        call()
     return out
+
+
+def mask_calls(rng, keep, out, draws):
+    """``mask_into``'s calls, bound to these arrays and this generator."""
+    draws, mask = _numpy(draws), _numpy(out)
+    return (functools.partial(rng.random, out=draws), functools.partial(np.less, draws, keep, out=mask),
+            functools.partial(np.multiply, mask, 1.0 / keep, out=mask))
 
 
 def _numpy(x):
