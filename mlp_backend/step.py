@@ -135,9 +135,9 @@ class StepProgram:
         """Why this program's step cannot be replayed as its bound calls (``StepCalls``), else None: all it
         computes must be its layers' planned calls and ops of the kernel set."""
         model = self.model
-        layer = next((layer for layer in model.layers if not layer.plans_its_step), None)
+        layer = next((type(layer).__name__ for layer in model.layers if not layer.plans_its_step), None)
         reasons = (
-            (layer is not None, f"a {type(layer).__name__} layer computes outside bound calls"),
+            (layer is not None, f"a {layer} layer computes outside bound calls"),
             (not self.loss.all_in_ops(y), f"{type(self.loss).__name__} computes outside the kernels for these targets"),
             (sample_weight is not None, "sample weights are applied outside the kernels"),
             (self.check_finite == "all", 'check_finite="all" sums the gradient outside the kernels'),

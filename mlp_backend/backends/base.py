@@ -308,7 +308,8 @@ class Workspace:
 class Tape:
     """The calls one training step makes, each bound to its arrays, in order: the step again without the Python
     around them (``StepCalls``). A layer's planned calls go on it through ``Workspace.run``; the step's own ops
-    through ``ops(kernel_set)``. ``missing`` says what the step computed that is not on it (then it is no step)."""
+    through ``ops(kernel_set)``. ``missing`` says what the step computed that is not on it (then it is not
+    replayed)."""
 
     def __init__(self):
         self.calls: list = []
