@@ -244,29 +244,35 @@ class StepCalls:
     bound to its arrays with its checks done. Later steps make those calls alone (the same kernels on the same
     arrays in the same order: the same bits) and the step's host part (``StepProgram.host_step``), without the
     Python between them. After the host has read or reset the program (``reads``: an epoch's start, progress, a
-    checkpoint), the moments callbacks run and may change the model, the tape is dropped: the next step runs as
-    usual (and plans what changed), the one after it is taped again. So a fit that reads at every step never pays
-    for a tape. A step the tape cannot hold (``Tape.missing``: a call not bound, say a parallel kernel) runs as
-    usual until the next read.
+    checkpoint), the moments callbacks run and may change the model, the tape is dropped and made again: at once
+    where the last tape was replayed (a second try at the next step if a changed layer had nothing planned yet),
+    else (the fit's first steps, or reads at every step) after one step as usual, so a fit that reads at every step
+    never pays for a tape. A step the tape cannot hold (``Tape.missing``: a call not bound, say a parallel kernel)
+    runs as usual until the next read.
     """
 
     def __init__(self, program: StepProgram):
         self.program = program
-        self.calls, self.reads, self.steps = None, None, 0  # the tape; the reads it follows; steps run since
+        self.calls, self.reads, self.replayed = None, None, False  # the tape, the reads it follows, whether it ran
+        self.waits = self.tries = 0  # steps to run as usual, then tapes to try, until the next read
 
     def run(self, X, y, part=None, share=1.0, sample_weight=None):
         program = self.program
         if program.reads != self.reads:
-            self.calls, self.reads, self.steps = None, program.reads, 0
+            again = self.calls is not None and self.replayed
+            self.waits, self.tries = (0, 2) if again else (1, 1)
+            self.calls, self.reads, self.replayed = None, program.reads, False
         if self.calls is not None:
             with program.quiet():
                 for call in self.calls:
                     call()
             program.host_step()
+            self.replayed = True
             return
-        self.steps += 1
-        if self.steps != 2:
+        if self.waits or not self.tries:
+            self.waits = max(self.waits - 1, 0)
             return program.run(X, y, part, share, sample_weight)
+        self.tries -= 1
         tape = program.workspace.tape = Tape()
         try:
             program.run(X, y, part, share, sample_weight)
