@@ -570,8 +570,8 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
         Replay each full batch's step as recorded once. On CuPy, one CUDA graph: ``"auto"`` where training runs
         in one process and batches hold at most 1024 samples (larger ones ran faster step by step on an H200); if
         recording fails, a warning and the steps run as usual. On NumPy, the list of the step's kernel calls bound
-        to their arrays, without the Python between them (same bits): ``"auto"`` where the step is all Dense
-        layers' and kernel ops' work (no normalisation layer, sample weights, ``clip_norm``,
+        to their arrays, without the Python between them (same bits): ``"auto"`` where the step is all Dense and
+        Dropout layers' and kernel ops' work (no normalisation layer, sample weights, ``clip_norm``,
         ``check_finite="all"`` or distributed run; integer labels for cross-entropy); the step runs as usual where
         a call cannot be bound (a kernel that follows the thread count). ``True`` to require it (an error where it
         cannot), ``False`` to run each step's Python. The last, partial batch of an epoch runs as usual.
