@@ -570,10 +570,10 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
         Replay each full batch's step as recorded once. On CuPy, one CUDA graph: ``"auto"`` where training runs
         in one process and batches hold at most 1024 samples (larger ones ran faster step by step on an H200); if
         recording fails, a warning and the steps run as usual. On NumPy, the list of the step's kernel calls bound
-        to their arrays, without the Python between them (same bits): ``"auto"`` where the step is all Dense and
-        Dropout layers' and kernel ops' work (no normalisation layer, sample weights, ``clip_norm``,
-        ``check_finite="all"`` or distributed run; integer labels for cross-entropy); the step runs as usual where
-        a call cannot be bound (a kernel that follows the thread count). ``True`` to require it (an error where it
+        to their arrays, without the Python between them (same bits): ``"auto"`` where the layers are Dense and
+        Dropout (no normalisation layer), there are no sample weights, ``clip_norm`` or ``check_finite="all"``,
+        training runs in one process and an epoch holds at least 3 full batches (a tape is made at every epoch's
+        start); the step runs as usual where a call cannot be bound (a kernel that follows the thread count). ``True`` to require it (an error where it
         cannot), ``False`` to run each step's Python. The last, partial batch of an epoch runs as usual.
 
     Returns
@@ -648,6 +648,8 @@ def _step_graph(graph, program, y, sample_weight):
         return None
     if be.replays_calls:  # the calls a step makes, at any batch size
         why = program.unrecordable(y, sample_weight)
+        if why is None and graph == "auto" and y.shape[0] // program.batch_size < StepCalls.MIN_FULL_BATCHES:
+            return None
         if why is None:
             return StepCalls(program)
     else:

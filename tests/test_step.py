@@ -544,6 +544,44 @@ def test_a_step_replayed_as_its_bound_calls_gives_the_bits_of_the_python_step(mo
     assert len(runs) == 1 + 3 * 2, len(runs)
 
 
+@pytest.mark.parametrize("loss", ["soft_targets", "mse", "bce", "softmax_mse"])
+def test_a_loss_computed_with_array_functions_is_one_call_of_the_replayed_step(monkeypatch, loss):
+    """Losses written with array functions (MSE, binary cross-entropy, soft targets) are one host call on the tape,
+    their value and gradient in arrays of the program's: the eager steps' bits."""
+    X, y = blobs(250)
+    targets = {"soft_targets": np.eye(3)[y] * 0.9 + 0.1 / 3, "mse": X[:, :2] @ np.array([1.0, -2.0]),
+               "bce": (y == 1).astype(np.float64)[:, None], "softmax_mse": y}[loss]
+    outputs = {"mse": 1, "bce": 1}.get(loss, 3)
+    name = {"soft_targets": "cross_entropy"}.get(loss, loss)
+
+    def fit(graph):
+        model = mlp.build_mlp([8, 16, outputs], "tanh", dtype="float64", seed=1, dropout=0.1)
+        history = model.fit(X, targets, loss=name, optimizer=mlp.Adam(1e-2), epochs=3, batch_size=32, seed=0,
+                            penalty=mlp.L2(1e-3), graph=graph)
+        return history.loss, model.flat_params.copy()
+
+    eager = fit(False)
+    runs = _count_program_runs(monkeypatch)
+    replayed = fit(True)
+    assert replayed[0] == eager[0]
+    np.testing.assert_array_equal(replayed[1], eager[1])
+    assert len(runs) == 1 + 3 * 2, len(runs)
+
+
+def test_auto_replays_epochs_of_enough_full_batches(monkeypatch):
+    """A tape is made at every epoch's start: "auto" replays epochs of at least MIN_FULL_BATCHES full batches (a
+    shorter one would pay more for its tapes than its replays save)."""
+    X, y = blobs()
+    n, least = X.shape[0], StepCalls.MIN_FULL_BATCHES
+    for batch, graph, replayed in ((n // least, "auto", True), (n // (least - 1), "auto", False)):
+        runs = _count_program_runs(monkeypatch)
+        mlp.build_mlp([8, 16, 3], "relu", seed=3).fit(X, y, epochs=2, batch_size=batch, seed=0, graph=graph)
+        full, partial = n // batch, int(n % batch > 0)
+        # replayed: the fit's first step, a taped step an epoch, the partial batches; else every step
+        assert len(runs) == (1 + 2 + 2 * partial if replayed else 2 * (full + partial)), (batch, graph)
+        monkeypatch.undo()
+
+
 class _SwapAt(mlp.Callback):
     """Reads the results at a step of the first epoch and swaps the first layer's activation there."""
 
@@ -606,7 +644,6 @@ def test_a_step_with_a_call_that_does_not_bind_runs_as_usual(monkeypatch):
     ({"sample_weight": True}, "sample weights are applied outside the kernels"),
     ({"check_finite": "all"}, 'check_finite="all" sums the gradient outside the kernels'),
     ({"clip_norm": 1.0}, "clip_norm takes the gradient's norm outside the kernels"),
-    ({"one_hot": True}, "SoftmaxCrossEntropy computes outside the kernels for these targets"),
 ])
 def test_a_step_that_computes_outside_the_kernels_is_not_replayed(monkeypatch, change, why):
     """What the tape cannot see (a layer that computes with array functions, a penalty, sample weights, a norm,
@@ -616,9 +653,8 @@ def test_a_step_that_computes_outside_the_kernels_is_not_replayed(monkeypatch, c
     def fit(graph):
         model = mlp.build_mlp([8, 16, 3], "relu", dtype="float64", seed=3, dropout=change.get("dropout", 0.0),
                               batch_norm=change.get("batch_norm", False))
-        target = np.eye(3)[y] if change.get("one_hot") else y
         weights = np.linspace(0.5, 1.5, len(y)) if change.get("sample_weight") else None
-        return model.fit(X, target, optimizer=mlp.Adam(1e-2, clip_norm=change.get("clip_norm")), epochs=2,
+        return model.fit(X, y, optimizer=mlp.Adam(1e-2, clip_norm=change.get("clip_norm")), epochs=2,
                          batch_size=32, penalty=change.get("penalty"), sample_weight=weights, graph=graph, seed=0,
                          check_finite=change.get("check_finite", "loss")).loss
 
