@@ -34,8 +34,11 @@ could be captured once and replayed as a CUDA graph. The last, partial batch of 
 own and so arrays of its own, made at its first run: padding it to a full batch would need a mask in every
 mean (the loss, BatchNorm's statistics) and would change today's numbers. Where arrays stay new each step:
 libraries without ``out=`` (array_api_strict, torch on a GPU: the Array API has none; torch CPU tensors write
-through NumPy views), BatchNorm/LayerNorm/Softmax layers, losses without an ``out`` parameter (MSE, soft
-targets), and sample weights.
+through NumPy views), BatchNorm/LayerNorm/Softmax layers, the temporaries of losses written with array functions
+(MSE, soft targets: their gradient is then copied into the program's array), and sample weights.
+
+On NumPy, :class:`StepCalls` replays a full batch's step as the list of its calls, each bound to its arrays: the
+same calls without the Python between them (``fit(graph=...)``, as :class:`StepGraph` on a CUDA device).
 """
 from __future__ import annotations
 
