@@ -270,8 +270,11 @@ class Workspace:
 
     def planned(self, owner, name: str, key: tuple):
         """What ``owner`` kept for its call ``name`` (``keep_plan``) with the very objects of ``key``, else None."""
-        plan = next((plan for kept, plan in self._plans.get((id(owner), name), ())
-                     if len(kept) == len(key) and all(map(operator.is_, kept, key))), None)
+        for kept, plan in self._plans.get((id(owner), name), ()):
+            if len(kept) == len(key) and all(map(operator.is_, kept, key)):
+                break
+        else:
+            plan = None
         if plan is None and self.tape is not None:  # none kept, or these arrays could not be planned
             self.tape.miss(f"{type(owner).__name__}.{name} has no bound calls for these arrays")
         return plan
