@@ -315,6 +315,28 @@ def test_cupy_graph_mode_trains_as_the_eager_steps(batch_norm):
 
 @pytest.mark.gpu
 @pytest.mark.skipif("cupy" not in AVAILABLE, reason="needs CuPy and a CUDA GPU")
+def test_cupy_graph_mode_records_a_loss_written_with_array_functions():
+    """MSE computes with array functions; the step copies its gradient into the program's array, inside the
+    recording too: the replays give the eager run's losses."""
+    import mlp_backend as mlp
+    from mlp_backend.data import make_synthetic
+
+    data = make_synthetic(n_samples=600, n_features=12, n_classes=3, seed=0)
+    target = data.X_train[:, :2] @ np.array([1.0, -2.0])
+
+    def fit(graph):
+        model = mlp.build_mlp([12, 32, 1], "tanh", dropout=0.2, backend="cupy", dtype="float64", seed=0)
+        return model.fit(data.X_train, target, loss="mse", optimizer=mlp.Adam(1e-2), batch_size=64, epochs=2,
+                         seed=1, graph=graph).loss
+
+    eager = fit(False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a recording that fails and falls back fails the test
+        np.testing.assert_allclose(fit(True), eager, rtol=1e-9)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("cupy" not in AVAILABLE, reason="needs CuPy and a CUDA GPU")
 def test_cupy_graph_mode_resumes_bit_identically(tmp_path):
     full, _, _ = _graph_recipe(epochs=2, graph=True)
     path = tmp_path / "ck.safetensors"
