@@ -35,8 +35,8 @@ class Loss:
         raise NotImplementedError
 
     def all_in_ops(self, target) -> bool:
-        """Whether ``value_and_grad`` computes everything through the ``ops`` it is given, for these targets (what a
-        step replayed as its bound calls needs: ``StepCalls``)."""
+        """Whether ``value_and_grad`` computes everything through the ``ops`` it is given, for these targets: a step
+        replayed as its bound calls (``StepCalls``) then makes those ops' calls, else the loss is one Python call."""
         return False
 
     def probabilities(self, xp, output):

@@ -136,7 +136,8 @@ class StepProgram:
 
     def unrecordable(self, y, sample_weight=None) -> str | None:
         """Why this program's step cannot be replayed as its bound calls (``StepCalls``), else None: all it
-        computes must be its layers' planned calls and ops of the kernel set."""
+        computes must be its layers' planned calls, ops of the kernel set, or the loss's and penalty's host calls
+        (``_host_call``)."""
         model = self.model
         layer = next((type(layer).__name__ for layer in model.layers if not layer.plans_its_step), None)
         reasons = (
