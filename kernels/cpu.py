@@ -599,6 +599,8 @@ _NO_FLAGS = np.zeros(1, np.int8)  # a stand-in the kernel never touches
 def record_step(xp, value, counter, losses, record=None, records=None, flags=None, bad=None, grad_sum=None):
     if isinstance(value, np.generic):  # a loss with a penalty added is a NumPy scalar
         value = np.asarray(value)
+    if isinstance(grad_sum, np.generic):  # as is NumPy's sum of the gradient
+        grad_sum = np.asarray(grad_sum)
     call = bind_record_step(xp, value, counter, losses, record, records, flags, bad, grad_sum)
     return NotImplemented if call is None else call()
 

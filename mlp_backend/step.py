@@ -134,19 +134,14 @@ class StepProgram:
         tape = self.workspace.tape
         return self.model.ops if tape is None else tape.ops(self.model.ops)
 
-    def unrecordable(self, y, sample_weight=None) -> str | None:
-        """Why this program's step cannot be replayed as its bound calls (``StepCalls``), else None: all it
-        computes must be its layers' planned calls, ops of the kernel set, or the loss's and penalty's host calls
-        (``_host_call``)."""
-        model = self.model
-        layer = next((type(layer).__name__ for layer in model.layers if not layer.plans_its_step), None)
-        reasons = (
-            (layer is not None, f"a {layer} layer computes outside bound calls"),
-            (sample_weight is not None, "sample weights are applied outside the kernels"),
-            (self.check_finite == "all", 'check_finite="all" sums the gradient outside the kernels'),
-            (self.optimizer.clip_norm is not None, "clip_norm takes the gradient's norm outside the kernels"),
-            (not isinstance(self.comm, SingleProcess), "a distributed step exchanges gradients between processes"))
-        return next((why for bad, why in reasons if bad), None)
+    def unrecordable(self) -> str | None:
+        """Why this program's step cannot be replayed as its bound calls (``StepCalls``), else None. All it computes
+        is its layers' planned calls, ops of the kernel set, and host calls (``_host``: the loss and sample weights,
+        the penalty, the gradient's sum and norm; ``Workspace.host``: a layer that plans nothing), but for a
+        distributed step's exchanges."""
+        if not isinstance(self.comm, SingleProcess):
+            return "a distributed step exchanges gradients between processes"
+        return None
 
     def _run(self, X, y, part, share, sample_weight):
         model, be, xp, ops = self.model, self.model.be, self.model.be.xp, self._ops()
@@ -157,8 +152,8 @@ class StepProgram:
                                        idx=self._buffer(f"idx{n}", (n,), xp.int64),
                                        xb=self._buffer("x", (n, *X.shape[1:]), X.dtype),
                                        yb=self._buffer("y", (n, *y.shape[1:]), y.dtype))
-        wb = None if sample_weight is None else be.take_rows(sample_weight, idx)
-        value = self._forward_backward(xb, yb, wb, step)
+        weights = None if sample_weight is None else (lambda: be.take_rows(sample_weight, idx))
+        value = self._forward_backward(xb, yb, weights, step)
         value = self.comm.reduce_step(value, model.flat_grads, share)
         check = self.check_finite
         record = None
@@ -166,7 +161,7 @@ class StepProgram:
             record = self._buffer("record", self.records.shape[1:])
             record = be.zeros(self.records.shape[1:]) if record is None else record
         # A non-finite element makes the sum non-finite: one pass instead of an isfinite mask.
-        grad_sum = xp.sum(model.flat_grads) if check == "all" else None
+        grad_sum = self._host_call(lambda: (xp.sum(model.flat_grads),))[0] if check == "all" else None
         # the loss into its slot, the step's flag, the update's record (skipped from the first flag on), counter + 1
         ops.record_step(xp, value, self.counter, self.losses, record, self.records, flags=self.flags if check else None,
                         bad=self.bad if check else None, grad_sum=grad_sum)
@@ -174,7 +169,7 @@ class StepProgram:
         if check and not isinstance(self.comm, SingleProcess):
             self.comm.agree(self.bad)  # every replica skips together: the update reads the agreed flag
             skip = self.bad
-        self.optimizer.step(model.flat_params, model.flat_grads, ops, skip=skip, record=record)
+        self.optimizer.step(model.flat_params, model.flat_grads, ops, skip=skip, record=record, host=self._host)
 
     def host_step(self):
         """What a step changes on the host rather than the device, done without the step: the optimizer's count
@@ -184,19 +179,14 @@ class StepProgram:
     def loss_and_gradient(self, X, y, sample_weight=None):
         """The loss of ``(X, y)`` (with the penalty and sample weights) as a 0-d array, and its gradient written
         into ``model.flat_grads``: a step's forward and backward pass without the update. L-BFGS evaluates this."""
-        return self._forward_backward(X, y, sample_weight)
+        return self._forward_backward(X, y, None if sample_weight is None else (lambda: sample_weight))
 
-    def _forward_backward(self, xb, yb, wb=None, step=None):
-        """Forward, loss, backward and penalty of one batch; counts its correct predictions into slot ``step`` (the
-        counter)."""
-        model, be, xp, ops = self.model, self.model.be, self.model.be.xp, self._ops()
-        n = xb.shape[0]
+    def _forward_backward(self, xb, yb, weights=None, step=None):
+        """Forward, loss, backward and penalty of one batch (``weights()``: its sample weights, if any); counts its
+        correct predictions into slot ``step`` (the counter)."""
+        model, xp, ops = self.model, self.model.be.xp, self._ops()
         out = model.forward(xb, training=True)
-        value, grad = self._loss_value_and_grad(xp, ops, out, yb)
-        if wb is not None:  # each row's gradient carries 1/n: reweighted to w_i / sum(w) (allocates)
-            norm = wb / xp.sum(wb)
-            value = xp.sum(self.loss.per_sample(xp, out, yb) * norm)
-            grad = grad * xp.reshape(norm * n, (-1,) + (1,) * (grad.ndim - 1))
+        value, grad = self._loss_value_and_grad(xp, ops, out, yb, weights)
         if self.classify and step is not None:
             ops.count_correct(xp, out, yb, step, self.correct)
         model.backward(grad)
@@ -204,17 +194,22 @@ class StepProgram:
             value = self._add_penalty(value)
         return value
 
-    def _loss_value_and_grad(self, xp, ops, out, yb):
+    def _loss_value_and_grad(self, xp, ops, out, yb, weights=None):
         """The loss and its gradient, the gradient in the program's array (so the layers get the same array at every
-        step). A loss that computes with array functions rather than the kernel set's ops is one host call on a tape
-        recording the step (``_host_call``)."""
+        step). A loss that computes with array functions rather than the kernel set's ops, or with sample weights
+        (``weights()``), is one host call on a tape recording the step (``_host_call``)."""
         loss, be, buffer = self.loss, self.model.be, self._buffer("grad", out.shape)
         kwargs = {"out": buffer} if self._loss_takes_out else {}
-        if loss.all_in_ops(yb):
+        if weights is None and loss.all_in_ops(yb):
             return loss.value_and_grad(xp, ops, out, yb, **kwargs)
 
         def computed():
             value, grad = loss.value_and_grad(xp, self.model.ops, out, yb, **kwargs)
+            if weights is not None:  # each row's gradient carries 1/n: reweighted to w_i / sum(w) (allocates)
+                wb = weights()
+                norm = wb / xp.sum(wb)
+                value = xp.sum(loss.per_sample(xp, out, yb) * norm)
+                grad = grad * xp.reshape(norm * out.shape[0], (-1,) + (1,) * (grad.ndim - 1))
             return value, grad if buffer is None or grad is buffer else be.copy(grad, out=buffer)
         return self._host_call(computed)
 
@@ -230,8 +225,8 @@ class StepProgram:
         return self._host_call(penalised)[0]
 
     def _host_call(self, compute):
-        """``compute()``: a loss value (0-d) and arrays that are the same at every call. While a tape records the
-        step, ``compute`` goes on it as one call, its value written into a 0-d array of its own (the one returned)."""
+        """``compute()``: a value (0-d) and arrays that are the same at every call. While a tape records the step,
+        ``compute`` goes on it as one call, its value written into a 0-d array of its own (the one returned)."""
         value, *arrays = compute()
         tape = self.workspace.tape
         if tape is None:
@@ -242,6 +237,13 @@ class StepProgram:
             kept[...] = compute()[0]
         tape.calls.append(call)
         return (kept, *arrays)
+
+    def _host(self, compute):
+        """``compute()``, which writes into arrays that are the same at every call: now, and on a tape recording the
+        step as one call."""
+        compute()
+        if self.workspace.tape is not None:
+            self.workspace.tape.calls.append(compute)
 
     def read(self, start: int, stop: int) -> StepResults:
         """Host copies of steps ``[start, stop)``: the one synchronisation (and, distributed, one reduction)."""
@@ -280,6 +282,7 @@ class StepCalls:
 
     def __init__(self, program: StepProgram):
         self.program = program
+        program.workspace.hosts_calls = True  # a layer that plans nothing is one host call (Workspace.host)
         self.calls, self.reads, self.replayed = None, None, False  # the tape, the reads it follows, whether it ran
         self.waits = self.tries = 0  # steps to run as usual, then tapes to try, until the next read
 

@@ -570,11 +570,12 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
         Replay each full batch's step as recorded once. On CuPy, one CUDA graph: ``"auto"`` where training runs
         in one process and batches hold at most 1024 samples (larger ones ran faster step by step on an H200); if
         recording fails, a warning and the steps run as usual. On NumPy, the list of the step's kernel calls bound
-        to their arrays, without the Python between them (same bits): ``"auto"`` where the layers are Dense and
-        Dropout (no normalisation layer), there are no sample weights, ``clip_norm`` or ``check_finite="all"``,
-        training runs in one process and an epoch holds at least 3 full batches (a tape is made at every epoch's
-        start); the step runs as usual where a call cannot be bound (a kernel that follows the thread count). ``True`` to require it (an error where it
-        cannot), ``False`` to run each step's Python. The last, partial batch of an epoch runs as usual.
+        to their arrays, without the Python between them (same bits; what is written with array functions, as
+        BatchNorm, a loss with sample weights or ``clip_norm``'s norm, is one Python call in the list): ``"auto"``
+        where training runs in one process and an epoch holds at least 3 full batches (a tape is made at every
+        epoch's start); the step runs as usual where a call cannot be bound (a kernel that follows the thread
+        count). ``True`` to require it (an error where it cannot), ``False`` to run each step's Python. The last,
+        partial batch of an epoch runs as usual.
 
     Returns
     -------
@@ -609,7 +610,7 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
              if comm.is_root or not cb.root_only]
     program = StepProgram(model, loss, optimizer, steps=batches.steps, batch_size=batches.size, penalty=penalty,
                           check_finite=check_finite, comm=comm)
-    replayed = _step_graph(graph, program, yd, weights)
+    replayed = _step_graph(graph, program, yd)
     reader = _Reader(program, state, batches, hooks)
     for cb in hooks:
         cb.on_train_begin(state)
@@ -638,7 +639,7 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
 GRAPH_AUTO_MAX_BATCH = 1024
 
 
-def _step_graph(graph, program, y, sample_weight):
+def _step_graph(graph, program, y):
     """``fit``'s ``graph``: what replays full batches (a StepCalls on NumPy, a StepGraph on a device that records
     graphs), or None where they run as usual."""
     if graph not in ("auto", True, False):
@@ -647,7 +648,7 @@ def _step_graph(graph, program, y, sample_weight):
     if graph is False or (graph == "auto" and not be.replays_calls and program.batch_size > GRAPH_AUTO_MAX_BATCH):
         return None
     if be.replays_calls:  # the calls a step makes, at any batch size
-        why = program.unrecordable(y, sample_weight)
+        why = program.unrecordable()
         if why is None and graph == "auto" and y.shape[0] // program.batch_size < StepCalls.MIN_FULL_BATCHES:
             return None
         if why is None:

@@ -460,9 +460,6 @@ def test_graph_mode_resumes_from_a_checkpoint_as_an_uninterrupted_run(monkeypatc
 def test_graph_mode_asked_where_no_step_can_be_recorded_is_an_error_and_auto_falls_back(monkeypatch):
     X, y = blobs()
     model, opt, _ = recipe()
-    with pytest.raises(ValueError, match="no training step can be recorded here: clip_norm takes the gradient's "
-                                         "norm outside the kernels"):
-        model.fit(X, y, optimizer=opt, epochs=1, graph=True)
     with pytest.raises(ValueError, match="graph must be 'auto', True or False, got 'sometimes'"):
         model.fit(X, y, optimizer=opt, epochs=1, graph="sometimes")
     model, opt, _ = recipe()
@@ -639,30 +636,60 @@ def test_a_step_with_a_call_that_does_not_bind_runs_as_usual(monkeypatch):
     assert len(runs) == 3 * 7
 
 
-@pytest.mark.parametrize("change, why", [
-    ({"batch_norm": True}, "a BatchNorm1d layer computes outside bound calls"),
-    ({"sample_weight": True}, "sample weights are applied outside the kernels"),
-    ({"check_finite": "all"}, 'check_finite="all" sums the gradient outside the kernels'),
-    ({"clip_norm": 1.0}, "clip_norm takes the gradient's norm outside the kernels"),
-])
-def test_a_step_that_computes_outside_the_kernels_is_not_replayed(monkeypatch, change, why):
-    """What the tape cannot see (a layer that computes with array functions, a penalty, sample weights, a norm,
-    soft targets) keeps the step in Python: "auto" runs it as usual and True says why."""
-    X, y = blobs()
+def _model(layers):
+    """Dense layers, or with layers that plan nothing (their forward and backward are host calls of the replayed
+    step)."""
+    if layers in ("dense", "batch_norm"):
+        return mlp.build_mlp([8, 16, 12, 3], "relu", dtype="float64", seed=1, dropout=0.2 * (layers == "batch_norm"),
+                             batch_norm=layers == "batch_norm")
+    return mlp.Sequential([mlp.Dense(8, 16), mlp.LayerNorm(16), mlp.GELU(), mlp.Dropout(0.2), mlp.Dense(16, 12),
+                           mlp.Tanh(), mlp.Dense(12, 3)], dtype="float64", seed=1)
+
+
+@pytest.mark.parametrize("change", [{"layers": "batch_norm"}, {"layers": "layer_norm_and_activation_layers"},
+                                    {"sample_weight": True}, {"check_finite": "all"}, {"clip_norm": 0.5},
+                                    {"sample_weight": True, "clip_norm": 0.5, "layers": "batch_norm"}])
+def test_a_step_with_work_written_with_array_functions_is_replayed_with_it_as_host_calls(monkeypatch, change):
+    """What is written with array functions rather than bound calls (a layer that plans nothing: BatchNorm,
+    LayerNorm, activation layers; sample weights; check_finite="all"'s sum; clip_norm's norm) is one host call of the
+    replayed step, its result in an array of the program's: the eager steps' bits, BatchNorm's running statistics
+    included."""
+    X, y = blobs(250)  # 6 full batches of 32 and a partial one of 8
+    weights = np.linspace(0.5, 1.5, len(y)) if change.get("sample_weight") else None
 
     def fit(graph):
-        model = mlp.build_mlp([8, 16, 3], "relu", dtype="float64", seed=3, dropout=change.get("dropout", 0.0),
-                              batch_norm=change.get("batch_norm", False))
-        weights = np.linspace(0.5, 1.5, len(y)) if change.get("sample_weight") else None
-        return model.fit(X, y, optimizer=mlp.Adam(1e-2, clip_norm=change.get("clip_norm")), epochs=2,
-                         batch_size=32, penalty=change.get("penalty"), sample_weight=weights, graph=graph, seed=0,
-                         check_finite=change.get("check_finite", "loss")).loss
+        model = _model(change.get("layers", "dense"))
+        opt = mlp.Adam(1e-2, clip_norm=change.get("clip_norm"), schedule=mlp.StepDecay(0.5, every=7))
+        history = model.fit(X, y, optimizer=opt, epochs=3, batch_size=32, penalty=mlp.L2(1e-3), sample_weight=weights,
+                            check_finite=change.get("check_finite", "loss"), seed=0, threads=1, graph=graph)
+        return history, model, opt
 
-    eager = fit(False)
+    eager, model, opt = fit(False)
     runs = _count_program_runs(monkeypatch)
-    assert fit("auto") == eager and len(runs) == 2 * -(-len(y) // 32)
-    with pytest.raises(ValueError, match=f"graph=True, but no training step can be recorded here: {why}"):
-        fit(True)
+    replayed, model2, opt2 = fit(True)
+    assert replayed.loss == eager.loss and replayed.train_accuracy == eager.train_accuracy
+    np.testing.assert_array_equal(model2.flat_params, model.flat_params)
+    for name, state in opt.state.items():
+        np.testing.assert_array_equal(opt2.state[name], state)
+    for layer, layer2 in zip(model.layers, model2.layers):
+        for name, buffer in layer.buffers.items():
+            np.testing.assert_array_equal(layer2.buffers[name], buffer)
+    # through the program: the fit's first step, each epoch's taped step and its partial batch
+    assert len(runs) == 1 + 3 * 2, len(runs)
+
+
+def test_graph_true_where_a_step_cannot_be_replayed_is_an_error():
+    """A distributed step exchanges gradients between processes: not a list of calls to replay."""
+    from mlp_backend.train import _step_graph
+
+    X, y = blobs()
+    model, opt, _ = recipe()
+    opt.init(model.be, model.flat_params)
+    program = StepProgram(model, SoftmaxCrossEntropy(), opt, steps=5, batch_size=32, comm=object())
+    with pytest.raises(ValueError, match="graph=True, but no training step can be recorded here: a distributed step "
+                                         "exchanges gradients between processes"):
+        _step_graph(True, program, y)
+    assert _step_graph("auto", program, y) is None
 
 
 def test_a_replayed_step_stops_at_a_non_finite_loss_before_its_update(monkeypatch):
@@ -681,3 +708,36 @@ def test_a_replayed_step_stops_at_a_non_finite_loss_before_its_update(monkeypatc
     message, params, count = diverge(True)
     assert message == eager[0] and count == eager[2] == 5 and len(runs) == 2
     np.testing.assert_array_equal(params, eager[1])
+
+
+def test_a_replayed_step_stops_at_a_non_finite_gradient_with_check_finite_all(monkeypatch):
+    """check_finite="all" sums the gradient in a host call of the replayed step, made again at every replay: a
+    gradient that turns infinite under a finite loss stops fit at that step, before its update."""
+    from mlp_backend.losses import MeanSquaredError
+
+    class InfGradAt(MeanSquaredError):
+        def __init__(self, call):
+            super().__init__()
+            self.call, self.calls = call, 0
+
+        def value_and_grad(self, xp, ops, output, target):
+            value, grad = super().value_and_grad(xp, ops, output, target)
+            self.calls += 1
+            if self.calls == self.call:
+                grad = grad.copy()
+                grad[0, 0] = float("inf")
+            return value, grad
+
+    def diverge(graph):
+        X, _ = blobs()
+        model, opt = mlp.build_mlp([8, 16, 2], "relu", dtype="float64", seed=3), mlp.Adam(1e-2)
+        with pytest.raises(FloatingPointError, match="gradient became non-finite at epoch 1, step 6 "):
+            model.fit(X, X[:, :2], loss=InfGradAt(6), optimizer=opt, epochs=1, batch_size=10, shuffle=False,
+                      check_finite="all", graph=graph)
+        return model.flat_params.copy(), opt.step_count
+
+    eager = diverge(False)
+    runs = _count_program_runs(monkeypatch)
+    params, count = diverge(True)
+    assert count == eager[1] == 5 and len(runs) == 2
+    np.testing.assert_array_equal(params, eager[0])

@@ -257,7 +257,9 @@ class Workspace:
 
     It also keeps what a layer planned (``keep_plan``): the calls its step made, bound to these arrays
     (``Backend.bind``, ``kernels.bind``), which it then makes alone while its inputs are the same objects
-    (``planned``).
+    (``planned``). A layer that plans nothing (BatchNorm, LayerNorm, a layer of the user's) is, where steps are
+    replayed as their calls (``hosts_calls``), one host call whose result is copied into an array of here
+    (``host``).
     """
 
     PLANS_PER_CALL = 4  # a full batch's and the last, partial batch's, and a few more; then no more plans
@@ -267,6 +269,7 @@ class Workspace:
         self._arrays: dict = {}
         self._plans: dict = {}
         self.tape: Tape | None = None  # while set, the planned calls made are also written on it
+        self.hosts_calls = False  # set where steps are replayed as their calls (StepCalls): see host
 
     def planned(self, owner, name: str, key: tuple):
         """What ``owner`` kept for its call ``name`` (``keep_plan``) with the very objects of ``key``, else None."""
@@ -285,6 +288,23 @@ class Workspace:
             call()
         if self.tape is not None:
             self.tape.calls.extend(calls)
+
+    def host(self, owner, name: str, compute):
+        """``compute()``, a call of ``owner``'s written with array functions, with its result (an array or None) copied
+        into an array of here: the calls after it then see the same array at every step, as a planned call's. While a
+        tape records the step it goes on it as one call that computes and copies again."""
+        result = compute()
+        out = None if result is None else self.get(owner, f"{name} result", result.shape, result.dtype)
+        if out is None:
+            call = compute
+        else:
+            self.be.copy(result, out=out)
+
+            def call():
+                self.be.copy(compute(), out=out)
+        if self.tape is not None:
+            self.tape.calls.append(call)
+        return result if out is None else out
 
     def keep_plan(self, owner, name: str, key: tuple, make):
         """Keep what ``make()`` returns (its bound calls and the arrays they write; None: these objects cannot be

@@ -15,8 +15,8 @@ from __future__ import annotations
 class Layer:
     kind = "layer"
     workspace = None  # set by the step program for the length of a step
-    # whether a training step's work in this layer is all calls it planned (``Workspace.run``): a step replayed as
-    # its bound calls (``StepCalls``) needs every layer so
+    # whether a training step's work in this layer is all calls it planned (``Workspace.run``); a step replayed as
+    # its bound calls (``StepCalls``) makes another layer's forward and backward whole, as host calls
     plans_its_step = False
 
     def scratch(self, name: str, shape, dtype=None):

@@ -247,7 +247,7 @@ class Sequential:
             (N, outputs) in the model's backend.
         """
         for layer in self.layers:
-            x = layer.forward(x, training)
+            x = _step_call(layer, layer.forward, x, training)
         return x
 
     __call__ = forward
@@ -267,7 +267,7 @@ class Sequential:
         """
         last = len(self.layers) - 1
         for i in range(last, -1, -1):
-            dy = self.layers[i].backward(dy, need_input_grad=i > 0)
+            dy = _step_call(self.layers[i], self.layers[i].backward, dy, i > 0)
         return dy
 
     def backward_to_input(self, dy: ArrayLike) -> ArrayLike:
@@ -503,6 +503,15 @@ def _restore(config, backend, device, seed, rng_state, kernel_mode, state, loss,
         name, cfg, values = opt_state
         model.optimizer = Optimizer.rebuild(name, cfg, values, model.be, model.flat_params)
     return model
+
+
+def _step_call(layer: Layer, method: Callable, *args):
+    """``method(*args)``, a layer's forward or backward; in a step that may be replayed as its calls, a layer that plans
+    nothing is one host call (``Workspace.host``)."""
+    ws = layer.workspace
+    if ws is None or not ws.hosts_calls or layer.plans_its_step:
+        return method(*args)
+    return ws.host(layer, method.__name__, lambda: method(*args))
 
 
 def build_mlp(sizes: Sequence[int], activation: str = "relu", *, alpha: float | None = None,

@@ -161,12 +161,14 @@ class Optimizer:
                                                "skip": 0.0}))
         return rows
 
-    def step(self, params, grads, ops, skip=None, record=None):
+    def step(self, params, grads, ops, skip=None, record=None, host=None):
         """One update of the flat ``params`` from the flat ``grads``; call ``init`` first.
 
         ``skip``: a 0-d device array; where it is non-zero the kernel writes nothing (the step program's flag
         for a non-finite loss), read on the device, not here. The step count advances either way. ``record``:
-        this update's row of ``records()`` already on the device (else it is built here, and copied).
+        this update's row of ``records()`` already on the device (else it is built here, and copied). ``host``:
+        what runs the record's completion written with array functions (the clipping factor, the skip flag): a
+        step program's, which replays it with the step (default: run it now).
         """
         if not self.is_initialised_for(params):
             raise RuntimeError("optimizer state is not initialised for these parameters; call init(backend, params)")
@@ -174,12 +176,17 @@ class Optimizer:
         if record is None:
             record = self.be.asarray(self.records(1)[0])  # the parameters' dtype and device
         self.step_count += 1
+        if self.clip_norm is not None or skip is not None:
+            (host or _now)(lambda: self._complete(xp, grads, skip, record))
+        self.apply(ops, xp, params, grads, record)
+
+    def _complete(self, xp, grads, skip, record):
+        """The record's clipping factor (computed on the device: no host read of the norm) and skip flag."""
         scale = self.grad_scale(xp, grads)
-        if scale is not None:  # computed on the device: no host read of the norm
+        if scale is not None:
             record[hyper.GRAD_SCALE] = scale
         if skip is not None:
             record[hyper.SKIP] = xp.astype(skip, record.dtype)
-        self.apply(ops, xp, params, grads, record)
 
     def apply(self, ops, xp, params, grads, record):
         states = [self.state[n] for n in self.state_names]
@@ -187,6 +194,10 @@ class Optimizer:
 
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.config().items() if v)})"
+
+
+def _now(compute):
+    compute()
 
 
 class SGD(Optimizer):
