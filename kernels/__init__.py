@@ -34,6 +34,8 @@ OPS = (
     "count_correct",
     "record_step",
     "l2_penalty",
+    "norm_forward",
+    "norm_backward",
 )
 MODES = ("auto", "numba", "reference")
 FUSED_MODULES: dict[str, str] = {}  # library -> its module here, as each backend class registers it

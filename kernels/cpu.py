@@ -473,6 +473,138 @@ def l2_penalty(xp, w, g, lam, scratch=None):
     return squares
 
 
+# -- normalisation layers ----------------------------------------------------------------------
+# Sums in float64 (each feature's over the batch in one vectorised pass down the rows, each sample's over its
+# features with reassociation), two passes for the variance: a few passes over the batch where the reference makes
+# about fifteen array operations forward and twelve backward.
+@njit(**_JIT)
+def _norm_forward_columns(x, gamma, beta, eps, y, xhat, inv_std, running_mean, running_var, momentum, update):
+    n, f = x.shape
+    mean, var = np.zeros(f), np.zeros(f)
+    for i in range(n):
+        for j in range(f):
+            mean[j] += x[i, j]
+    for j in range(f):
+        mean[j] /= n
+    for i in range(n):
+        for j in range(f):
+            d = x[i, j] - mean[j]
+            var[j] += d * d
+    for j in range(f):
+        var[j] /= n
+        inv_std[j] = 1.0 / np.sqrt(var[j] + eps)
+        if update:  # the running variance is unbiased, as torch's
+            running_mean[j] = (1.0 - momentum) * running_mean[j] + momentum * mean[j]
+            running_var[j] = (1.0 - momentum) * running_var[j] + momentum * var[j] * (n / (n - 1))
+    for i in range(n):
+        for j in range(f):
+            h = (x[i, j] - mean[j]) * inv_std[j]
+            xhat[i, j] = h
+            y[i, j] = h * gamma[j] + beta[j]
+
+
+@njit(**_JIT)
+def _norm_forward_rows(x, gamma, beta, eps, y, xhat, inv_std):
+    n, f = x.shape
+    for i in range(n):
+        total = 0.0
+        for j in range(f):
+            total += x[i, j]
+        mean, squares = total / f, 0.0
+        for j in range(f):
+            d = x[i, j] - mean
+            squares += d * d
+        inv_std[i, 0] = 1.0 / np.sqrt(squares / f + eps)
+        for j in range(f):
+            h = (x[i, j] - mean) * inv_std[i, 0]
+            xhat[i, j] = h
+            y[i, j] = h * gamma[j] + beta[j]
+
+
+@njit(**_JIT)
+def _norm_backward(dy, xhat, inv_std, gamma, axis, dgamma, dbeta, dx, input_grad):
+    n, f = dy.shape
+    g_sum, b_sum = np.zeros(f), np.zeros(f)  # dgamma's and dbeta's column sums
+    for i in range(n):
+        for j in range(f):
+            b_sum[j] += dy[i, j]
+            g_sum[j] += dy[i, j] * xhat[i, j]
+    for j in range(f):
+        dgamma[j] = g_sum[j]
+        dbeta[j] = b_sum[j]
+    if not input_grad:
+        return
+    # dx = inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dy * gamma, means along `axis`
+    for i in range(n):
+        if axis == 0:
+            for j in range(f):
+                dx[i, j] = inv_std[0, j] * gamma[j] * (dy[i, j] - b_sum[j] / n - xhat[i, j] * (g_sum[j] / n))
+        else:
+            mean_d, mean_dx = 0.0, 0.0
+            for j in range(f):
+                d = dy[i, j] * gamma[j]
+                mean_d += d
+                mean_dx += d * xhat[i, j]
+            mean_d, mean_dx = mean_d / f, mean_dx / f
+            for j in range(f):
+                dx[i, j] = inv_std[i, 0] * (dy[i, j] * gamma[j] - mean_d - xhat[i, j] * mean_dx)
+
+
+def _norm_shapes_fit(x, gamma, axis, inv_std):
+    return (x.ndim == 2 and axis in (0, 1) and gamma.shape == (x.shape[1],)
+            and inv_std.shape == ((x.shape[1],) if axis == 0 else (x.shape[0], 1)))
+
+
+def norm_forward(xp, x, gamma, beta, eps, axis, running=None, out=None):
+    if out is None and type(x) is np.ndarray and x.ndim == 2:
+        out = (np.empty_like(x), np.empty_like(x), np.empty((x.shape[1],) if axis == 0 else (x.shape[0], 1), x.dtype))
+    call = None if out is None else bind_norm_forward(xp, x, gamma, beta, eps, axis, running, out)
+    return NotImplemented if call is None else call()
+
+
+def bind_norm_forward(xp, x, gamma, beta, eps, axis, running=None, out=None):
+    if out is None:
+        return None
+    y, xhat, inv_std = out
+    rm, rv, momentum = running if running is not None else (None, None, 0.0)
+    if not (_fusable(x, gamma, beta, y, xhat, inv_std, rm, rv) and _norm_shapes_fit(x, gamma, axis, inv_std)
+            and y.shape == xhat.shape == x.shape and (running is None or (axis == 0 and rm.shape == rv.shape == gamma.shape
+                                                                           and x.shape[0] > 1))):
+        return None
+    if axis == 1:
+        kernel, args = _norm_forward_rows, (x, gamma, beta, float(eps), y, xhat, inv_std)
+    else:  # without running statistics gamma stands in for them: the kernel does not touch it
+        kernel, args = _norm_forward_columns, (x, gamma, beta, float(eps), y, xhat, inv_std, gamma if rm is None else rm,
+                                               gamma if rv is None else rv, float(momentum), running is not None)
+
+    def call():
+        kernel(*args)
+        return out
+    return call
+
+
+def norm_backward(xp, dy, xhat, inv_std, gamma, axis, dgamma, dbeta, input_grad=True, out=None):
+    if input_grad and out is None and type(dy) is np.ndarray:
+        out = np.empty_like(dy)
+    call = bind_norm_backward(xp, dy, xhat, inv_std, gamma, axis, dgamma, dbeta, input_grad, out)
+    return NotImplemented if call is None else call()
+
+
+def bind_norm_backward(xp, dy, xhat, inv_std, gamma, axis, dgamma, dbeta, input_grad=True, out=None):
+    if not (_fusable(dy, xhat, inv_std, gamma, dgamma, dbeta, out) and _norm_shapes_fit(dy, gamma, axis, inv_std)
+            and xhat.shape == dy.shape and dgamma.shape == dbeta.shape == gamma.shape
+            and (out.shape == dy.shape if input_grad else out is None)):
+        return None
+    # inv_std as a row (axis 0) or a column (axis 1): one 2-D type for both; dy stands in for an output not wanted
+    args = (dy, xhat, inv_std.reshape(1, -1) if axis == 0 else inv_std, gamma, axis, dgamma, dbeta,
+            dy if out is None else out, bool(input_grad))
+
+    def call():
+        _norm_backward(*args)
+        return out
+    return call
+
+
 # -- optimizer updates -------------------------------------------------------------------------
 # One loop per rule of the optimizer table, its code a compile-time constant (as for the activations). The
 # step's scalars arrive as the record ``hp`` in the parameters' dtype (float32 updates stay in float32 SIMD

@@ -127,6 +127,49 @@ def l2_penalty(xp, w, g, lam: float, scratch=None):
     return scratch
 
 
+# -- normalisation layers ------------------------------------------------------------------
+def norm_forward(xp, x, gamma, beta, eps, axis, running=None, out=None):
+    """Normalisation of a 2-D ``x`` by its statistics over ``axis`` (0: each feature over the batch, BatchNorm in
+    training; 1: each sample over its features, LayerNorm), scaled by ``gamma`` and shifted by ``beta``.
+
+    Returns ``(y, xhat, inv_std)``: the output, the normalised input and ``1 / sqrt(var + eps)`` (shape ``(F,)`` for
+    axis 0, ``(N, 1)`` for axis 1), what ``norm_backward`` needs; written into the arrays of ``out`` when given.
+    ``running``: BatchNorm's ``(mean, var, momentum)``, updated in place with the batch's statistics (the variance
+    unbiased, as torch's)."""
+    mean = xp.mean(x, axis=axis, keepdims=axis == 1)
+    var = xp.var(x, axis=axis, keepdims=axis == 1)
+    if running is not None:
+        rm, rv, m = running
+        n = x.shape[0]
+        rm[...] = (1 - m) * rm + m * mean
+        rv[...] = (1 - m) * rv + m * var * (n / (n - 1))
+    inv_std = 1.0 / xp.sqrt(var + eps)
+    xhat = (x - mean) * inv_std
+    results = (xhat * gamma + beta, xhat, inv_std)
+    if out is None:
+        return results
+    for target, value in zip(out, results):
+        target[...] = value
+    return out
+
+
+def norm_backward(xp, dy, xhat, inv_std, gamma, axis, dgamma, dbeta, input_grad=True, out=None):
+    """The backward of ``norm_forward``: the gradients of ``gamma`` and ``beta`` written into ``dgamma`` and
+    ``dbeta``; returns the input's gradient (written into ``out`` when given), or None without ``input_grad``."""
+    dgamma[...] = xp.sum(dy * xhat, axis=0)
+    dbeta[...] = xp.sum(dy, axis=0)
+    if not input_grad:
+        return None
+    dxhat = dy * gamma
+    # d/dx of (x - mean) / std with the statistics along `axis`
+    dx = inv_std * (dxhat - xp.mean(dxhat, axis=axis, keepdims=True)
+                    - xhat * xp.mean(dxhat * xhat, axis=axis, keepdims=True))
+    if out is None:
+        return dx
+    out[...] = dx
+    return out
+
+
 # -- optimizer updates over flat buffers -----------------------------------------------------
 def optimizer_update(xp, rule, p, g, s0, s1, hp):
     """One update of ``p`` and its state arrays ``s0``, ``s1`` (None where the rule has fewer) by the

@@ -1,9 +1,9 @@
 """Compile the Numba CPU kernels into the on-disk cache: ``python -m mlp_backend.warmup [--all]``.
 
 ``setup.sh`` runs it so that a user's first training epoch is not a silent compile. Each group of kernels (the
-losses with the step's bookkeeping, each activation's two passes, each optimizer rule) is called through the kernel
-registry in float32 and float64, on one process per core, with a line as each group is ready: ``[k/n] float32 relu
-(12 s)``. By default the serial kernels, which every batch below the parallel cut-over uses (the default job's
+losses with the step's bookkeeping, the normalisation layers', each activation's two passes, each optimizer rule) is
+called through the kernel registry in float32 and float64, on one process per core, with a line as each group is
+ready: ``[k/n] float32 relu (12 s)``. By default the serial kernels, which every batch below the parallel cut-over uses (the default job's
 all); ``--all`` also the parallel ones, which otherwise compile (once, cached) the first time an array of a million
 elements or more meets them.
 """
@@ -20,7 +20,7 @@ def groups() -> list[str]:
     from .kernels.activations import ACTIVATIONS
     from .kernels.optimizers import RULES
 
-    return ["losses", *ACTIVATIONS, *(f"optimizer {rule}" for rule in RULES)]
+    return ["losses", "normalisation", *ACTIVATIONS, *(f"optimizer {rule}" for rule in RULES)]
 
 
 def compile_group(group: str, dtype: str, parallel: bool = False) -> str:
@@ -50,6 +50,12 @@ def compile_group(group: str, dtype: str, parallel: bool = False) -> str:
             records = np.zeros((rows, len(hyper.FIELDS["adam"])), dtype)  # an update's record: the skip slot too
             cpu.record_step(xp, z[0, 0].reshape(()), np.zeros(1, np.int64), np.zeros(rows, dtype), records[0].copy(),
                             records, flags=np.zeros(rows, np.int8), bad=np.zeros((), dtype))
+        elif group == "normalisation":  # BatchNorm1d's (with running statistics) and LayerNorm's
+            gamma = np.ones(cols, dtype)
+            for axis in (0, 1):
+                y, xhat, inv_std = cpu.norm_forward(xp, z, gamma, b, 1e-5, axis,
+                                                    (b.copy(), gamma.copy(), 0.1) if axis == 0 else None)
+                cpu.norm_backward(xp, z, xhat, inv_std, gamma, axis, b.copy(), b.copy())
         elif group.startswith("optimizer "):
             rule = group.split()[1]
             p, g = z.reshape(-1).copy(), z.reshape(-1)

@@ -300,6 +300,50 @@ def test_l2_penalty_in_one_pass_has_the_separate_passes_bits(dtype, shape, given
     assert cpu_module.l2_penalty(xp, w, g[:, :1], lam) is NotImplemented  # shapes that differ: the reference's
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("shape", [(2, 1), (64, 500), (7, 3)])
+def test_norm_forward_and_backward_in_few_passes_match_the_reference(dtype, axis, shape):
+    """BatchNorm's (axis 0, with running statistics) and LayerNorm's (axis 1) normalisation and its backward, summed in
+    float64: the reference's numbers to rounding, into the caller's arrays; what they cannot take goes to the
+    reference."""
+    rng = np.random.default_rng(12)
+    x, dy = (rng.normal(size=shape).astype(dtype) * 3 + 1 for _ in range(2))
+    gamma, beta = rng.normal(size=shape[1]).astype(dtype), rng.normal(size=shape[1]).astype(dtype)
+    running = [(np.full(shape[1], 0.5, dtype), np.full(shape[1], 2.0, dtype), 0.1) if axis == 0 else None
+               for _ in range(2)]
+    inv_shape = (shape[1],) if axis == 0 else (shape[0], 1)
+    out = (np.empty_like(x), np.empty_like(x), np.empty(inv_shape, dtype))
+    fused = cpu_module.norm_forward(xp, x, gamma, beta, 1e-5, axis, running[0], out=out)
+    expected = reference.norm_forward(xp, x, gamma, beta, 1e-5, axis, running[1])
+    assert all(a is b for a, b in zip(fused, out))
+
+    def near(a, b, scale):
+        """Equal to the rounding of sums whose terms reach ``scale`` (the reference sums in the data's dtype)."""
+        rtol = 1e-12 if dtype == np.float64 else 1e-5
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * scale)
+
+    for a, b in zip(fused, expected):
+        near(a, b, np.abs(b).max())
+    if axis == 0:
+        for a, b in zip(running[0][:2], running[1][:2]):
+            near(a, b, np.abs(b).max())
+    grads = [np.full(shape[1], np.nan, dtype) for _ in range(4)]
+    into = np.empty_like(x)
+    dx = cpu_module.norm_backward(xp, dy, fused[1], fused[2], gamma, axis, grads[0], grads[1], out=into)
+    expected_dx = reference.norm_backward(xp, dy, expected[1], expected[2], gamma, axis, grads[2], grads[3])
+    assert dx is into
+    xhat = expected[1].astype(np.float64)
+    near(dx, expected_dx, np.abs(expected[2]).max() * np.abs(dy * gamma).max() * (2 + np.abs(xhat).max() ** 2))
+    near(grads[0], grads[2], np.abs(dy * xhat).sum(axis=0).max())
+    near(grads[1], grads[3], np.abs(dy).sum(axis=0).max())
+    assert cpu_module.norm_backward(xp, dy, fused[1], fused[2], gamma, axis, *grads[:2], input_grad=False) is None
+    # not this module's: another dtype's running statistics, a gamma of another width
+    other = (running[0][0].astype(np.float16), running[0][1], 0.1) if axis == 0 else None
+    assert axis == 1 or cpu_module.norm_forward(xp, x, gamma, beta, 1e-5, axis, other) is NotImplemented
+    assert cpu_module.norm_forward(xp, x, gamma[:1], beta[:1], 1e-5, axis, None) is NotImplemented or shape[1] == 1
+
+
 def test_parallel_kernels_are_deterministic(monkeypatch):
     monkeypatch.setattr(cpu_module, "PARALLEL_MIN_ELEMENTS", 1)
     assert cpu_module._pick(cpu_module._XENT, 4096 * 100) is cpu_module._XENT[1]  # the parallel kernel runs

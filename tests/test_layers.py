@@ -96,11 +96,12 @@ def test_dense_forward_backward_match_torch(case, act):
 
 @pytest.mark.skipif("torch" not in AVAILABLE, reason="torch oracle not installed")
 @pytest.mark.parametrize("kind", ["batchnorm", "layernorm"])
-def test_norm_layers_match_torch(kind):
+@pytest.mark.parametrize("mode", ["auto", "reference"])
+def test_norm_layers_match_torch(kind, mode):
     rng = np.random.default_rng(5)
     x, dy = rng.normal(size=(8, 6)), rng.normal(size=(8, 6))
     layer = mlp.BatchNorm1d(6) if kind == "batchnorm" else mlp.LayerNorm(6)
-    model = mlp.Sequential([layer], dtype="float64")
+    model = mlp.Sequential([layer], dtype="float64", kernels=mode)
     tl = torch.nn.BatchNorm1d(6).double() if kind == "batchnorm" else torch.nn.LayerNorm(6).double()
     tx = torch.tensor(x, requires_grad=True)
     ty = tl(tx)

@@ -25,25 +25,27 @@ class _Norm(Layer):
             raise ValueError(f"{type(self).__name__} expects {self.num_features} features, gets {in_features}")
         return in_features
 
-    def _normalise(self, x, mean, var, axis):
-        xp = self.be.xp
-        self._inv_std = 1.0 / xp.sqrt(var + self.eps)
-        self._xhat = (x - mean) * self._inv_std
+    def _normalise(self, x, axis, running=None):
+        """``x`` normalised by its own statistics over ``axis`` (the kernel set's ``norm_forward``), keeping what the
+        backward needs in the step program's arrays."""
+        if x.ndim != 2:
+            raise ValueError(f"{type(self).__name__} takes (N, features) input, got shape {tuple(x.shape)}")
+        out = (self.scratch("y", x.shape), self.scratch("xhat", x.shape),
+               self.scratch("inv_std", (x.shape[1],) if axis == 0 else (x.shape[0], 1)))
+        y, self._xhat, self._inv_std = self.ops.norm_forward(
+            self.be.xp, x, self.params["gamma"], self.params["beta"], self.eps, axis, running,
+            out=None if out[0] is None else out)
         self._axis = axis
-        return self._xhat * self.params["gamma"] + self.params["beta"]
+        return y
 
     def backward(self, dy, need_input_grad=True):
-        xp, axis, xhat = self.be.xp, self._axis, self._xhat
-        self.be.compute("sum", dy * xhat, axis=0, out=self.grads["gamma"])
-        self.be.compute("sum", dy, axis=0, out=self.grads["beta"])
-        if not need_input_grad:
-            return None
-        if axis is None:  # BatchNorm in eval mode: a fixed affine map
-            return dy * (self.params["gamma"] * self._inv_std)
-        dxhat = dy * self.params["gamma"]
-        # d/dx of (x - mean) / std with batch statistics along `axis`
-        return self._inv_std * (dxhat - xp.mean(dxhat, axis=axis, keepdims=True)
-                                - xhat * xp.mean(dxhat * xhat, axis=axis, keepdims=True))
+        if self._axis is None:  # BatchNorm in eval mode: a fixed affine map
+            self.be.compute("sum", dy * self._xhat, axis=0, out=self.grads["gamma"])
+            self.be.compute("sum", dy, axis=0, out=self.grads["beta"])
+            return dy * (self.params["gamma"] * self._inv_std) if need_input_grad else None
+        return self.ops.norm_backward(self.be.xp, dy, self._xhat, self._inv_std, self.params["gamma"], self._axis,
+                                      self.grads["gamma"], self.grads["beta"], need_input_grad,
+                                      out=self.scratch("dx", dy.shape) if need_input_grad else None)
 
 
 class BatchNorm1d(_Norm):
@@ -74,19 +76,14 @@ class BatchNorm1d(_Norm):
         return {"running_mean": np.zeros(self.num_features), "running_var": np.ones(self.num_features)}
 
     def forward(self, x, training=False):
-        xp = self.be.xp
-        if not training:
-            return self._normalise(x, self.buffers["running_mean"], self.buffers["running_var"], None)
-        n = x.shape[0]
-        if n < 2:
-            raise ValueError("BatchNorm1d needs at least 2 samples per batch in training")
-        mean = xp.mean(x, axis=0)
-        var = xp.var(x, axis=0)
-        m = self.momentum
         rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
-        rm[...] = (1 - m) * rm + m * mean
-        rv[...] = (1 - m) * rv + m * var * (n / (n - 1))  # running variance is unbiased, as in torch
-        return self._normalise(x, mean, var, 0)
+        if not training:  # a fixed affine map by the running statistics
+            self._inv_std = 1.0 / self.be.xp.sqrt(rv + self.eps)
+            self._xhat, self._axis = (x - rm) * self._inv_std, None
+            return self._xhat * self.params["gamma"] + self.params["beta"]
+        if x.shape[0] < 2:
+            raise ValueError("BatchNorm1d needs at least 2 samples per batch in training")
+        return self._normalise(x, 0, running=(rm, rv, self.momentum))
 
 
 class LayerNorm(_Norm):
@@ -106,7 +103,4 @@ class LayerNorm(_Norm):
         return {"num_features": self.num_features, "eps": self.eps}
 
     def forward(self, x, training=False):
-        xp = self.be.xp
-        mean = xp.mean(x, axis=1, keepdims=True)
-        var = xp.var(x, axis=1, keepdims=True)
-        return self._normalise(x, mean, var, 1)
+        return self._normalise(x, 1)
