@@ -41,6 +41,10 @@ class Rule:
     element: Callable
     xp_update: Callable
     doc: str
+    # whether the CPU kernels store a state below the dtype's smallest normal number as zero (``cpu.py``): where the
+    # parameter's step is proportional to the state (or the state sits beside eps in a denominator), a subnormal
+    # state moves nothing; Lion steps by the state's sign, so its states are kept as they are
+    flushes_subnormal_states: bool = True
 
     @property
     def record(self) -> tuple:
@@ -183,7 +187,8 @@ RULES = {r.name: r for r in (
          "p = decay p - step_size m / (sqrt(v) inv_sqrt_bias2 + eps): Adam's bias corrections folded into "
          "step_size and inv_sqrt_bias2; decay is AdamW's 1 - lr wd (1 for Adam)"),
     Rule("lion", LION_FIELDS, ("exp_avg",), lion_element, lion_xp,
-         "p = decay p - lr sign(beta1 m + (1 - beta1) g); m = beta2 m + (1 - beta2) g (Chen et al. 2023)"),
+         "p = decay p - lr sign(beta1 m + (1 - beta1) g); m = beta2 m + (1 - beta2) g (Chen et al. 2023)",
+         flushes_subnormal_states=False),
 )}
 NAMES = tuple(RULES)
 CODES = {name: i for i, name in enumerate(NAMES)}  # the kernels' compile-time rule codes
