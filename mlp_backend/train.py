@@ -588,6 +588,13 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
         When the loss (or, with ``check_finite="all"``, a gradient) stops being finite.
     ValueError
         On inconsistent arguments or a checkpoint of another configuration.
+
+    Notes
+    -----
+    On x86-64 the epochs run with subnormal numbers flushed to zero on the calling thread (callbacks included), as
+    XLA's CPU code always does: a result below the dtype's smallest normal number is zero
+    (``mlp_backend.kernels.fpenv``). An x86 core computes with subnormal numbers many times slower, and late in
+    training tiny gradients make them; the previous setting comes back when ``fit`` returns or fails.
     """
     loss, optimizer, penalty = _check_fit_args(model, loss, optimizer, penalty, epochs, batch_size, check_finite,
                                                checkpoint_every)
@@ -614,14 +621,17 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
     reader = _Reader(program, state, batches, hooks)
     for cb in hooks:
         cb.on_train_begin(state)
+    from .kernels.fpenv import subnormals_flushed  # imports Numba: not at import time
+
     try:
-        for epoch in range(pos.epoch, epochs):
-            state.epoch, state.position = epoch, pos
-            _run_epoch(state, program, replayed, reader, batches, (Xd, yd, weights), hooks)
-            _end_epoch(state, hooks, batches.n, val, loss.task == "multiclass")
-            if state.stop:
-                break
-            pos = _Position(epoch=epoch + 1)
+        with subnormals_flushed():  # as XLA: an x86 core computes with subnormal numbers many times slower
+            for epoch in range(pos.epoch, epochs):
+                state.epoch, state.position = epoch, pos
+                _run_epoch(state, program, replayed, reader, batches, (Xd, yd, weights), hooks)
+                _end_epoch(state, hooks, batches.n, val, loss.task == "multiclass")
+                if state.stop:
+                    break
+                pos = _Position(epoch=epoch + 1)
     finally:  # the thread counts come back even when training fails (a NaN stop, Ctrl-C)
         if counts:
             counts.restore()

@@ -29,7 +29,7 @@ def compile_group(group: str, dtype: str, parallel: bool = False) -> str:
     import array_api_compat.numpy as xp
     import numpy as np
 
-    from .kernels import hyper, kernel_set
+    from .kernels import fpenv, hyper, kernel_set
     from .kernels.cpu import PARALLEL_MIN_ELEMENTS
     from .kernels.optimizers import RULES
 
@@ -39,6 +39,8 @@ def compile_group(group: str, dtype: str, parallel: bool = False) -> str:
         z = rng.standard_normal((rows, cols)).astype(dtype)
         b = np.zeros(cols, dtype)
         if group == "losses":
+            with fpenv.subnormals_flushed():  # fit's floating-point setting
+                pass
             cpu.softmax_cross_entropy(xp, z, rng.integers(0, cols, rows))
             cpu.sigmoid_binary_cross_entropy(xp, z, (z > 0).astype(dtype))
             order = np.arange(rows, dtype=np.int64)  # labels too

@@ -3,6 +3,7 @@ import pytest
 
 import mlp_backend as mlp
 from mlp_backend.data import make_synthetic
+from mlp_backend.kernels import fpenv
 
 from conftest import AVAILABLE, BACKEND_DEVICES, backend_matrix
 
@@ -232,3 +233,27 @@ def test_callback_hooks_see_every_step_once_in_order():
     assert recorder.calls == ["train_begin", "epoch_begin 0", "epoch_end 0", "epoch_begin 1", "epoch_end 1",
                               "epoch_begin 2", "epoch_end 2", "train_end"]
     assert recorder.losses == history.loss and recorder.global_steps == list(range(1, 13))
+
+
+@pytest.mark.skipif(not fpenv.X86, reason="x86-64's MXCSR")
+def test_fit_trains_with_subnormal_numbers_flushed_and_restores_the_setting_after():
+    """Inside fit (its callbacks too) a float32 product below the smallest normal number is zero, as under XLA; the
+    thread's setting comes back when fit returns and when it fails."""
+    tiny_product = lambda: np.float32(1e-30) * np.float32(1e-10)  # noqa: E731  (1e-40: subnormal)
+    seen = []
+
+    class Look(mlp.Callback):
+        def on_epoch_end(self, state, logs):
+            seen.append(tiny_product())
+            if len(seen) == 3:
+                raise KeyboardInterrupt
+
+    X, y, _, _ = blobs(100)
+    before = fpenv.read_mxcsr()
+    assert tiny_product() > 0
+    mlp.build_mlp([8, 4, 3], seed=0).fit(X, y, epochs=2, callbacks=[Look()])
+    assert seen == [0.0, 0.0] and tiny_product() > 0 and fpenv.read_mxcsr() & fpenv.FLUSH_BITS == 0
+    with pytest.raises(KeyboardInterrupt):
+        mlp.build_mlp([8, 4, 3], seed=0).fit(X, y, epochs=5, callbacks=[Look()])
+    assert seen[2] == 0.0 and tiny_product() > 0
+    assert fpenv.read_mxcsr() & ~0x3F == before & ~0x3F  # the control bits as they were (the low six are flags)
