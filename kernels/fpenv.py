@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import warnings
 
 import numpy as np
 from llvmlite import ir
@@ -59,15 +60,32 @@ def write_mxcsr(value):
     _ldmxcsr(value)
 
 
+_UNAVAILABLE: list = []  # why the register cannot be read here, once known
+
+
+def _register():
+    """The calling thread's MXCSR, or None where it cannot be read (not x86-64; the compile failed: warned once)."""
+    if not X86 or _UNAVAILABLE:
+        return None
+    try:
+        return read_mxcsr()
+    except Exception as e:  # a Numba or LLVM that does not compile the intrinsic: training goes on unflushed
+        _UNAVAILABLE.append(f"{type(e).__name__}: {e}")
+        warnings.warn(f"subnormal numbers are not flushed to zero while training ({_UNAVAILABLE[0]}): late epochs "
+                      "may run slower on x86 cores", RuntimeWarning, stacklevel=3)
+        return None
+
+
 @contextlib.contextmanager
 def subnormals_flushed():
     """Subnormal results and inputs as zero on this thread inside the block (x86-64; elsewhere nothing changes)."""
-    if not X86:
+    before = _register()
+    if before is None:
         yield
         return
-    before = read_mxcsr()
     write_mxcsr(np.uint32(before | FLUSH_BITS))
     try:
         yield
     finally:
         write_mxcsr(before)
+

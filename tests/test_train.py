@@ -257,3 +257,21 @@ def test_fit_trains_with_subnormal_numbers_flushed_and_restores_the_setting_afte
         mlp.build_mlp([8, 4, 3], seed=0).fit(X, y, epochs=5, callbacks=[Look()])
     assert seen[2] == 0.0 and tiny_product() > 0
     assert fpenv.read_mxcsr() & ~0x3F == before & ~0x3F  # the control bits as they were (the low six are flags)
+
+
+@pytest.mark.skipif(not fpenv.X86, reason="x86-64's MXCSR")
+def test_where_the_register_cannot_be_read_fit_warns_once_and_trains(monkeypatch):
+    def broken():
+        raise RuntimeError("no intrinsic here")
+
+    monkeypatch.setattr(fpenv, "read_mxcsr", broken)
+    monkeypatch.setattr(fpenv, "_UNAVAILABLE", [])
+    X, y, _, _ = blobs(100)
+    with pytest.warns(RuntimeWarning, match=r"subnormal numbers are not flushed to zero while training \(RuntimeError: "
+                                            r"no intrinsic here\)"):
+        mlp.build_mlp([8, 4, 3], seed=0).fit(X, y, epochs=1)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(mlp.build_mlp([8, 4, 3], seed=0).fit(X, y, epochs=1).train_loss) == 1  # warned once
