@@ -569,14 +569,15 @@ def bind_norm_forward(xp, x, gamma, beta, eps, axis, running=None, out=None):
     y, xhat, inv_std = out
     rm, rv, momentum = running if running is not None else (None, None, 0.0)
     if not (_fusable(x, gamma, beta, y, xhat, inv_std, rm, rv) and _norm_shapes_fit(x, gamma, axis, inv_std)
-            and y.shape == xhat.shape == x.shape and (running is None or (axis == 0 and rm.shape == rv.shape == gamma.shape
-                                                                           and x.shape[0] > 1))):
+            and y.shape == xhat.shape == x.shape
+            and (running is None or (axis == 0 and rm.shape == rv.shape == gamma.shape and x.shape[0] > 1))):
         return None
     if axis == 1:
         kernel, args = _norm_forward_rows, (x, gamma, beta, float(eps), y, xhat, inv_std)
     else:  # without running statistics gamma stands in for them: the kernel does not touch it
-        kernel, args = _norm_forward_columns, (x, gamma, beta, float(eps), y, xhat, inv_std, gamma if rm is None else rm,
-                                               gamma if rv is None else rv, float(momentum), running is not None)
+        stats = (gamma, gamma) if running is None else (rm, rv)
+        kernel, args = _norm_forward_columns, (x, gamma, beta, float(eps), y, xhat, inv_std, *stats, float(momentum),
+                                               running is not None)
 
     def call():
         kernel(*args)

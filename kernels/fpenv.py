@@ -2,8 +2,8 @@
 
 An x86 core computes with a subnormal number (below 1.2e-38 in float32, 2.2e-308 in float64), or makes one, through
 a microcode assist many times slower than the arithmetic itself. Late in training a network's tiny gradients make
-them in the products and kernels of every step: the default job's epochs grew from 1.26 to 1.55 s by the twelfth
-(bench/RESULTS.md). ``subnormals_flushed()`` sets the flush-to-zero and denormals-are-zero bits of the SSE control
+them in the products and kernels of every step: on a 2-core Xeon the default job's epochs grew from 1.5-1.6 to
+2.0-2.2 s by the fifteenth, and stayed at 1.4-1.6 s with them flushed (bench/RESULTS.md). ``subnormals_flushed()`` sets the flush-to-zero and denormals-are-zero bits of the SSE control
 register (MXCSR) of the calling thread for the length of a ``with`` block, as XLA's CPU code runs throughout, and
 restores the register after: a result that would be subnormal is zero, a subnormal input reads as zero. Threads
 that libraries started before (OpenBLAS's, OpenMP's) keep their own register. Elsewhere than on x86-64 it does
@@ -88,4 +88,3 @@ def subnormals_flushed():
         yield
     finally:
         write_mxcsr(before)
-
