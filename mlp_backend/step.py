@@ -34,8 +34,9 @@ could be captured once and replayed as a CUDA graph. The last, partial batch of 
 own and so arrays of its own, made at its first run: padding it to a full batch would need a mask in every
 mean (the loss, BatchNorm's statistics) and would change today's numbers. Where arrays stay new each step:
 libraries without ``out=`` (array_api_strict, torch on a GPU: the Array API has none; torch CPU tensors write
-through NumPy views), BatchNorm/LayerNorm/Softmax layers, the temporaries of losses written with array functions
-(MSE, soft targets: their gradient is then copied into the program's array), and sample weights.
+through NumPy views), the temporaries of what is written with array functions (a Softmax or activation layer, the
+reference's BatchNorm/LayerNorm off NumPy, losses such as MSE and soft targets, sample weights: a loss's gradient is
+then copied into the program's array, and on NumPy such a layer's output too).
 
 On NumPy, :class:`StepCalls` replays a full batch's step as the list of its calls, each bound to its arrays: the
 same calls without the Python between them (``fit(graph=...)``, as :class:`StepGraph` on a CUDA device).
@@ -136,9 +137,9 @@ class StepProgram:
 
     def unrecordable(self) -> str | None:
         """Why this program's step cannot be replayed as its bound calls (``StepCalls``), else None. All it computes
-        is its layers' planned calls, ops of the kernel set, and host calls (``_host``: the loss and sample weights,
-        the penalty, the gradient's sum and norm; ``Workspace.host``: a layer that plans nothing), but for a
-        distributed step's exchanges."""
+        is its layers' planned calls, ops of the kernel set, and host calls (``_host_call``: a loss written with
+        array functions or with sample weights, the penalty, the gradient's sum; ``_host``: the clipping norm;
+        ``Workspace.host``: a layer that plans nothing), but for a distributed step's exchanges."""
         if not isinstance(self.comm, SingleProcess):
             return "a distributed step exchanges gradients between processes"
         return None

@@ -3,9 +3,9 @@
 ``setup.sh`` runs it so that a user's first training epoch is not a silent compile. Each group of kernels (the
 losses with the step's bookkeeping, the normalisation layers', each activation's two passes, each optimizer rule) is
 called through the kernel registry in float32 and float64, on one process per core, with a line as each group is
-ready: ``[k/n] float32 relu (12 s)``. By default the serial kernels, which every batch below the parallel cut-over uses (the default job's
-all); ``--all`` also the parallel ones, which otherwise compile (once, cached) the first time an array of a million
-elements or more meets them.
+ready: ``[k/n] float32 relu (12 s)``. By default the serial kernels, which every batch below the parallel cut-over
+uses (the default job's all); ``--all`` also the parallel ones, which otherwise compile (once, cached) the first time
+an array of a million elements or more meets them.
 """
 from __future__ import annotations
 
