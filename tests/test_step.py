@@ -60,17 +60,28 @@ def test_fit_gives_the_plain_loops_losses_to_the_last_bit():
     assert opt2.step_count == opt.step_count == 2 * -(-X.shape[0] // 32)
 
 
-class PoisonAt(SoftmaxCrossEntropy):
-    """Cross-entropy whose loss is NaN on one call: a divergence at a step we choose."""
+class Poisoned:
+    """A loss (mixed in before its class) that turns non-finite on one call: its value NaN or, with ``gradient``, one
+    gradient element infinite under a finite value. A divergence at a step we choose."""
 
-    def __init__(self, call):
+    def __init__(self, call, gradient=False):
         super().__init__()
-        self.call, self.calls = call, 0
+        self.call, self.calls, self.gradient = call, 0, gradient
 
     def value_and_grad(self, xp, ops, output, target):
         value, grad = super().value_and_grad(xp, ops, output, target)
         self.calls += 1
-        return (value * float("nan"), grad) if self.calls == self.call else (value, grad)
+        if self.calls != self.call:
+            return value, grad
+        if not self.gradient:
+            return value * float("nan"), grad
+        grad = grad.copy()
+        grad[0, 0] = float("inf")
+        return value, grad
+
+
+class PoisonAt(Poisoned, SoftmaxCrossEntropy):
+    """Cross-entropy whose loss is NaN on one call."""
 
 
 def test_every_full_batch_is_the_same_call_driven_by_the_device_counter():
@@ -715,24 +726,14 @@ def test_a_replayed_step_stops_at_a_non_finite_gradient_with_check_finite_all(mo
     gradient that turns infinite under a finite loss stops fit at that step, before its update."""
     from mlp_backend.losses import MeanSquaredError
 
-    class InfGradAt(MeanSquaredError):
-        def __init__(self, call):
-            super().__init__()
-            self.call, self.calls = call, 0
-
-        def value_and_grad(self, xp, ops, output, target):
-            value, grad = super().value_and_grad(xp, ops, output, target)
-            self.calls += 1
-            if self.calls == self.call:
-                grad = grad.copy()
-                grad[0, 0] = float("inf")
-            return value, grad
+    class InfGradAt(Poisoned, MeanSquaredError):
+        pass
 
     def diverge(graph):
         X, _ = blobs()
         model, opt = mlp.build_mlp([8, 16, 2], "relu", dtype="float64", seed=3), mlp.Adam(1e-2)
         with pytest.raises(FloatingPointError, match="gradient became non-finite at epoch 1, step 6 "):
-            model.fit(X, X[:, :2], loss=InfGradAt(6), optimizer=opt, epochs=1, batch_size=10, shuffle=False,
+            model.fit(X, X[:, :2], loss=InfGradAt(6, gradient=True), optimizer=opt, epochs=1, batch_size=10, shuffle=False,
                       check_finite="all", graph=graph)
         return model.flat_params.copy(), opt.step_count
 
