@@ -570,10 +570,10 @@ def fit(model: Sequential, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Non
         Replay each full batch's step as recorded once. On CuPy, one CUDA graph: ``"auto"`` where training runs
         in one process and batches hold at most 1024 samples (larger ones ran faster step by step on an H200); if
         recording fails, a warning and the steps run as usual. On NumPy, the list of the step's kernel calls bound
-        to their arrays, without the Python between them (same bits; what is written with array functions, as
-        BatchNorm, a loss with sample weights or ``clip_norm``'s norm, is one Python call in the list): ``"auto"``
-        where training runs in one process and an epoch holds at least 3 full batches (a tape is made at every
-        epoch's start); the step runs as usual where a call cannot be bound (a kernel that follows the thread
+        to their arrays, without the Python between them (same bits; what is written with array functions, as an
+        activation layer, a loss with sample weights or ``clip_norm``'s norm, is one Python call in the list):
+        ``"auto"`` where training runs in one process and an epoch holds at least 3 full batches (a tape is made at
+        every epoch's start); the step runs as usual where a call cannot be bound (a kernel that follows the thread
         count). ``True`` to require it (an error where it cannot), ``False`` to run each step's Python. The last,
         partial batch of an epoch runs as usual.
 

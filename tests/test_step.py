@@ -648,8 +648,8 @@ def test_a_step_with_a_call_that_does_not_bind_runs_as_usual(monkeypatch):
 
 
 def _model(layers):
-    """Dense layers, or with layers that plan nothing (their forward and backward are host calls of the replayed
-    step)."""
+    """Dense layers, or with normalisation layers (planned calls) and activation layers that plan nothing (their
+    forward and backward host calls of the replayed step)."""
     if layers in ("dense", "batch_norm"):
         return mlp.build_mlp([8, 16, 12, 3], "relu", dtype="float64", seed=1, dropout=0.2 * (layers == "batch_norm"),
                              batch_norm=layers == "batch_norm")
@@ -661,10 +661,10 @@ def _model(layers):
                                     {"sample_weight": True}, {"check_finite": "all"}, {"clip_norm": 0.5},
                                     {"sample_weight": True, "clip_norm": 0.5, "layers": "batch_norm"}])
 def test_a_step_with_work_written_with_array_functions_is_replayed_with_it_as_host_calls(monkeypatch, change):
-    """What is written with array functions rather than bound calls (a layer that plans nothing: BatchNorm,
-    LayerNorm, activation layers; sample weights; check_finite="all"'s sum; clip_norm's norm) is one host call of the
-    replayed step, its result in an array of the program's: the eager steps' bits, BatchNorm's running statistics
-    included."""
+    """What is written with array functions rather than bound calls (a layer that plans nothing: the activation
+    layers; sample weights; check_finite="all"'s sum; clip_norm's norm) is one host call of the replayed step, its
+    result in an array of the program's, and BatchNorm1d and LayerNorm plan their kernels' calls: the eager steps'
+    bits, BatchNorm's running statistics included."""
     X, y = blobs(250)  # 6 full batches of 32 and a partial one of 8
     weights = np.linspace(0.5, 1.5, len(y)) if change.get("sample_weight") else None
 
@@ -733,8 +733,8 @@ def test_a_replayed_step_stops_at_a_non_finite_gradient_with_check_finite_all(mo
         X, _ = blobs()
         model, opt = mlp.build_mlp([8, 16, 2], "relu", dtype="float64", seed=3), mlp.Adam(1e-2)
         with pytest.raises(FloatingPointError, match="gradient became non-finite at epoch 1, step 6 "):
-            model.fit(X, X[:, :2], loss=InfGradAt(6, gradient=True), optimizer=opt, epochs=1, batch_size=10, shuffle=False,
-                      check_finite="all", graph=graph)
+            model.fit(X, X[:, :2], loss=InfGradAt(6, gradient=True), optimizer=opt, epochs=1, batch_size=10,
+                      shuffle=False, check_finite="all", graph=graph)
         return model.flat_params.copy(), opt.step_count
 
     eager = diverge(False)

@@ -257,8 +257,8 @@ class Workspace:
 
     It also keeps what a layer planned (``keep_plan``): the calls its step made, bound to these arrays
     (``Backend.bind``, ``kernels.bind``), which it then makes alone while its inputs are the same objects
-    (``planned``). A layer that plans nothing (BatchNorm, LayerNorm, a layer of the user's) is, where steps are
-    replayed as their calls (``hosts_calls``), one host call whose result is copied into an array of here
+    (``planned``). A layer that plans nothing (an activation or Softmax layer, a layer of the user's) is, where
+    steps are replayed as their calls (``hosts_calls``), one host call whose result is copied into an array of here
     (``host``).
     """
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels import bind
 from .base import Layer
 
 
@@ -25,27 +26,66 @@ class _Norm(Layer):
             raise ValueError(f"{type(self).__name__} expects {self.num_features} features, gets {in_features}")
         return in_features
 
+    plans_its_step = True  # in training: its kernel set's norm_forward and norm_backward, bound to its arrays
+
     def _normalise(self, x, axis, running=None):
         """``x`` normalised by its own statistics over ``axis`` (the kernel set's ``norm_forward``), keeping what the
         backward needs in the step program's arrays."""
         if x.ndim != 2:
             raise ValueError(f"{type(self).__name__} takes (N, features) input, got shape {tuple(x.shape)}")
+        gamma, beta, ws = self.params["gamma"], self.params["beta"], self.workspace
+        self._axis = axis
+        key = (x, gamma, beta, self.ops, self.eps, axis, *(running or ()))
+        plan = None if ws is None else ws.planned(self, "forward", key)
+        if plan is not None:  # an earlier step's call, bound to these very arrays (Workspace.planned)
+            calls, y, self._xhat, self._inv_std = plan
+            ws.run(calls)
+            return y
         out = (self.scratch("y", x.shape), self.scratch("xhat", x.shape),
                self.scratch("inv_std", (x.shape[1],) if axis == 0 else (x.shape[0], 1)))
-        y, self._xhat, self._inv_std = self.ops.norm_forward(
-            self.be.xp, x, self.params["gamma"], self.params["beta"], self.eps, axis, running,
-            out=None if out[0] is None else out)
-        self._axis = axis
+        out = None if out[0] is None else out
+        y, self._xhat, self._inv_std = self.ops.norm_forward(self.be.xp, x, gamma, beta, self.eps, axis, running,
+                                                             out=out)
+        if ws is not None:
+            ws.keep_plan(self, "forward", key, lambda: self._forward_plan(x, axis, running, out, y))
         return y
 
+    def _forward_plan(self, x, axis, running, out, y):
+        """The forward's call bound to the arrays it just used, with the arrays it leaves; None where it does not bind
+        or did not write into the scratch arrays."""
+        if out is None or y is not out[0]:
+            return None
+        call = bind(self.ops.norm_forward, self.be.xp, x, self.params["gamma"], self.params["beta"], self.eps, axis,
+                    running, out=out)
+        return None if call is None else ((call,), *out)
+
     def backward(self, dy, need_input_grad=True):
+        gamma, dgamma, dbeta, ws = self.params["gamma"], self.grads["gamma"], self.grads["beta"], self.workspace
         if self._axis is None:  # BatchNorm in eval mode: a fixed affine map
-            self.be.compute("sum", dy * self._xhat, axis=0, out=self.grads["gamma"])
-            self.be.compute("sum", dy, axis=0, out=self.grads["beta"])
-            return dy * (self.params["gamma"] * self._inv_std) if need_input_grad else None
-        return self.ops.norm_backward(self.be.xp, dy, self._xhat, self._inv_std, self.params["gamma"], self._axis,
-                                      self.grads["gamma"], self.grads["beta"], need_input_grad,
-                                      out=self.scratch("dx", dy.shape) if need_input_grad else None)
+            self.be.compute("sum", dy * self._xhat, axis=0, out=dgamma)
+            self.be.compute("sum", dy, axis=0, out=dbeta)
+            return dy * (gamma * self._inv_std) if need_input_grad else None
+        key = (dy, self._xhat, self._inv_std, gamma, dgamma, dbeta, self.ops, self._axis, need_input_grad)
+        plan = None if ws is None else ws.planned(self, "backward", key)
+        if plan is not None:
+            calls, dx = plan
+            ws.run(calls)
+            return dx
+        into = self.scratch("dx", dy.shape) if need_input_grad else None
+        dx = self.ops.norm_backward(self.be.xp, dy, self._xhat, self._inv_std, gamma, self._axis, dgamma, dbeta,
+                                    need_input_grad, out=into)
+        if ws is not None:
+            ws.keep_plan(self, "backward", key, lambda: self._backward_plan(dy, need_input_grad, into, dx))
+        return dx
+
+    def _backward_plan(self, dy, need_input_grad, into, dx):
+        """The backward's call bound to the arrays it just used, with the input gradient it leaves (None: not asked
+        for); None where it does not bind or did not write into its scratch array."""
+        if dx is not into or (need_input_grad and into is None):
+            return None
+        call = bind(self.ops.norm_backward, self.be.xp, dy, self._xhat, self._inv_std, self.params["gamma"],
+                    self._axis, self.grads["gamma"], self.grads["beta"], need_input_grad, out=into)
+        return None if call is None else ((call,), dx)
 
 
 class BatchNorm1d(_Norm):
