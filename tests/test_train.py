@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -261,6 +263,7 @@ def test_fit_trains_with_subnormal_numbers_flushed_and_restores_the_setting_afte
 
 @pytest.mark.skipif(not fpenv.X86, reason="x86-64's MXCSR")
 def test_where_the_register_cannot_be_read_fit_warns_once_and_trains(monkeypatch):
+    """A Numba that cannot compile the register's intrinsic: one warning that says so, and training goes on."""
     def broken():
         raise RuntimeError("no intrinsic here")
 
@@ -270,8 +273,6 @@ def test_where_the_register_cannot_be_read_fit_warns_once_and_trains(monkeypatch
     with pytest.warns(RuntimeWarning, match=r"subnormal numbers are not flushed to zero while training \(RuntimeError: "
                                             r"no intrinsic here\)"):
         mlp.build_mlp([8, 4, 3], seed=0).fit(X, y, epochs=1)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(mlp.build_mlp([8, 4, 3], seed=0).fit(X, y, epochs=1).train_loss) == 1  # warned once
