@@ -36,6 +36,7 @@ from .elementwise import argmax_row, bce_element, record_step_scalars  # noqa: E
 from .jit import act_derivative, act_forward, rule_element  # noqa: E402
 from .optimizers import CODES as RULE_CODES  # noqa: E402
 from .optimizers import NAMES, RULES, SKIP  # noqa: E402
+from .reference import inv_std_shape  # noqa: E402
 from .scalar_math import fast_exp, fast_expm1, fast_log1p, fast_tanh, typed  # noqa: E402
 
 # No nnan/ninf: -inf logits and NaN divergence must propagate exactly as in the reference.
@@ -553,12 +554,12 @@ def _norm_backward(dy, xhat, inv_std, gamma, axis, dgamma, dbeta, dx, input_grad
 
 def _norm_shapes_fit(x, gamma, axis, inv_std):
     return (x.ndim == 2 and axis in (0, 1) and gamma.shape == (x.shape[1],)
-            and inv_std.shape == ((x.shape[1],) if axis == 0 else (x.shape[0], 1)))
+            and inv_std.shape == inv_std_shape(x.shape, axis))
 
 
 def norm_forward(xp, x, gamma, beta, eps, axis, running=None, out=None):
     if out is None and type(x) is np.ndarray and x.ndim == 2:
-        out = (np.empty_like(x), np.empty_like(x), np.empty((x.shape[1],) if axis == 0 else (x.shape[0], 1), x.dtype))
+        out = (np.empty_like(x), np.empty_like(x), np.empty(inv_std_shape(x.shape, axis), x.dtype))
     call = None if out is None else bind_norm_forward(xp, x, gamma, beta, eps, axis, running, out)
     return NotImplemented if call is None else call()
 

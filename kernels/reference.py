@@ -128,6 +128,12 @@ def l2_penalty(xp, w, g, lam: float, scratch=None):
 
 
 # -- normalisation layers ------------------------------------------------------------------
+def inv_std_shape(shape, axis):
+    """The shape of ``norm_forward``'s ``inv_std`` for an input of ``shape``: one per feature (axis 0), one per
+    sample as a column (axis 1)."""
+    return (shape[1],) if axis == 0 else (shape[0], 1)
+
+
 def norm_forward(xp, x, gamma, beta, eps, axis, running=None, out=None):
     """Normalisation of a 2-D ``x`` by its statistics over ``axis`` (0: each feature over the batch, BatchNorm in
     training; 1: each sample over its features, LayerNorm), scaled by ``gamma`` and shifted by ``beta``.

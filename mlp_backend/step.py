@@ -138,8 +138,8 @@ class StepProgram:
     def unrecordable(self) -> str | None:
         """Why this program's step cannot be replayed as its bound calls (``StepCalls``), else None. All it computes
         is its layers' planned calls, ops of the kernel set, and host calls (``_host_call``: a loss written with
-        array functions or with sample weights, the penalty, the gradient's sum; ``_host``: the clipping norm;
-        ``Workspace.host``: a layer that plans nothing), but for a distributed step's exchanges."""
+        array functions or with sample weights, the penalty, the gradient's sum; ``Workspace.host``: a layer that
+        plans nothing, the clipping norm), but for a distributed step's exchanges."""
         if not isinstance(self.comm, SingleProcess):
             return "a distributed step exchanges gradients between processes"
         return None
@@ -170,7 +170,9 @@ class StepProgram:
         if check and not isinstance(self.comm, SingleProcess):
             self.comm.agree(self.bad)  # every replica skips together: the update reads the agreed flag
             skip = self.bad
-        self.optimizer.step(model.flat_params, model.flat_grads, ops, skip=skip, record=record, host=self._host)
+        # the record's completion written with array functions: now, and on a tape recording the step as one call
+        self.optimizer.step(model.flat_params, model.flat_grads, ops, skip=skip, record=record,
+                            host=lambda complete: self.workspace.host(self.optimizer, "complete", complete))
 
     def host_step(self):
         """What a step changes on the host rather than the device, done without the step: the optimizer's count
@@ -238,13 +240,6 @@ class StepProgram:
             kept[...] = compute()[0]
         tape.calls.append(call)
         return (kept, *arrays)
-
-    def _host(self, compute):
-        """``compute()``, which writes into arrays that are the same at every call: now, and on a tape recording the
-        step as one call."""
-        compute()
-        if self.workspace.tape is not None:
-            self.workspace.tape.calls.append(compute)
 
     def read(self, start: int, stop: int) -> StepResults:
         """Host copies of steps ``[start, stop)``: the one synchronisation (and, distributed, one reduction)."""

@@ -290,9 +290,10 @@ class Workspace:
             self.tape.calls.extend(calls)
 
     def host(self, owner, name: str, compute):
-        """``compute()``, a call of ``owner``'s written with array functions, with its result (an array or None) copied
-        into an array of here: the calls after it then see the same array at every step, as a planned call's. While a
-        tape records the step it goes on it as one call that computes and copies again."""
+        """``compute()``, a call of ``owner``'s written with array functions, with its result (an array, or None: it
+        writes into arrays that are the same at every step) copied into an array of here: the calls after it then see
+        the same array at every step, as a planned call's. While a tape records the step it goes on it as one call
+        that computes and copies again."""
         result = compute()
         out = None if result is None else self.get(owner, f"{name} result", result.shape, result.dtype)
         if out is None:

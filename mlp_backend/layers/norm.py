@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import bind
+from ..kernels.reference import inv_std_shape
 from .base import Layer
 
 
@@ -42,7 +43,7 @@ class _Norm(Layer):
             ws.run(calls)
             return y
         out = (self.scratch("y", x.shape), self.scratch("xhat", x.shape),
-               self.scratch("inv_std", (x.shape[1],) if axis == 0 else (x.shape[0], 1)))
+               self.scratch("inv_std", inv_std_shape(x.shape, axis)))
         out = None if out[0] is None else out
         y, self._xhat, self._inv_std = self.ops.norm_forward(self.be.xp, x, gamma, beta, self.eps, axis, running,
                                                              out=out)
