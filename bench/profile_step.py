@@ -1,14 +1,22 @@
 """Where one training step goes: the default model (784-500-250-100-10 ReLU, Adam, float32, NumPy,
-fused kernels) at a batch size, each operation timed on its own over many repeats (median µs).
+fused kernels) at a batch size. First each operation timed on its own over many repeats (median µs: warm caches),
+then each call of the step as ``fit`` replays it (``graph="auto"``), timed where it runs, between the others
+(median µs over an epoch's steps): what the step costs in training.
 
     python bench/profile_step.py [--batch-size 64]
 """
 import argparse
+import collections
+import functools
+import math
+import statistics
+import time
 
 import numpy as np
 from timing import median_us
 
 import mlp_backend as mlp
+from mlp_backend.step import StepCalls
 
 
 def main():
@@ -60,10 +68,53 @@ def main():
     for name, t in rows:
         print(f"| {name} | {t:.1f} | {100 * t / total:.1f}% |")
     print(f"| **sum of the parts** | **{total:.0f}** | 100% |")
-    fresh = mlp.build_mlp([784, 500, 250, 100, 10], "relu")
-    history = fresh.fit(X[:n * 300], y[:n * 300], epochs=2, batch_size=n)
-    print(f"\nwhole step inside fit (fresh model, 2nd epoch): {history.epoch_seconds[-1] / 300 * 1e6:.0f} µs; "
-          "the rest is Python between the operations and cache misses")
+    in_fit(X, y, n)
+
+
+def in_fit(X, y, n):
+    """Each call of the replayed step timed inside ``fit`` (a fresh model, two epochs, every replay of both)."""
+    times = collections.defaultdict(list)
+    names = {}
+    replay = StepCalls.run
+
+    def timed(i, call):
+        def run():
+            start = time.perf_counter()
+            call()
+            times[i].append(time.perf_counter() - start)
+        return run
+
+    def run(self, *args, **kwargs):  # a tape just made (each epoch makes its own) gets its calls timed
+        replay(self, *args, **kwargs)
+        if self.calls is not None and not getattr(self.calls[0], "timed", False):
+            names.update((i, describe(call)) for i, call in enumerate(self.calls))
+            self.calls = tuple(timed(i, call) for i, call in enumerate(self.calls))
+            self.calls[0].timed = True
+
+    StepCalls.run = run
+    try:
+        fresh = mlp.build_mlp([784, 500, 250, 100, 10], "relu")
+        history = fresh.fit(X, y, epochs=2, batch_size=n)
+    finally:
+        StepCalls.run = replay
+    medians = {i: statistics.median(t) * 1e6 for i, t in times.items()}
+    products = sum(t for i, t in medians.items() if names[i].startswith("matmul"))
+    total = sum(medians.values())
+    print(f"\n| call of the replayed step inside fit (batch {n}) | µs |\n|---|---:|")
+    for i in sorted(medians):
+        print(f"| {names[i]} | {medians[i]:.1f} |")
+    step = history.epoch_seconds[-1] / math.ceil(X.shape[0] / n) * 1e6
+    print(f"| **calls** (products {products:.0f}, the rest {total - products:.0f}) | **{total:.0f}** |\n"
+          f"\nwhole step inside fit (2nd epoch, its seconds / its steps): {step:.0f} µs")
+
+
+def describe(call) -> str:
+    """A tape's call in words: the kernel or function it binds, and its arrays' shapes."""
+    if isinstance(call, functools.partial):
+        func = getattr(call.func, "py_func", call.func)
+        shapes = " ".join(str(a.shape) for a in call.args if hasattr(a, "shape") and a.ndim)
+        return f"{getattr(func, '__name__', type(func).__name__)} {shapes}"
+    return call.__qualname__.split(".<locals>")[0].removeprefix("bind_")  # a binder's closure: the op's name
 
 
 if __name__ == "__main__":
