@@ -3,7 +3,10 @@ fused kernels) at a batch size. First each operation timed on its own over many 
 then each call of the step as ``fit`` replays it (``graph="auto"``), timed where it runs, between the others
 (median µs over an epoch's steps): what the step costs in training.
 
-    python bench/profile_step.py [--batch-size 64]
+    python bench/profile_step.py [--batch-size 64] [--parallel-update]
+
+``--parallel-update``: inside ``fit``, the update's parallel kernel (both cores) instead of the serial one that its
+size gets (``kernels.cpu.PARALLEL_MIN_ELEMENTS``).
 """
 import argparse
 import collections
@@ -16,6 +19,8 @@ import numpy as np
 from timing import median_us
 
 import mlp_backend as mlp
+from mlp_backend.kernels import bind, cpu
+from mlp_backend.kernels.optimizers import RULES
 from mlp_backend.step import StepCalls
 
 
@@ -23,6 +28,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--parallel-update", action="store_true")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     n = args.batch_size
@@ -60,14 +66,19 @@ def main():
         if i > 0:
             rows.append((f"dense{i} dx = dz @ W.T", median_us(lambda: dz @ layer.params["W"].T, args.repeats)))
         dy = dz @ layer.params["W"].T
-    opt = model.optimizer
-    rows.append((f"Adam update over {model.num_parameters:,} parameters (fused)",
-                 median_us(lambda: opt.step(model.flat_params, model.flat_grads, ops), args.repeats)))
+    rows.append((f"Adam update over {model.num_parameters:,} parameters (fused, bound as fit replays it)",
+                 median_us(bound_adam(ops, xp, model.num_parameters), args.repeats)))
     total = sum(t for _, t in rows)
     print(f"| operation (batch {n}) | µs | share |\n|---|---:|---:|")
     for name, t in rows:
         print(f"| {name} | {t:.1f} | {100 * t / total:.1f}% |")
     print(f"| **sum of the parts** | **{total:.0f}** | 100% |")
+    # the update's arithmetic without its memory traffic: arrays small enough to stay in this core's L2
+    k = 1 << 16
+    scaled = median_us(bound_adam(ops, xp, k), args.repeats * 10) * model.num_parameters / k
+    print(f"\nAdam over {k:,} parameters (its 4 arrays in L2), times {model.num_parameters:,} / {k:,}: {scaled:.0f} µs")
+    if args.parallel_update:
+        cpu.PARALLEL_MIN_ELEMENTS = model.num_parameters
     in_fit(X, y, n)
 
 
@@ -111,6 +122,17 @@ def in_fit(X, y, n):
     print(f"| **calls** (products {products:.0f}, the rest {total - products:.0f}) | **{total:.0f}** |\n"
           f"\nwhole step inside fit (2nd epoch, its seconds / its steps): {step:.0f} µs; fit's Python between "
           f"two steps: {statistics.median(between) * 1e6:.1f} µs (median)")
+
+
+def bound_adam(ops, xp, n):
+    """The fused Adam update of ``n`` float32 parameters as a training step replays it: bound to its arrays."""
+    rng = np.random.default_rng(1)
+    p, g, m, v = (rng.normal(size=n).astype(np.float32) for _ in range(4))
+    v = np.abs(v)
+    record = dict(lr=1e-3, grad_scale=1.0, clip=np.inf, beta1=0.9, one_minus_beta1=0.1, beta2=0.999,
+                  one_minus_beta2=0.001, eps=1e-8, step_size=1e-3, inv_sqrt_bias2=1.0, decay=1.0)
+    hp = np.array([record.get(name, 0.0) for name in RULES["adam"].record], np.float32)
+    return bind(ops.optimizer_update, xp, "adam", p, g, m, v, hp)
 
 
 def describe(call) -> str:
