@@ -1,7 +1,7 @@
 """Where one training step goes: the default model (784-500-250-100-10 ReLU, Adam, float32, NumPy,
 fused kernels) at a batch size. First each operation timed on its own over many repeats (median µs: warm caches),
 then each call of the step as ``fit`` replays it (``graph="auto"``), timed where it runs, between the others
-(median µs over an epoch's steps): what the step costs in training.
+(median µs over two epochs' replays): what the step costs in training.
 
     python bench/profile_step.py [--batch-size 64] [--parallel-update]
 
