@@ -23,6 +23,8 @@ from mlp_backend.kernels import bind, cpu
 from mlp_backend.kernels.optimizers import RULES
 from mlp_backend.step import StepCalls
 
+SIZES = [784, 500, 250, 100, 10]  # the default model
+
 
 def main():
     parser = argparse.ArgumentParser()
@@ -34,7 +36,7 @@ def main():
     n = args.batch_size
     X = rng.normal(size=(60000, 784)).astype(np.float32)
     y = rng.integers(0, 10, 60000)
-    model = mlp.build_mlp([784, 500, 250, 100, 10], "relu")
+    model = mlp.build_mlp(SIZES, "relu")
     model.fit(X[:512], y[:512], epochs=1, batch_size=n)  # allocates optimizer state, compiles kernels
     xp, ops, be = model.be.xp, model.ops, model.be
     idx = rng.permutation(60000)[:n]
@@ -108,7 +110,7 @@ def in_fit(X, y, n):
 
     StepCalls.run = run
     try:
-        fresh = mlp.build_mlp([784, 500, 250, 100, 10], "relu")
+        fresh = mlp.build_mlp(SIZES, "relu")
         history = fresh.fit(X, y, epochs=2, batch_size=n)
     finally:
         StepCalls.run = replay
